@@ -1,0 +1,190 @@
+// Typed domctls over a Hypercalls transport (real or simulated). No policy here:
+// one method per hypercall, errors named after the call, the interface version
+// probed once instead of compiled in.
+import createDebug from 'debug';
+import {
+  DOMCTL_INTERFACE_VERSIONS, DomctlCmd, DebugOp, DomainInfo, DomStatus, Hypercall, Off,
+  VCPU_CONTEXT_ANY_SIZE, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
+} from './domctl';
+import { Errno, XenError } from './errors';
+import { Hypercalls } from './hypercalls';
+
+const log = createDebug('gdbsx:xg');
+
+export interface XenVersion {
+  major: number;
+  minor: number;
+  extra: string;
+  capabilities: string;
+}
+
+/** What to tell the user for each errno, by call. */
+function hintFor(cmd: number, errno: number): string {
+  if (errno === Errno.ENOSYS && cmd >= DomctlCmd.gdbsx_guestmemio && cmd <= DomctlCmd.gdbsx_domstatus) {
+    return 'this hypervisor was built without CONFIG_GDBSX. Rebuild Xen with CONFIG_EXPERT=y and CONFIG_GDBSX=y ' +
+      '(or a debug build, CONFIG_DEBUG=y); distribution packages usually leave it out';
+  }
+  switch (errno) {
+    case Errno.ESRCH: return 'no such domain (check `xl list`)';
+    case Errno.EPERM: return 'permission denied: run as root in dom0 (or a domain with control rights)';
+    case Errno.EACCES: return 'the hypervisor refused the domctl interface version';
+    case Errno.EBUSY: return 'the domain or VCPU is not in the state this call needs (not paused?)';
+    case Errno.ENODATA: return 'that VCPU has never been brought up';
+    case Errno.EOVERFLOW: return 'the domain has been paused too many times (255)';
+    case Errno.EFAULT: return 'address not mapped in the guest';
+    case Errno.EINVAL: return cmd === DomctlCmd.pausedomain ? 'a domain cannot pause itself (is this dom0?)' : 'invalid argument';
+    default: return '';
+  }
+}
+
+export class XenControl {
+  readonly hc: Hypercalls;
+  private ifVersion = 0;
+
+  constructor(hc: Hypercalls) {
+    this.hc = hc;
+  }
+
+  get interfaceVersion(): number {
+    return this.ifVersion;
+  }
+
+  /**
+   * Find the domctl interface version this hypervisor accepts: Xen answers -EACCES
+   * to any other. Probed with getdomaininfo on `domid` (any result but EACCES ends it).
+   */
+  probeInterfaceVersion(domid = 0): number {
+    if (this.ifVersion) return this.ifVersion;
+    for (const { version, xen } of DOMCTL_INTERFACE_VERSIONS) {
+      const op = newDomctl(DomctlCmd.getdomaininfo, version, domid);
+      try {
+        this.hc.domctl(op);
+      } catch (e) {
+        if (e instanceof XenError && e.errno === Errno.EACCES) continue;
+        if (!(e instanceof XenError)) throw e;
+      }
+      log('domctl interface version 0x%s (Xen %s)', version.toString(16), xen);
+      this.ifVersion = version;
+      return version;
+    }
+    throw new XenError('XEN_DOMCTL_getdomaininfo', Errno.EACCES,
+      `the hypervisor accepts none of the domctl interface versions we know (${DOMCTL_INTERFACE_VERSIONS.map((v) => '0x' + v.version.toString(16)).join(', ')}); ` +
+      'this Xen is newer than this tool: please report it');
+  }
+
+  private call(cmd: number, domid: number, fill?: (op: Buffer) => void, data?: { buf: Buffer; handleOffset: number }): Buffer {
+    const op = newDomctl(cmd, this.probeInterfaceVersion(domid), domid);
+    fill?.(op);
+    try {
+      this.hc.domctl(op, data);
+    } catch (e) {
+      if (e instanceof XenError) {
+        // Re-throw with the call's name and a hint (the transport may not know them).
+        throw new XenError(`${domctlName(cmd)}(dom${domid})`, e.errno, hintFor(cmd, e.errno));
+      }
+      throw e;
+    }
+    return op;
+  }
+
+  getDomainInfo(domid: number): DomainInfo {
+    const op = this.call(DomctlCmd.getdomaininfo, domid);
+    const info = decodeDomainInfo(op);
+    // Xen 4.17 answers with the next existing domain when `domid` is gone.
+    if (info.domid !== domid) {
+      throw new XenError(`XEN_DOMCTL_getdomaininfo(dom${domid})`, Errno.ESRCH, hintFor(DomctlCmd.getdomaininfo, Errno.ESRCH));
+    }
+    return info;
+  }
+
+  pauseDomain(domid: number): void {
+    this.call(DomctlCmd.pausedomain, domid);
+  }
+
+  unpauseDomain(domid: number): void {
+    this.call(DomctlCmd.unpausedomain, domid);
+  }
+
+  setDebugging(domid: number, enable: boolean): void {
+    this.call(DomctlCmd.setdebugging, domid, (op) => op.writeUInt8(enable ? 1 : 0, Off.debugEnable));
+  }
+
+  /** 32 or 64 (XEN_DOMCTL_get_address_size): the PV ABI width; HVM domains answer 64. */
+  getAddressSize(domid: number): number {
+    return this.call(DomctlCmd.get_address_size, domid).readUInt32LE(Off.addressSize);
+  }
+
+  /** The raw context (5168-byte union; 32-bit PV domains fill the compat layout). */
+  getVcpuContext(domid: number, vcpu: number): Buffer {
+    const buf = Buffer.alloc(VCPU_CONTEXT_ANY_SIZE);
+    this.call(DomctlCmd.getvcpucontext, domid, (op) => op.writeUInt32LE(vcpu, Off.ctxVcpu), { buf, handleOffset: Off.ctxHandle });
+    return buf;
+  }
+
+  setVcpuContext(domid: number, vcpu: number, ctx: Buffer): void {
+    const buf = Buffer.alloc(VCPU_CONTEXT_ANY_SIZE);
+    ctx.copy(buf);
+    this.call(DomctlCmd.setvcpucontext, domid, (op) => op.writeUInt32LE(vcpu, Off.ctxVcpu), { buf, handleOffset: Off.ctxHandle });
+  }
+
+  debugOp(domid: number, vcpu: number, on: boolean): void {
+    this.call(DomctlCmd.debug_op, domid, (op) => {
+      op.writeUInt32LE(on ? DebugOp.singleStepOn : DebugOp.singleStepOff, Off.debugOpOp);
+      op.writeUInt32LE(vcpu, Off.debugOpVcpu);
+    });
+  }
+
+  /**
+   * XEN_DOMCTL_gdbsx_guestmemio: read into / write from `buf` at guest virtual `gva`.
+   * Xen fails the whole call with EFAULT if any byte is unmapped (and leaves a prefix
+   * done), so callers split at page boundaries to find the readable part.
+   */
+  guestMemIo(domid: number, gva: bigint, buf: Buffer, write: boolean, pgd3val = 0n): void {
+    this.call(DomctlCmd.gdbsx_guestmemio, domid, (op) => {
+      op.writeBigUInt64LE(pgd3val, Off.memPgd3val);
+      op.writeBigUInt64LE(BigInt.asUintN(64, gva), Off.memGva);
+      op.writeUInt32LE(buf.length, Off.memLen);
+      op.writeUInt8(write ? 1 : 0, Off.memGwr);
+    }, { buf, handleOffset: Off.memUva });
+  }
+
+  pauseVcpu(domid: number, vcpu: number): void {
+    this.call(DomctlCmd.gdbsx_pausevcpu, domid, (op) => op.writeUInt32LE(vcpu, Off.pvVcpu));
+  }
+
+  unpauseVcpu(domid: number, vcpu: number): void {
+    this.call(DomctlCmd.gdbsx_unpausevcpu, domid, (op) => op.writeUInt32LE(vcpu, Off.pvVcpu));
+  }
+
+  /** Read-to-clear: the first VCPU with a pending debug event, if the domain is paused. */
+  domStatus(domid: number): DomStatus {
+    return decodeDomStatus(this.call(DomctlCmd.gdbsx_domstatus, domid));
+  }
+
+  /**
+   * True if the hypervisor has the gdbsx domctls: a harmless gdbsx_unpausevcpu of an
+   * invalid VCPU gives EINVAL/EBUSY/ESRCH when present and ENOSYS when compiled out.
+   */
+  hasGdbsx(domid: number): boolean {
+    try {
+      this.call(DomctlCmd.gdbsx_unpausevcpu, domid, (op) => op.writeUInt32LE(0xffffffff, Off.pvVcpu));
+      return true;
+    } catch (e) {
+      if (e instanceof XenError && e.errno === Errno.ENOSYS) return false;
+      return true;
+    }
+  }
+
+  version(): XenVersion {
+    const v = this.hc.xenVersion(XenVer.version);
+    const extraBuf = Buffer.alloc(16);
+    this.hc.xenVersion(XenVer.extraversion, extraBuf);
+    const capBuf = Buffer.alloc(1024);
+    this.hc.xenVersion(XenVer.capabilities, capBuf);
+    const cstr = (b: Buffer) => b.subarray(0, Math.max(0, b.indexOf(0) < 0 ? b.length : b.indexOf(0))).toString('latin1');
+    return { major: v >>> 16, minor: v & 0xffff, extra: cstr(extraBuf), capabilities: cstr(capBuf) };
+  }
+
+  /** Hypercall number, for callers that need the raw transport (benchmarks). */
+  static readonly hypercall = Hypercall;
+}
