@@ -1,0 +1,85 @@
+// `monitor` commands (qRcmd). The reply is the output, hex-encoded.
+import type { Reply, Session } from '../session';
+import { readField } from '../../xg/context';
+import { formatThreadId } from '../threadId';
+
+const HELP = `gdbsx monitor commands:
+  help                 this text
+  domain | info        the domain being debugged (id, type, width, state, VCPUs)
+  vcpus                every VCPU: state, pc, sp, cr3, mode
+  breakpoints          the int3 breakpoints the stub has in guest memory
+  xen                  hypervisor version and domctl interface version
+  pgd3 <hex>           (gdbsx) translate through this PAE L2 table (init_mm.pgd[3]) for
+                       32-bit guest module addresses; "pgd3 0" goes back to VCPU0's cr3
+`;
+
+function hex(v: bigint | undefined, w: number): string {
+  return v === undefined ? '-'.padStart(w + 2) : '0x' + v.toString(16).padStart(w, '0');
+}
+
+function domainText(s: Session): string {
+  const { info, width } = s.guest.describe();
+  const state = info.dying ? 'dying' : info.shutdown ? `shut down (reason ${info.shutdownReason})` : info.paused ? 'paused' : 'running';
+  return [
+    `domain ${info.domid}: ${info.hvm ? 'HVM/PVH' : 'PV'} ${width}-bit guest, ${state}`,
+    `  VCPUs: ${info.nrOnlineVcpus} up of ${info.maxVcpuId + 1} (threads ${s.guest.vcpus().map((v) => formatThreadId(v, false, 0)).join(',')})`,
+    `  memory: ${(Number(info.totPages) * 4) >> 10} MiB, cpu time ${(Number(info.cpuTimeNs) / 1e9).toFixed(3)} s, uuid ${info.handle}`,
+    `  breakpoints inserted by the stub: ${s.guest.bps.size}, pgd3: ${s.guest.mem.pgd3 ? '0x' + s.guest.mem.pgd3.toString(16) : 'off'}`,
+  ].join('\n') + '\n';
+}
+
+function vcpusText(s: Session): string {
+  const w = s.guest.width === 64 ? 16 : 8;
+  const lines = [`VCPU thread ${'pc'.padEnd(w + 2)} ${'sp'.padEnd(w + 2)} ${'cr3'.padEnd(w + 2)} mode`];
+  for (let v = 0; v <= s.guest.maxVcpu; v++) {
+    if (!s.guest.isOnline(v)) {
+      lines.push(`${String(v).padStart(4)} ${'-'.padStart(6)} offline`);
+      continue;
+    }
+    const c = s.guest.context(v);
+    const cs = Number(readField(c.buf, c.layout, 'cs') ?? 0n);
+    const kernel = c.hvm ? (cs & 3) === 0 : ((Number(readField(c.buf, c.layout, 'flags') ?? 0n) & 4) !== 0);
+    lines.push(`${String(v).padStart(4)} ${String(v + 1).padStart(6)} ${hex(readField(c.buf, c.layout, 'rip'), w)} ${hex(readField(c.buf, c.layout, 'rsp'), w)} ${hex(readField(c.buf, c.layout, 'cr3'), w)} ${kernel ? 'kernel' : 'user'}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function runMonitor(s: Session, line: string): Reply {
+  const [cmd, ...args] = line.trim().split(/\s+/);
+  let out: string;
+  switch (cmd) {
+    case '':
+    case 'help':
+      out = HELP;
+      break;
+    case 'domain':
+    case 'info':
+      out = domainText(s);
+      break;
+    case 'vcpus':
+      out = vcpusText(s);
+      break;
+    case 'breakpoints':
+      out = s.guest.bps.size === 0 ? 'no breakpoints inserted\n' : s.guest.bps.addresses().map((a) => `  0x${a.toString(16)}`).join('\n') + '\n';
+      break;
+    case 'xen': {
+      const v = s.guest.xc.version();
+      out = `Xen ${v.major}.${v.minor}${v.extra} (${s.guest.xc.hc.kind}), domctl interface 0x${s.guest.xc.interfaceVersion.toString(16)}\n  capabilities: ${v.capabilities}\n`;
+      break;
+    }
+    case 'pgd3': {
+      const arg = args[0] ?? '';
+      const m = /^(0x)?([0-9a-fA-F]{1,16})$/.exec(arg);
+      if (!m) {
+        out = `Invalid pgd3 value '${arg}': give it in hex, e.g. monitor pgd3 0x1234000\n`;
+        break;
+      }
+      s.guest.mem.pgd3 = BigInt('0x' + m[2]);
+      out = s.guest.mem.pgd3 ? `pgd3val set to: ${s.guest.mem.pgd3.toString(16).padStart(16, '0')}\n` : 'pgd3 off: translating through VCPU0\'s cr3\n';
+      break;
+    }
+    default:
+      out = `unknown monitor command '${cmd}'; try 'monitor help'\n`;
+  }
+  return Buffer.from(out, 'utf8').toString('hex');
+}

@@ -1,0 +1,48 @@
+// Registers: g/G (the whole block, in target-description order) and p/P (one).
+import type { Reply, Session } from '../session';
+import { ProtocolError, fromHex, parseHexInt } from '../packet';
+import { encodeGBlock } from '../../vcpu/registers';
+
+export function handleG(s: Session): Reply {
+  const v = s.currentVcpu;
+  return encodeGBlock(s.guest.arch, s.guest.context(v));
+}
+
+export function handleBigG(s: Session, t: string): Reply {
+  const arch = s.guest.arch;
+  const hex = t.slice(1);
+  if (hex.length !== arch.gSize * 2) throw new ProtocolError(`G block is ${hex.length / 2} bytes, expected ${arch.gSize}`);
+  const values = new Map<number, Buffer>();
+  arch.regs.forEach((r, i) => {
+    const part = hex.slice(arch.offsets[i] * 2, (arch.offsets[i] + r.bits / 8) * 2);
+    if (/^x+$/i.test(part)) return; // unavailable: leave as is
+    values.set(i, fromHex(part));
+  });
+  // Only write what changed: Xen rejects some fields (PV cr3) if they differ.
+  for (const [i, v] of [...values]) {
+    const cur = s.guest.readRegister(s.currentVcpu, i);
+    if (cur && cur.equals(v)) values.delete(i);
+  }
+  if (values.size) s.guest.writeRegisters(s.currentVcpu, values);
+  return 'OK';
+}
+
+export function handleP(s: Session, t: string): Reply {
+  const regno = parseHexInt(t.slice(1));
+  const r = s.guest.arch.regs[regno];
+  if (!r) return 'E45';
+  const v = s.guest.readRegister(s.currentVcpu, regno);
+  return v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
+}
+
+export function handleBigP(s: Session, t: string): Reply {
+  const eq = t.indexOf('=');
+  if (eq < 0) throw new ProtocolError('P needs n=value');
+  const regno = parseHexInt(t.slice(1, eq));
+  const r = s.guest.arch.regs[regno];
+  if (!r) return 'E45';
+  const value = fromHex(t.slice(eq + 1));
+  if (value.length !== r.bits / 8) throw new ProtocolError(`${r.name} takes ${r.bits / 8} bytes`);
+  s.guest.writeRegisters(s.currentVcpu, new Map([[regno, value]]));
+  return 'OK';
+}

@@ -1,0 +1,86 @@
+// The TCP side: listen (127.0.0.1 unless told otherwise), one gdb at a time; each
+// connection attaches to the domain (pausing it) and detaches when it ends, so the
+// guest runs freely between sessions and a reconnect starts clean.
+import net from 'net';
+import createDebug from 'debug';
+import { Session } from './session';
+import { Guest, AttachOptions } from '../vcpu/guest';
+import { XenControl } from '../xg/xenctl';
+import { frame } from './packet';
+
+const log = createDebug('gdbsx:server');
+
+export interface ServerOptions extends AttachOptions {
+  host: string;
+  port: number;
+}
+
+export class GdbServer {
+  readonly xc: XenControl;
+  readonly domid: number;
+  private readonly opts: ServerOptions;
+  private server: net.Server | undefined;
+  private session: Session | undefined;
+  /** Called with a one-line message for the user (connects, refusals, errors). */
+  onEvent: (msg: string) => void = () => undefined;
+
+  constructor(xc: XenControl, domid: number, opts: ServerOptions) {
+    this.xc = xc;
+    this.domid = domid;
+    this.opts = opts;
+  }
+
+  get activeSession(): Session | undefined {
+    return this.session;
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer((sock) => this.onConnection(sock));
+      srv.once('error', reject);
+      srv.listen(this.opts.port, this.opts.host, () => {
+        srv.off('error', reject);
+        srv.on('error', (e) => this.onEvent(`server error: ${e.message}`));
+        this.server = srv;
+        resolve((srv.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  private onConnection(sock: net.Socket): void {
+    const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    if (this.session) {
+      // A second debugger would fight the first over the same VCPUs: refuse, visibly.
+      this.onEvent(`refused a second connection from ${peer}: domain ${this.domid} is already being debugged`);
+      const msg = `gdbsx: domain ${this.domid} is already being debugged by another connection\n`;
+      sock.on('error', () => undefined);
+      sock.end(Buffer.concat([Buffer.from('+'), frame(Buffer.from('O' + Buffer.from(msg).toString('hex'))), frame(Buffer.from('E16'))]));
+      return;
+    }
+    let guest: Guest;
+    try {
+      guest = Guest.attach(this.xc, this.domid, this.opts);
+    } catch (e) {
+      this.onEvent(`cannot attach to domain ${this.domid}: ${(e as Error).message}`);
+      sock.on('error', () => undefined);
+      sock.end();
+      return;
+    }
+    this.onEvent(`gdb connected from ${peer}; domain ${this.domid} paused (${guest.width}-bit, ${guest.vcpus().length} VCPUs)`);
+    this.session = new Session(sock, guest, () => {
+      this.session = undefined;
+      this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
+    });
+  }
+
+  /** Stop listening and end any session (detaching the guest: restored and running). */
+  close(reason = 'server closing'): Promise<void> {
+    this.session?.close(reason);
+    return new Promise((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      this.server = undefined;
+      log('closed');
+    });
+  }
+}

@@ -1,0 +1,178 @@
+// One gdb connection: framing and acks in, replies out, dispatch to the packet
+// handlers, and the all-stop resume cycle (only 0x03 is expected while the guest
+// runs; anything else is queued until the stop reply is out).
+import { Socket } from 'net';
+import createDebug from 'debug';
+import { Framer } from './framer';
+import { ProtocolError, errorReply, frame, rleEncode } from './packet';
+import { Guest, StopEvent } from '../vcpu/guest';
+import { XenError } from '../xg/errors';
+import { dispatch } from './handlers';
+import { stopReply } from './stopReply';
+
+const log = createDebug('gdbsx:gx');
+const logPkt = createDebug('gdbsx:packets');
+
+/** Largest packet we accept (advertised as PacketSize). */
+export const PACKET_SIZE = 0x20000;
+
+export type Reply = string | Buffer | null;
+
+export interface Packet {
+  /** The payload as latin1 text (command letters, hex). */
+  text: string;
+  /** The raw payload (for binary X data). */
+  raw: Buffer;
+}
+
+export class Session {
+  readonly guest: Guest;
+  private readonly sock: Socket;
+  private readonly framer = new Framer(PACKET_SIZE + 16);
+  private noAck = false;
+  private lastSent: Buffer | undefined;
+  private busy = false;
+  private readonly queue: Buffer[] = [];
+  private closed = false;
+  private readonly onClose: () => void;
+
+  // Negotiated features.
+  multiprocess = false;
+  swbreak = false;
+  /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
+  gVcpu: number | undefined;
+  cVcpu: number | 'all' | undefined;
+  /** The last stop, answered again for '?'. */
+  lastStop: StopEvent;
+
+  constructor(sock: Socket, guest: Guest, onClose: () => void) {
+    this.sock = sock;
+    this.guest = guest;
+    this.onClose = onClose;
+    this.lastStop = { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 };
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('close', () => this.close('connection closed'));
+    sock.on('error', (e) => this.close(`socket error: ${e.message}`));
+  }
+
+  /** The VCPU that `g`, `m` and friends act on. */
+  get currentVcpu(): number {
+    const v = this.gVcpu;
+    return v !== undefined && this.guest.isOnline(v) ? v : this.stoppedVcpu;
+  }
+
+  get stoppedVcpu(): number {
+    return this.lastStop.kind === 'stopped' ? this.lastStop.vcpu : this.guest.vcpus()[0] ?? 0;
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const ev of this.framer.push(chunk)) {
+      switch (ev.type) {
+        case 'interrupt':
+          log('interrupt (0x03)');
+          this.guest.interrupt();
+          break;
+        case 'nak':
+          if (!this.noAck && this.lastSent) this.sock.write(this.lastSent);
+          break;
+        case 'ack':
+          break;
+        case 'bad-checksum':
+          log('bad checksum on %s', ev.data.subarray(0, 40).toString('latin1'));
+          if (!this.noAck) this.sock.write('-');
+          break;
+        case 'oversized':
+          // Too big to be a real request: refuse it rather than buffer without limit.
+          if (!this.noAck) this.sock.write('+');
+          this.send(errorReply(0x07 /* E2BIG */));
+          break;
+        case 'packet':
+          if (!this.noAck) this.sock.write('+');
+          if (this.busy) this.queue.push(ev.data);
+          else void this.handle(ev.data);
+          break;
+      }
+    }
+  }
+
+  private async handle(data: Buffer): Promise<void> {
+    this.busy = true;
+    try {
+      await this.handleOne(data);
+      while (this.queue.length > 0 && !this.closed) await this.handleOne(this.queue.shift() as Buffer);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async handleOne(data: Buffer): Promise<void> {
+    const pkt: Packet = { text: data.toString('latin1'), raw: data };
+    logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
+    let reply: Reply;
+    try {
+      reply = await dispatch(this, pkt);
+    } catch (e) {
+      reply = this.errorFor(e, pkt.text);
+    }
+    if (reply !== null && !this.closed) this.send(reply);
+    if (pkt.text === 'QStartNoAckMode' && reply === 'OK') this.noAck = true;
+  }
+
+  private errorFor(e: unknown, what: string): string {
+    if (e instanceof ProtocolError) {
+      log('bad packet %s: %s', what.slice(0, 60), e.message);
+      return errorReply(e.errno);
+    }
+    if (e instanceof XenError) {
+      log('%s: %s', what.slice(0, 60), e.message);
+      return errorReply(e.errno);
+    }
+    log('internal error on %s: %s', what.slice(0, 60), (e as Error)?.stack ?? String(e));
+    return errorReply(0x05 /* EIO */);
+  }
+
+  /** Send one reply packet ('O' console packets included). Hex replies get RLE. */
+  send(reply: string | Buffer, rle = typeof reply === 'string'): void {
+    if (this.closed) return;
+    let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
+    if (rle && payload.length > 8) payload = rleEncode(payload);
+    const framed = frame(payload);
+    logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
+    this.lastSent = framed;
+    this.sock.write(framed);
+  }
+
+  /** Console output to gdb (shown to the user), allowed while a resume or qRcmd is answered. */
+  console(text: string): void {
+    this.send('O' + Buffer.from(text, 'utf8').toString('hex'));
+  }
+
+  /** Resume the guest and answer with the stop; the reported thread becomes the selected one. */
+  async runUntilStop(run: () => Promise<StopEvent>): Promise<Reply> {
+    const ev = await run();
+    if (ev.message) this.console(ev.message);
+    this.lastStop = ev;
+    if (ev.kind === 'stopped') {
+      this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
+      this.guest.refreshVcpus();
+    }
+    return stopReply(this.guest, ev, this);
+  }
+
+  /** End the session: the guest is detached (restored and running) first. */
+  close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    log('session ends: %s', why);
+    try {
+      const r = this.guest.detach();
+      if (r.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
+    } catch (e) {
+      log('detach failed: %s', (e as Error).message);
+    }
+    this.sock.end();
+    this.sock.destroySoon?.();
+    this.onClose();
+  }
+}

@@ -1,0 +1,23 @@
+// The embedded default: a simulated Xen with one demo guest, for `npm start`
+// and the tests. The demo ELF (with symbols) is what gdb should load.
+import path from 'path';
+import { SimXen } from './xg/sim';
+import type { Backend } from './cli';
+
+export interface SimDemoOptions {
+  domid?: number;
+  vcpus: number;
+  width: 32 | 64;
+  type: 'pv' | 'pvh';
+}
+
+export function demoImage(width: 32 | 64): string {
+  return path.resolve(__dirname, '..', '..', 'guest', 'build', width === 64 ? 'demo64.elf' : 'demo32.elf');
+}
+
+export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid: number } {
+  const sim = new SimXen({});
+  const image = demoImage(o.width);
+  const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image });
+  return { hc: sim, sim, domid, symbolFile: path.relative(process.cwd(), image) || image, close: () => sim.close() };
+}

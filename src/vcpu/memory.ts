@@ -1,0 +1,86 @@
+// Guest virtual memory through XEN_DOMCTL_gdbsx_guestmemio. Xen translates through
+// VCPU0's page tables (or a `pgd3` value for 32-bit PAE module space) and fails a
+// whole call if any page is unmapped, so: try the range in one call (fast path for
+// bulk reads), and on EFAULT walk it page by page to return the readable prefix.
+import { Errno, XenError, isXenError } from '../xg/errors';
+import { XenControl } from '../xg/xenctl';
+
+const PAGE = 4096n;
+/** Largest single hypercall; bigger requests are split (keeps locked buffers bounded). */
+const MAX_CHUNK = 1 << 20;
+
+export class GuestMemory {
+  private readonly xc: XenControl;
+  private readonly domid: number;
+  private readonly addrMask: bigint;
+  /** gdbsx's `pgd3val`: 0 = translate through VCPU0's cr3. */
+  pgd3 = 0n;
+
+  constructor(xc: XenControl, domid: number, width: 32 | 64) {
+    this.xc = xc;
+    this.domid = domid;
+    this.addrMask = width === 64 ? (1n << 64n) - 1n : 0xffffffffn;
+  }
+
+  private io(addr: bigint, buf: Buffer, write: boolean): void {
+    this.xc.guestMemIo(this.domid, addr & this.addrMask, buf, write, this.pgd3);
+  }
+
+  /** Reads up to `len` bytes; returns the readable prefix (possibly empty). */
+  read(addr: bigint, len: number): Buffer {
+    const out = Buffer.alloc(len);
+    let done = 0;
+    while (done < len) {
+      const n = Math.min(MAX_CHUNK, len - done);
+      const got = this.readChunk(addr + BigInt(done), out.subarray(done, done + n));
+      done += got;
+      if (got < n) break;
+    }
+    return out.subarray(0, done);
+  }
+
+  private readChunk(addr: bigint, dst: Buffer): number {
+    try {
+      this.io(addr, dst, false);
+      return dst.length;
+    } catch (e) {
+      if (!isXenError(e, Errno.EFAULT)) throw e;
+    }
+    // Some page is unmapped: find the readable prefix, page by page.
+    let done = 0;
+    while (done < dst.length) {
+      const a = addr + BigInt(done);
+      const n = Math.min(dst.length - done, Number(PAGE - (a % PAGE)));
+      try {
+        this.io(a, dst.subarray(done, done + n), false);
+      } catch (e) {
+        if (isXenError(e, Errno.EFAULT)) return done;
+        throw e;
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /**
+   * Writes all of `data` or nothing: Xen may have written a prefix before failing,
+   * so the old contents are read first and put back on failure.
+   */
+  write(addr: bigint, data: Buffer): void {
+    if (data.length === 0) return;
+    const before = this.read(addr, data.length);
+    if (before.length < data.length) {
+      throw new XenError('XEN_DOMCTL_gdbsx_guestmemio', Errno.EFAULT, `address 0x${(addr + BigInt(before.length)).toString(16)} not mapped`);
+    }
+    try {
+      this.io(addr, Buffer.from(data), true);
+    } catch (e) {
+      try {
+        this.io(addr, before, true);
+      } catch {
+        // Best effort: the original error is the one to report.
+      }
+      throw e;
+    }
+  }
+}
