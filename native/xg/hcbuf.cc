@@ -33,8 +33,10 @@ int HypercallBuffer::Reserve(size_t size) {
   want = (want + page - 1) / page * page;
   Release();
 
-  // Preferred: pages from the privcmd-buf driver, which the kernel keeps
-  // resident and out of fork() children by itself.
+  // Preferred: pages from the privcmd-buf driver: kernel-allocated, resident,
+  // and shared (never copy-on-write) with fork() children. The driver caps
+  // each open file at a few pages (module parameter "limit", default 64), so
+  // big requests fail here with EINVAL and take the anonymous path.
   if (device_fd_ >= 0) {
     void* p = mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED, device_fd_, 0);
     if (p != MAP_FAILED) {
