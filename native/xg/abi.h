@@ -52,8 +52,8 @@ constexpr size_t kDomctlHeaderSize = 16;
 
 constexpr uint32_t kVirqDebugger = 6;
 
-// Loopback test double only (see privcmd.cc): XEN_DOMCTL_gdbsx_guestmemio and
-// the absolute offsets of its fields inside struct xen_domctl.
+// XEN_DOMCTL_gdbsx_guestmemio and the absolute offsets of its fields inside
+// struct xen_domctl (for the length check in privcmd.cc and the loopback double).
 constexpr uint32_t kDomctlGdbsxGuestMemio = 1000;
 constexpr size_t kMemioPgd3val = 16, kMemioGva = 24, kMemioUva = 32, kMemioLen = 40, kMemioRemain = 48;
 

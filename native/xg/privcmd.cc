@@ -155,6 +155,16 @@ Napi::Value Privcmd::Domctl(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "domctl: handleOffset given without a data buffer");
   }
 
+  // The one domctl whose buffer has a caller-chosen length: Xen copies memio.len
+  // bytes at memio.uva, so that must be our copy of a buffer at least as long,
+  // or Xen would write past it into this process.
+  uint32_t cmd, memio_len;
+  std::memcpy(&cmd, op.Data(), sizeof cmd);
+  std::memcpy(&memio_len, op.Data() + kMemioLen, sizeof memio_len);
+  if (cmd == kDomctlGdbsxGuestMemio && (!has_data || handle_offset != kMemioUva || memio_len > data.Length())) {
+    throw Napi::TypeError::New(env, "domctl: gdbsx_guestmemio needs data at handleOffset 32 of at least memio.len bytes");
+  }
+
   const size_t len = has_data ? data.Length() : 0;
   uint8_t* hop = Prepare(env, len);
   uint8_t* hdata = hop + HypercallBuffer::PageSize();
