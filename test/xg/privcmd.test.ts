@@ -336,6 +336,33 @@ describe('PrivcmdHypercalls', () => {
     });
   });
 
+  it('without a built addon, says how to build it', function () {
+    this.timeout(10000);
+    // A copy of the compiled module in a package that has no build/ directory.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'xg-nobuild-'));
+    try {
+      const dir = path.join(root, 'dist', 'src', 'xg');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(root, 'package.json'), '{}');
+      for (const f of ['privcmd.js', 'domctl.js', 'errors.js']) {
+        fs.copyFileSync(path.join(path.dirname(PRIVCMD_MODULE), f), path.join(dir, f));
+      }
+      const probe = `
+        const { PrivcmdHypercalls } = require(${JSON.stringify(path.join(dir, 'privcmd.js'))});
+        try { PrivcmdHypercalls.open(); console.log('opened'); }
+        catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
+      const modules = path.resolve(__dirname, '../../../node_modules');
+      const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', env: { ...process.env, NODE_PATH: modules } });
+      assert.equal(r.status, 0, r.stderr);
+      const { name, message } = JSON.parse(r.stdout) as { name: string; message: string };
+      assert.equal(name, 'XenError');
+      assert.ok(message.includes(path.join(root, 'build', 'Release', 'xg.node')), message);
+      assert.match(message, /not built: run `npm install` \(or `npx node-gyp rebuild`\)/);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('an explicit device path that does not exist is named as such', () => {
     const missing = path.join(os.tmpdir(), `no-such-privcmd-${process.pid}`);
     assert.throws(() => PrivcmdHypercalls.open({ device: missing }), (e: unknown) =>
