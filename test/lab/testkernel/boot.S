@@ -16,6 +16,8 @@
 #include "layout.h"
 #include "xenabi.h"
 
+        .cfi_sections .debug_frame
+
 /* One page-table entry: 8 bytes in both builds. */
 #ifdef __x86_64__
 #define PTE(x)  .quad (x)
@@ -137,6 +139,10 @@ tk_common32:
 
         .code64
 tk_long64:
+        /* Mark this as the outermost frame for debuggers' unwinders. */
+        .cfi_startproc simple
+        .cfi_def_cfa rsp, 0
+        .cfi_undefined rip
         movl    $TK_DS, %eax
         movl    %eax, %ds
         movl    %eax, %es
@@ -154,6 +160,7 @@ tk_long64:
 1:      cli
         hlt
         jmp     1b
+        .cfi_endproc
         .code32
 #else
         movl    $tk_pdpt, %eax
@@ -162,7 +169,11 @@ tk_long64:
         orl     $0x80000001, %eax               /* PG | PE */
         movl    %eax, %cr0
         jmp     1f
-1:      movl    %edi, %eax
+1:
+        .cfi_startproc simple
+        .cfi_def_cfa esp, 0
+        .cfi_undefined eip
+        movl    %edi, %eax
         incl    %eax
         shll    $TK_STACK_SHIFT, %eax
         addl    $tk_stacks, %eax
@@ -174,6 +185,7 @@ tk_long64:
 1:      cli
         hlt
         jmp     1b
+        .cfi_endproc
 #endif
         .size tk_common32, . - tk_common32
 
