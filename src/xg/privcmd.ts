@@ -91,7 +91,7 @@ export function loadAddon(): NativeAddon {
   try {
     m = require(ADDON_PATH);
   } catch (e) {
-    throw new XenError(`load ${ADDON_PATH}`, Errno.EINVAL,
+    throw new XenError(`load ${ADDON_PATH}`, Errno.ENOEXEC,
       `the native Xen addon does not load (${e instanceof Error ? e.message : String(e)}); rebuild it for this Node: npx node-gyp rebuild`);
   }
   if (!isNativeAddon(m)) {
@@ -110,7 +110,7 @@ function openHint(device: string, errno: number): string {
     case Errno.EPERM:
       return `permission denied on ${device}: run as root`;
     case Errno.ENODEV:
-    case 6: // ENXIO
+    case Errno.ENXIO:
       return `${device} exists but has no driver behind it: this is not running under Xen`;
     default:
       return `cannot open ${device}`;
