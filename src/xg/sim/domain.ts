@@ -1,0 +1,134 @@
+// A simulated domain and its VCPUs: the state Xen keeps per domain/vcpu that the
+// gdbsx domctls look at (pause counts, debugger_attached, gdbsx_vcpu_event, shutdown).
+import { CTX32, CTX64, ContextLayout } from '../context';
+import { ShutdownReason } from '../domctl';
+import { X86Cpu } from './cpu';
+
+export type DomainType = 'pv' | 'pvh';
+export type SegName = 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs';
+
+/** Xen caps both controller pause counts at 255. */
+export const MAX_PAUSE_COUNT = 255;
+
+export class SimVcpu {
+  readonly id: number;
+  readonly cpu: X86Cpu;
+  /** Ever brought up (getvcpucontext answers ENODATA otherwise). */
+  initialised = false;
+  /** VPF_down: offline. */
+  down = true;
+  /** vcpu_pause_by_systemcontroller count (gdbsx_pausevcpu). */
+  pauseCount = 0;
+  /** arch.gdbsx_vcpu_event: 3 after an int3 trapped to the debugger, read-to-clear. */
+  event = 0;
+  /** Executed hlt: idle until the next slice (shows as "blocked"). */
+  halted = false;
+  /** v->arch.hvm.single_step (monitor trap flag via debug_op). */
+  singleStep = false;
+  /** Instructions retired; cpu_time is derived from it. */
+  instructions = 0;
+  /** Segment selectors as the context shows them (the CPU runs flat and ignores them). */
+  readonly sel: Record<SegName, number> = { cs: 0, ss: 0, ds: 0, es: 0, fs: 0, gs: 0 };
+  /** Virtualised IOPL of a PV VCPU (Xen keeps it out of the real rflags). */
+  iopl = 0;
+  /**
+   * Context fields the CPU does not model (FPU image, trap table, gdt_frames, callbacks...),
+   * in the domain's context layout, so that get -> set round trips keep them.
+   */
+  readonly ctxExtra: Buffer;
+
+  constructor(id: number, cpu: X86Cpu, layout: ContextLayout) {
+    this.id = id;
+    this.cpu = cpu;
+    this.ctxExtra = Buffer.alloc(layout.size);
+  }
+}
+
+export interface DomainConfig {
+  domid: number;
+  name: string;
+  type: DomainType;
+  width: 32 | 64;
+  mem: Buffer;
+  handle: Buffer;
+}
+
+export class SimDomain {
+  readonly domid: number;
+  readonly name: string;
+  readonly type: DomainType;
+  readonly width: 32 | 64;
+  /** Guest RAM; guest-physical address = offset (identity p2m). */
+  readonly mem: Buffer;
+  readonly handle: Buffer;
+  /** tot_pages / max_pages. */
+  pages: number;
+  readonly vcpus: SimVcpu[] = [];
+  symbols = new Map<string, bigint>();
+  /** d->controller_pause_count. */
+  controllerPause = 0;
+  debuggerAttached = false;
+  /** SHUTDOWN_* code once shut down. */
+  shutdownCode: number | undefined;
+  /** Why the guest crashed, for people and tests (Xen would print it on its console). */
+  crashReason: string | undefined;
+  dying = false;
+  /** A placeholder that never executes (dom0). */
+  placeholder = false;
+
+  constructor(c: DomainConfig) {
+    this.domid = c.domid;
+    this.name = c.name;
+    this.type = c.type;
+    this.width = c.width;
+    this.mem = c.mem;
+    this.handle = c.handle;
+    this.pages = c.mem.length / 4096;
+  }
+
+  get hvm(): boolean {
+    return this.type === 'pvh';
+  }
+
+  /** 32-bit PV domains use the compat context layout; everyone else the native one. */
+  get pv32(): boolean {
+    return this.type === 'pv' && this.width === 32;
+  }
+
+  get layout(): ContextLayout {
+    return this.pv32 ? CTX32 : CTX64;
+  }
+
+  get isShutdown(): boolean {
+    return this.shutdownCode !== undefined;
+  }
+
+  /** Whether `v` may execute now (Xen: no pause reason of any kind). */
+  canRun(v: SimVcpu): boolean {
+    return this.controllerPause === 0 && v.pauseCount === 0 && !v.down && v.initialised &&
+      this.shutdownCode === undefined && !this.dying && !this.placeholder;
+  }
+
+  anyRunnable(): boolean {
+    return this.vcpus.some((v) => this.canRun(v));
+  }
+
+  /**
+   * domain_pause_for_debugger(): domain_pause_by_systemcontroller_nosync, whose
+   * EOVERFLOW at 255 Xen ignores (the pause is then simply not taken).
+   */
+  pauseForDebugger(): void {
+    if (this.controllerPause < MAX_PAUSE_COUNT) this.controllerPause++;
+  }
+
+  shutdown(code: number, reason?: string): void {
+    if (this.shutdownCode !== undefined) return;
+    this.shutdownCode = code;
+    if (code === ShutdownReason.crash) this.crashReason = reason ?? 'crashed';
+  }
+
+  /** Domain-wide cpu_time in ns: the simulated CPUs retire one instruction per ns. */
+  cpuTimeNs(): bigint {
+    return BigInt(this.vcpus.reduce((t, v) => t + v.instructions, 0));
+  }
+}

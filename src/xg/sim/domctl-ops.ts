@@ -1,0 +1,226 @@
+// __HYPERVISOR_domctl for the simulated Xen: the 144-byte struct decoded as
+// xen/common/domctl.c and xen/arch/x86/{domctl,gdbsx}.c do, in the same order of
+// checks (version -> EACCES, domain lookup -> ESRCH, then per command), with the
+// struct copied back only for the commands (and outcomes) where Xen copies it back.
+import { DOMCTL_SIZE, DomInf, DomctlCmd, Off, domctlName, encodeDomainInfo } from '../domctl';
+import { Errno, XenError } from '../errors';
+import { DomctlData } from '../hypercalls';
+import { MAX_PAUSE_COUNT, SimDomain } from './domain';
+import { guestMemIo } from './memio';
+import { applyContext, encodeContext } from './vcpu-context';
+
+/** The simulated toolstack runs in dom0: that is "current->domain" for the checks. */
+export const CALLER_DOMID = 0;
+const DOMID_FIRST_RESERVED = 0x7ff0;
+/** 4.18 (interface 0x16) made getdomaininfo fail for a missing domid instead of answering the next one. */
+const FIRST_EXACT_GETDOMAININFO = 0x16;
+
+/** What the domctl code needs from the simulated hypervisor. */
+export interface DomctlHost {
+  readonly interfaceVersion: number;
+  readonly gdbsx: boolean;
+  readonly mtf: boolean;
+  domain(domid: number): SimDomain | undefined;
+  /** Existing domains in domid order. */
+  domains(): SimDomain[];
+  /** Something about `d` changed (it may have become runnable). */
+  changed(d: SimDomain, what: string): void;
+}
+
+interface Call {
+  host: DomctlHost;
+  name: string;
+  op: Buffer;
+  d: SimDomain;
+  data: DomctlData | undefined;
+}
+
+/** A handler returns true when Xen copies the struct back to the caller. */
+type Handler = (c: Call) => boolean;
+
+function fail(c: { name: string }, errno: number, hint?: string): never {
+  throw new XenError(c.name, errno, hint);
+}
+
+function vcpuArg(c: Call, off: number) {
+  const n = c.op.readUInt32LE(off);
+  return n < c.d.vcpus.length ? c.d.vcpus[n] : fail(c, Errno.EINVAL, `no VCPU ${n}`);
+}
+
+const handlers: Record<number, Handler> = {
+  [DomctlCmd.pausedomain](c) {
+    if (c.d.domid === CALLER_DOMID) fail(c, Errno.EINVAL, 'a domain cannot pause itself');
+    if (c.d.controllerPause >= MAX_PAUSE_COUNT) fail(c, Errno.EOVERFLOW);
+    c.d.controllerPause++;
+    c.host.changed(c.d, 'paused');
+    return false;
+  },
+
+  [DomctlCmd.unpausedomain](c) {
+    if (c.d.controllerPause === 0) fail(c, Errno.EINVAL, 'not paused');
+    c.d.controllerPause--;
+    c.host.changed(c.d, 'unpaused');
+    return false;
+  },
+
+  [DomctlCmd.getvcpucontext](c) {
+    const v = vcpuArg(c, Off.ctxVcpu);
+    if (c.d.domid === CALLER_DOMID && v.id === 0) fail(c, Errno.EINVAL, 'the calling VCPU');
+    if (!v.initialised) fail(c, Errno.ENODATA);
+    if (!c.data || c.data.buf.length < c.d.layout.size) fail(c, Errno.EFAULT);
+    encodeContext(c.d, v, c.data.buf);
+    return true;
+  },
+
+  [DomctlCmd.setvcpucontext](c) {
+    if (c.d.domid === CALLER_DOMID) fail(c, Errno.EINVAL, 'the calling domain');
+    const v = vcpuArg(c, Off.ctxVcpu);
+    if (!c.data) {
+      // A NULL handle: vcpu_reset.
+      v.initialised = false;
+      v.down = true;
+    } else {
+      if (c.data.buf.length < c.d.layout.size) fail(c, Errno.EFAULT);
+      applyContext(c.d, v, c.data.buf, c.name);
+    }
+    c.host.changed(c.d, `vcpu ${v.id} context set`);
+    return false;
+  },
+
+  [DomctlCmd.setdebugging](c) {
+    if (c.d.domid === CALLER_DOMID) fail(c, Errno.EINVAL, 'the calling domain');
+    c.d.debuggerAttached = c.op.readUInt8(Off.debugEnable) !== 0;
+    c.host.changed(c.d, c.d.debuggerAttached ? 'debugger attached' : 'debugger detached');
+    return false;
+  },
+
+  [DomctlCmd.get_address_size](c) {
+    c.op.writeUInt32LE(c.d.pv32 ? 32 : 64, Off.addressSize);
+    return true;
+  },
+
+  [DomctlCmd.debug_op](c) {
+    const v = vcpuArg(c, Off.debugOpVcpu);
+    // arch_do_domctl: HVM only (and never the caller's own VCPU); hvm_debug_op: MTF is VMX only.
+    if (!c.d.hvm || (c.d.domid === CALLER_DOMID && v.id === 0)) fail(c, Errno.EINVAL, 'not an HVM domain');
+    const sub = c.op.readUInt32LE(Off.debugOpOp);
+    if (sub > 1) fail(c, Errno.ENOSYS);
+    if (!c.host.mtf) fail(c, Errno.EOPNOTSUPP, 'no monitor trap flag (not VMX)');
+    v.singleStep = sub === 1;
+    c.host.changed(c.d, `vcpu ${v.id} single-step ${v.singleStep ? 'on' : 'off'}`);
+    return false;
+  },
+
+  [DomctlCmd.gdbsx_pausevcpu](c) {
+    if (c.d.controllerPause === 0) fail(c, Errno.EBUSY, 'domain not paused');
+    const v = vcpuArg(c, Off.pvVcpu);
+    if (v.pauseCount >= MAX_PAUSE_COUNT) fail(c, Errno.EOVERFLOW);
+    v.pauseCount++;
+    c.host.changed(c.d, `vcpu ${v.id} paused`);
+    return false;
+  },
+
+  [DomctlCmd.gdbsx_unpausevcpu](c) {
+    if (c.d.controllerPause === 0) fail(c, Errno.EBUSY, 'domain not paused');
+    const v = vcpuArg(c, Off.pvVcpu);
+    if (v.pauseCount === 0) fail(c, Errno.EINVAL, `vcpu ${v.id} is not paused`);
+    v.pauseCount--;
+    c.host.changed(c.d, `vcpu ${v.id} unpaused`);
+    return false;
+  },
+
+  [DomctlCmd.gdbsx_domstatus](c) {
+    const paused = c.d.controllerPause > 0;
+    c.op.writeUInt8(paused ? 1 : 0, Off.dsPaused);
+    c.op.writeInt32LE(-1, Off.dsVcpuId);
+    if (paused) {
+      // The first VCPU with a pending event; reading clears it. vcpu_ev is left alone otherwise.
+      const v = c.d.vcpus.find((x) => x.event !== 0);
+      if (v) {
+        c.op.writeUInt32LE(v.id, Off.dsVcpuId);
+        c.op.writeUInt32LE(v.event, Off.dsVcpuEv);
+        v.event = 0;
+      }
+    }
+    return true;
+  },
+};
+
+function fillDomainInfo(op: Buffer, d: SimDomain): void {
+  let online = 0;
+  let blocked = true;
+  let running = false;
+  for (const v of d.vcpus) {
+    if (v.down) continue;
+    online++;
+    if (!v.halted) blocked = false;
+    if (d.canRun(v) && !v.halted) running = true;
+  }
+  const flags = (online ? (blocked ? DomInf.blocked : 0) | (running ? DomInf.running : 0) : 0) |
+    (d.dying ? DomInf.dying : 0) |
+    (d.isShutdown ? DomInf.shutdown | ((d.shutdownCode ?? 0) << DomInf.shutdownShift) : 0) |
+    (d.controllerPause > 0 ? DomInf.paused : 0) |
+    (d.debuggerAttached ? DomInf.debugged : 0) |
+    (d.hvm ? DomInf.hvmGuest | DomInf.hap : 0);
+  encodeDomainInfo(op, {
+    domid: d.domid,
+    flags,
+    totPages: BigInt(d.pages),
+    maxPages: BigInt(d.pages),
+    cpuTimeNs: d.cpuTimeNs(),
+    nrOnlineVcpus: online,
+    maxVcpuId: d.vcpus.length - 1,
+    handle: d.handle,
+  });
+}
+
+function getDomainInfo(host: DomctlHost, name: string, op: Buffer): void {
+  const domid = op.readUInt16LE(Off.domain);
+  let d = host.domain(domid);
+  if (!d) {
+    if (domid >= DOMID_FIRST_RESERVED) fail({ name }, Errno.EINVAL);
+    // Xen 4.17: the first existing domain at or above the one asked for.
+    if (host.interfaceVersion < FIRST_EXACT_GETDOMAININFO) d = host.domains().find((x) => x.domid >= domid);
+    if (!d) fail({ name }, Errno.ESRCH);
+  }
+  fillDomainInfo(op, d);
+}
+
+function gdbsxGuestMemIo(host: DomctlHost, name: string, op: Buffer, data: DomctlData | undefined): void {
+  // Xen looks the domain up itself here: a missing or dying one gives remain = len, EFAULT.
+  const d = host.domain(op.readUInt16LE(Off.domain));
+  const len = op.readUInt32LE(Off.memLen);
+  const remain = guestMemIo(d, op.readBigUInt64LE(Off.memGva), data?.buf ?? Buffer.alloc(0), len,
+    op.readUInt8(Off.memGwr) !== 0, op.readBigUInt64LE(Off.memPgd3val));
+  op.writeUInt32LE(remain, Off.memRemain);
+  if (remain !== 0) fail({ name }, Errno.EFAULT, `${len - remain} of ${len} bytes done`);
+}
+
+export function doDomctl(host: DomctlHost, user: Buffer, data?: DomctlData): number {
+  if (user.length < DOMCTL_SIZE) throw new XenError('XEN_DOMCTL', Errno.EFAULT, 'short domctl struct');
+  // copy_from_guest: work on a private copy, copy back only where Xen does.
+  const op = Buffer.from(user.subarray(0, DOMCTL_SIZE));
+  const cmd = op.readUInt32LE(Off.cmd);
+  const name = domctlName(cmd);
+  if (op.readUInt32LE(Off.interfaceVersion) !== host.interfaceVersion) fail({ name }, Errno.EACCES);
+  const gdbsxCmd = cmd >= DomctlCmd.gdbsx_guestmemio && cmd <= DomctlCmd.gdbsx_domstatus;
+
+  if (cmd === DomctlCmd.getdomaininfo) {
+    getDomainInfo(host, name, op);
+    op.copy(user);
+    return 0;
+  }
+  if (cmd === DomctlCmd.gdbsx_guestmemio) {
+    if (!host.gdbsx) fail({ name }, Errno.ENOSYS, 'built without CONFIG_GDBSX');
+    gdbsxGuestMemIo(host, name, op, data);
+    op.copy(user);
+    return 0;
+  }
+  const d = host.domain(op.readUInt16LE(Off.domain));
+  if (!d) fail({ name }, Errno.ESRCH);
+  if (gdbsxCmd && !host.gdbsx) fail({ name }, Errno.ENOSYS, 'built without CONFIG_GDBSX');
+  const h = handlers[cmd];
+  if (!h) fail({ name }, Errno.ENOSYS);
+  if (h({ host, name, op, d, data })) op.copy(user);
+  return 0;
+}

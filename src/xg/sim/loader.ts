@@ -1,0 +1,149 @@
+// Puts a guest kernel ELF into a fresh domain's memory the way a PV domain builder
+// would: segments at their physical addresses, real page tables (4-level or PAE)
+// built in guest memory, a per-VCPU stack and per-cpu area. docs/sim.md has the map.
+import { ElfImage } from './elf';
+import { PAGE_SIZE, PTE_P, PTE_RW } from './paging';
+
+/** The simulated guests' memory map (physical addresses are numbers, virtual ones bigint). */
+export const MemoryMap = {
+  /** VCPU n's area: a stack, then its per-cpu page (up to maxVcpus of them). */
+  vcpuAreas: 0x100000,
+  vcpuAreaSize: 0x8000,
+  /** Page tables built by the loader live in [pageTables, imageMinPhys). */
+  pageTables: 0x600000,
+  stackSize: 0x6000,
+  /** Below this the loader owns memory; images must be linked above (Linux puts text at 16 MiB). */
+  imageMinPhys: 0x1000000,
+  /** Direct map of all guest RAM (Linux's page_offset_base / PAGE_OFFSET). */
+  directMap64: 0xffff888000000000n,
+  directMap32: 0xc0000000n,
+  maxVcpus: 128,
+} as const;
+
+const PTE_G = 0x100;
+
+/** Writes page-table entries into guest memory, allocating tables as it goes. */
+class PageTableBuilder {
+  readonly root: number;
+  private next: number;
+
+  constructor(private readonly mem: Buffer, private readonly long: boolean) {
+    this.next = MemoryMap.pageTables;
+    this.root = this.alloc();
+  }
+
+  private alloc(): number {
+    const p = this.next;
+    if (p + PAGE_SIZE > MemoryMap.imageMinPhys) throw new Error('simulated loader: out of page-table space');
+    this.next += PAGE_SIZE;
+    this.mem.fill(0, p, p + PAGE_SIZE);
+    return p;
+  }
+
+  /** Indices of `va` from the top level down, and the slot of the leaf. */
+  private indices(va: bigint): number[] {
+    const i = (shift: bigint) => Number((va >> shift) & 0x1ffn);
+    return this.long ? [i(39n), i(30n), i(21n), i(12n)] : [Number((va >> 30n) & 3n), i(21n), i(12n)];
+  }
+
+  /** Address of the leaf PTE for `va`, creating intermediate tables when `create`. */
+  private leaf(va: bigint, create: boolean): number {
+    const idx = this.indices(va);
+    let table = this.root;
+    for (let level = 0; level < idx.length - 1; level++) {
+      const slot = table + idx[level] * 8;
+      let e = this.mem.readUInt32LE(slot);
+      if ((e & PTE_P) === 0) {
+        if (!create) return -1;
+        // PAE PDPTEs have no RW/US bits (they are reserved there).
+        e = this.alloc() | PTE_P | (!this.long && level === 0 ? 0 : PTE_RW);
+        this.mem.writeUInt32LE(e >>> 0, slot);
+      }
+      table = (e & 0xfffff000) >>> 0;
+    }
+    return table + idx[idx.length - 1] * 8;
+  }
+
+  map(va: bigint, pa: number, global = false): void {
+    this.mem.writeBigUInt64LE(BigInt(pa | PTE_P | PTE_RW | (global ? PTE_G : 0)), this.leaf(va, true));
+  }
+
+  unmap(va: bigint): void {
+    const at = this.leaf(va, false);
+    if (at >= 0) this.mem.writeBigUInt64LE(0n, at);
+  }
+}
+
+export interface VcpuStart {
+  /** Initial stack pointer (top of the VCPU's stack, in the direct map). */
+  rsp: bigint;
+  /** The VCPU's per-cpu area (gs base in 64-bit guests); holds [vcpu number, self pointer]. */
+  percpu: bigint;
+}
+
+export interface LoadedGuest {
+  entry: bigint;
+  /** cr3 for every VCPU: the L4 (64-bit) or the PDPT (32-bit PAE). */
+  cr3: number;
+  /** The page after the image's highest segment: left unmapped on purpose. */
+  imageEnd: bigint;
+  directMap: bigint;
+  symbols: Map<string, bigint>;
+  vcpus: VcpuStart[];
+}
+
+function roundUp(v: bigint): bigint {
+  const p = BigInt(PAGE_SIZE);
+  return ((v + p - 1n) / p) * p;
+}
+
+export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGuest {
+  const long = elf.width === 64;
+  const directMap = long ? MemoryMap.directMap64 : MemoryMap.directMap32;
+  if (nrVcpus < 1 || nrVcpus > MemoryMap.maxVcpus) throw new Error(`simulated domain: 1..${MemoryMap.maxVcpus} VCPUs`);
+  if (!elf.segments.length) throw new Error('guest image has no loadable segment');
+
+  let imageEnd = 0n;
+  for (const s of elf.segments) {
+    const end = Number(s.paddr + s.memsz);
+    if (s.paddr < BigInt(MemoryMap.imageMinPhys) || end > mem.length) {
+      throw new Error(`guest segment at physical 0x${s.paddr.toString(16)}..0x${end.toString(16)} does not fit ` +
+        `between 0x${MemoryMap.imageMinPhys.toString(16)} and the end of RAM (0x${mem.length.toString(16)})`);
+    }
+    const pa = Number(s.paddr);
+    s.data.copy(mem, pa);
+    mem.fill(0, pa + s.data.length, end);
+    const vend = roundUp(s.vaddr + s.memsz);
+    if (vend > imageEnd) imageEnd = vend;
+  }
+
+  const pt = new PageTableBuilder(mem, long);
+  for (let pa = 0; pa < mem.length; pa += PAGE_SIZE) pt.map(directMap + BigInt(pa), pa);
+  for (const s of elf.segments) {
+    const first = s.vaddr - (s.vaddr % BigInt(PAGE_SIZE));
+    for (let va = first; va < s.vaddr + s.memsz; va += BigInt(PAGE_SIZE)) {
+      pt.map(va, Number(s.paddr + (va - s.vaddr)), true);
+    }
+  }
+  // A hole right after the image, even where the direct map covers it (32-bit).
+  pt.unmap(imageEnd);
+
+  const vcpus: VcpuStart[] = [];
+  for (let n = 0; n < nrVcpus; n++) {
+    const area = MemoryMap.vcpuAreas + n * MemoryMap.vcpuAreaSize;
+    const percpuPa = area + MemoryMap.stackSize;
+    const percpu = directMap + BigInt(percpuPa);
+    if (long) {
+      mem.writeBigUInt64LE(BigInt(n), percpuPa);
+      mem.writeBigUInt64LE(percpu, percpuPa + 8);
+    } else {
+      mem.writeUInt32LE(n, percpuPa);
+      mem.writeUInt32LE(Number(percpu), percpuPa + 4);
+    }
+    vcpus.push({ rsp: directMap + BigInt(area + MemoryMap.stackSize), percpu });
+  }
+
+  const symbols = new Map<string, bigint>();
+  for (const s of elf.symbols) if (!symbols.has(s.name)) symbols.set(s.name, s.value);
+  return { entry: elf.entry, cr3: pt.root, imageEnd, directMap, symbols, vcpus };
+}

@@ -1,0 +1,387 @@
+// The simulated Xen: a Hypercalls backend whose domctls behave like Xen's (see
+// domctl-ops.ts) over guests that really execute (cpu.ts), plus a control API for
+// tests, the demo and the CLI (creating domains, peeking at guests).
+import { createHash } from 'crypto';
+import fs from 'fs';
+import path from 'path';
+import { ShutdownReason, XenVer } from '../domctl';
+import { Errno, XenError } from '../errors';
+import { DomctlData, Hypercalls } from '../hypercalls';
+import { X86Cpu } from './cpu';
+import { Gpr, GprName } from './cpu-core';
+import { DomainType, SimDomain, SimVcpu } from './domain';
+import { CALLER_DOMID, DomctlHost, doDomctl } from './domctl-ops';
+import { parseElf } from './elf';
+import { ExecEvent } from './execute';
+import { LoadedGuest, MemoryMap, loadGuest } from './loader';
+import { UNMAPPED } from './paging';
+import { Scheduler } from './scheduler';
+import { bringUp } from './vcpu-context';
+
+export interface SimXenOptions {
+  /** The domctl interface version accepted (others get EACCES). Default 0x15 (Xen 4.17). */
+  interfaceVersion?: number;
+  /** Hypervisor built with CONFIG_GDBSX (false: domctls 1000-1003 give ENOSYS). Default true. */
+  gdbsx?: boolean;
+  /** The CPU has the monitor trap flag (VMX): debug_op single-step works for PVH. Default false. */
+  mtf?: boolean;
+  /** Run guests by themselves on the event loop. Default true; false: only runSlice() runs them. */
+  autoRun?: boolean;
+  /** Instructions per VCPU per slice. Default 4000. */
+  sliceInstructions?: number;
+}
+
+export interface CreateDomainOptions {
+  domid?: number;
+  name?: string;
+  vcpus: number;
+  width: 32 | 64;
+  type?: DomainType;
+  /** Guest kernel ELF; default: the demo guest of that width (guest/build/demo{32,64}.elf). */
+  image?: string;
+  /** VCPUs brought up at start (the rest are never initialised); default all. */
+  onlineVcpus?: number;
+  /** Guest RAM in MiB (32..1024); default 64. */
+  memMiB?: number;
+  /** Create paused (controller pause count 1), like `xl create -p`. */
+  paused?: boolean;
+}
+
+export type ShutdownName = keyof typeof ShutdownReason;
+
+/** Events of the control API (a superset of the debugger notification). */
+export type SimEvent =
+  | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' }
+  | { type: 'shutdown'; domid: number; reason: number; message?: string }
+  | { type: 'state'; domid: number; what: string }
+  | { type: 'created' | 'destroyed'; domid: number };
+
+export interface SimDomainState {
+  name: string;
+  type: DomainType;
+  width: 32 | 64;
+  controllerPauseCount: number;
+  vcpuPauseCounts: number[];
+  vcpuEvents: number[];
+  debuggerAttached: boolean;
+  shutdownReason: number | undefined;
+  crashReason: string | undefined;
+  dying: boolean;
+  instructions: number[];
+}
+
+export interface GuestLayout {
+  entry: bigint;
+  /** First address after the image: unmapped on purpose. */
+  imageEnd: bigint;
+  directMap: bigint;
+  /** Physical address of the top-level page table (every VCPU's cr3). */
+  cr3: number;
+}
+
+const XEN_CAPABILITIES = 'xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64';
+/** Xen release shown for each domctl interface version. */
+const RELEASE_BY_INTERFACE: Record<number, [number, number]> = { 0x15: [4, 17], 0x16: [4, 18], 0x17: [4, 19], 0x18: [4, 22] };
+
+/** The demo guest built by scripts/build-guest.js, found from here upwards (works from src/ and dist/). */
+export function defaultGuestImage(width: 32 | 64): string {
+  const file = path.join('guest', 'build', `demo${width}.elf`);
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const p = path.join(dir, file);
+    if (fs.existsSync(p)) return p;
+    if (path.dirname(dir) === dir) throw new Error(`${file} not found: run \`node scripts/build-guest.js\` (npm run build)`);
+  }
+}
+
+function domainHandle(domid: number, name: string): Buffer {
+  const h = createHash('sha256').update(`gdbsx-sim:${domid}:${name}`).digest().subarray(0, 16);
+  h[6] = (h[6] & 0x0f) | 0x40; // a version-4-looking UUID
+  h[8] = (h[8] & 0x3f) | 0x80;
+  return h;
+}
+
+/** Copy a C string into a fixed-size Xen buffer (zero-padded, truncated to fit). */
+function putCString(arg: Buffer | undefined, s: string, size: number, op: string): void {
+  if (!arg) throw new XenError(op, Errno.EFAULT);
+  const n = Math.min(arg.length, size);
+  arg.fill(0, 0, n);
+  arg.write(s, 0, Math.max(0, Math.min(s.length, n - 1)), 'latin1');
+}
+
+export class SimXen implements Hypercalls {
+  readonly kind = 'sim' as const;
+  private readonly doms = new Map<number, SimDomain>();
+  private readonly loaded = new Map<number, LoadedGuest>();
+  private readonly debuggerListeners = new Set<() => void>();
+  private readonly stateListeners = new Set<(e: SimEvent) => void>();
+  private pending: SimEvent[] = [];
+  private readonly sched: Scheduler;
+  private readonly host: DomctlHost;
+  readonly interfaceVersion: number;
+  readonly gdbsx: boolean;
+  readonly mtf: boolean;
+
+  constructor(o: SimXenOptions = {}) {
+    this.interfaceVersion = o.interfaceVersion ?? 0x15;
+    this.gdbsx = o.gdbsx ?? true;
+    this.mtf = o.mtf ?? false;
+    this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true });
+    this.host = {
+      interfaceVersion: this.interfaceVersion,
+      gdbsx: this.gdbsx,
+      mtf: this.mtf,
+      domain: (id) => this.doms.get(id),
+      domains: () => [...this.doms.values()].sort((a, b) => a.domid - b.domid),
+      changed: (d, what) => {
+        this.emit({ type: 'state', domid: d.domid, what });
+        this.sched.kick();
+      },
+    };
+    this.addDom0();
+  }
+
+  // ---- Hypercalls ----
+
+  domctl(op: Buffer, data?: DomctlData): number {
+    try {
+      return doDomctl(this.host, op, data);
+    } finally {
+      this.flushEvents();
+    }
+  }
+
+  xenVersion(cmd: number, arg?: Buffer): number {
+    const [major, minor] = RELEASE_BY_INTERFACE[this.interfaceVersion] ?? [4, 17];
+    const op = `XENVER_${cmd}`;
+    switch (cmd) {
+      case XenVer.version: return (major << 16) | minor;
+      case XenVer.extraversion: putCString(arg, '.5-sim', 16, op); return 0;
+      case XenVer.capabilities: putCString(arg, XEN_CAPABILITIES, 1024, op); return 0;
+      case 4: putCString(arg, 'gdbsx simulated hypervisor', 64, op); return 0; // XENVER_changeset
+      case 7: return 4096; // XENVER_pagesize
+      default: throw new XenError(op, Errno.ENOSYS);
+    }
+  }
+
+  /**
+   * Called whenever a VCPU trap pauses a domain for the debugger: int3 and single-step
+   * (TF or MTF) alike. Real Xen raises VIRQ_DEBUGGER only for steps; pollers don't mind.
+   */
+  onDebuggerEvent(listener: () => void): () => void {
+    this.debuggerListeners.add(listener);
+    return () => this.debuggerListeners.delete(listener);
+  }
+
+  /** Every state change: traps, pauses, shutdowns, creation and destruction. */
+  onStateChange(listener: (e: SimEvent) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  /** Stop running guests for good; domctls keep answering. */
+  close(): void {
+    this.sched.close();
+  }
+
+  // ---- control API ----
+
+  createDomain(o: CreateDomainOptions): number {
+    const domid = o.domid ?? this.freeDomid();
+    if (this.doms.has(domid)) throw new Error(`domain ${domid} already exists`);
+    if (domid <= CALLER_DOMID || domid >= 0x7ff0) throw new Error(`domid ${domid} is not a guest domid`);
+    const type = o.type ?? 'pv';
+    const memMiB = o.memMiB ?? 64;
+    if (memMiB < 32 || memMiB > 1024) throw new Error('memMiB must be 32..1024');
+    const imagePath = o.image ?? defaultGuestImage(o.width);
+    const elf = parseElf(fs.readFileSync(imagePath), imagePath);
+    if (elf.width !== o.width) throw new Error(`${imagePath} is a ${elf.width}-bit image, not ${o.width}-bit`);
+    const name = o.name ?? `sim${domid}`;
+    const d = new SimDomain({ domid, name, type, width: o.width, mem: Buffer.alloc(memMiB << 20), handle: domainHandle(domid, name) });
+    const g = loadGuest(d.mem, elf, o.vcpus);
+    d.symbols = g.symbols;
+    const online = o.onlineVcpus ?? o.vcpus;
+    for (let i = 0; i < o.vcpus; i++) {
+      const v = new SimVcpu(i, new X86Cpu(d.mem, o.width === 64, type === 'pv'), d.layout);
+      if (i < online) bringUp(d, v, g.vcpus[i], g.entry, g.cr3);
+      d.vcpus.push(v);
+    }
+    if (o.paused) d.controllerPause = 1;
+    this.doms.set(domid, d);
+    this.loaded.set(domid, g);
+    this.emit({ type: 'created', domid });
+    this.flushEvents();
+    this.sched.kick();
+    return domid;
+  }
+
+  /** `xl destroy`. With `zombie`, the domain stays listed as dying (like one still referenced). */
+  destroyDomain(domid: number, o: { zombie?: boolean } = {}): void {
+    const d = this.dom(domid);
+    d.dying = true;
+    if (!o.zombie) {
+      this.doms.delete(domid);
+      this.loaded.delete(domid);
+    }
+    this.emit({ type: 'destroyed', domid });
+    this.flushEvents();
+  }
+
+  /** The guest shuts itself down (or crashes): it stops running, its state is preserved. */
+  shutdownDomain(domid: number, reason: ShutdownName | number, message?: string): void {
+    const d = this.dom(domid);
+    const code = typeof reason === 'number' ? reason : ShutdownReason[reason];
+    d.shutdown(code, message);
+    this.emit({ type: 'shutdown', domid, reason: code, message: d.crashReason });
+    this.flushEvents();
+  }
+
+  domainIds(): number[] {
+    return [...this.doms.keys()].sort((a, b) => a - b);
+  }
+
+  domainState(domid: number): SimDomainState {
+    const d = this.dom(domid);
+    return {
+      name: d.name,
+      type: d.type,
+      width: d.width,
+      controllerPauseCount: d.controllerPause,
+      vcpuPauseCounts: d.vcpus.map((v) => v.pauseCount),
+      vcpuEvents: d.vcpus.map((v) => v.event),
+      debuggerAttached: d.debuggerAttached,
+      shutdownReason: d.shutdownCode,
+      crashReason: d.crashReason,
+      dying: d.dying,
+      instructions: d.vcpus.map((v) => v.instructions),
+    };
+  }
+
+  /** The loaded image's symbol table (name -> address). */
+  symbols(domid: number): ReadonlyMap<string, bigint> {
+    return this.dom(domid).symbols;
+  }
+
+  symbol(domid: number, name: string): bigint {
+    const a = this.dom(domid).symbols.get(name);
+    if (a === undefined) throw new Error(`no symbol ${name} in domain ${domid}'s image`);
+    return a;
+  }
+
+  layout(domid: number): GuestLayout {
+    const g = this.loaded.get(domid);
+    if (!g) throw new Error(`domain ${domid} has no loaded image`);
+    return { entry: g.entry, imageEnd: g.imageEnd, directMap: g.directMap, cr3: g.cr3 };
+  }
+
+  /** Read guest memory by virtual address through `vcpu`'s page tables (not the debugger path). */
+  readVirt(domid: number, va: bigint, len: number, vcpu = 0): Buffer {
+    const out = Buffer.alloc(len);
+    this.virtCopy(domid, va, len, vcpu, (pa, off, n) => this.dom(domid).mem.copy(out, off, pa, pa + n));
+    return out;
+  }
+
+  writeVirt(domid: number, va: bigint, data: Buffer, vcpu = 0): void {
+    this.virtCopy(domid, va, data.length, vcpu, (pa, off, n) => data.copy(this.dom(domid).mem, pa, off, off + n));
+  }
+
+  readPhys(domid: number, pa: number, len: number): Buffer {
+    const mem = this.dom(domid).mem;
+    if (pa < 0 || pa + len > mem.length) throw new Error(`physical 0x${pa.toString(16)}+${len} is outside guest RAM`);
+    return Buffer.from(mem.subarray(pa, pa + len));
+  }
+
+  writePhys(domid: number, pa: number, data: Buffer): void {
+    const mem = this.dom(domid).mem;
+    if (pa < 0 || pa + data.length > mem.length) throw new Error(`physical 0x${pa.toString(16)}+${data.length} is outside guest RAM`);
+    data.copy(mem, pa);
+  }
+
+  /** A VCPU's live registers (GPRs by name, rip, rflags, control/debug registers, bases). */
+  registers(domid: number, vcpu: number): Record<GprName | 'rip' | 'rflags' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'dr6' | 'dr7' | 'fs_base' | 'gs_base', bigint> {
+    const c = this.vcpu(domid, vcpu).cpu;
+    const gprs = Object.fromEntries((Object.keys(Gpr) as GprName[]).map((n) => [n, c.getGpr(Gpr[n])])) as Record<GprName, bigint>;
+    return {
+      ...gprs, rip: c.rip, rflags: BigInt(c.rflags), cr0: c.cr0, cr2: c.cr2, cr3: c.cr3, cr4: c.cr4,
+      dr6: c.dr[6], dr7: c.dr[7], fs_base: c.fsBase, gs_base: c.gsBase,
+    };
+  }
+
+  /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
+  runSlice(): void {
+    this.sched.runSlice();
+    this.flushEvents();
+  }
+
+  // ---- internals ----
+
+  private addDom0(): void {
+    // A placeholder for the control domain: listed, never executed.
+    const d = new SimDomain({ domid: 0, name: 'Domain-0', type: 'pv', width: 64, mem: Buffer.alloc(0), handle: Buffer.alloc(16) });
+    d.placeholder = true;
+    d.pages = (768 << 20) / 4096;
+    const v = new SimVcpu(0, new X86Cpu(d.mem, true, true), d.layout);
+    v.initialised = true;
+    v.down = false;
+    v.halted = true; // shows as blocked, like an idle dom0
+    d.vcpus.push(v);
+    this.doms.set(0, d);
+  }
+
+  private freeDomid(): number {
+    let id = 1;
+    while (this.doms.has(id)) id++;
+    return id;
+  }
+
+  private dom(domid: number): SimDomain {
+    const d = this.doms.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    return d;
+  }
+
+  private vcpu(domid: number, vcpu: number): SimVcpu {
+    const v = this.dom(domid).vcpus[vcpu];
+    if (!v) throw new Error(`domain ${domid} has no VCPU ${vcpu}`);
+    return v;
+  }
+
+  private virtCopy(domid: number, va: bigint, len: number, vcpu: number, copy: (pa: number, off: number, n: number) => void): void {
+    const c = this.vcpu(domid, vcpu).cpu;
+    c.flushTlb();
+    for (let off = 0; off < len;) {
+      const a = BigInt.asUintN(64, va + BigInt(off));
+      const pa = c.translate(Number(a & 0xffffffffn), Number(a >> 32n));
+      if (pa === UNMAPPED) throw new Error(`guest address 0x${a.toString(16)} is not mapped in d${domid}v${vcpu}`);
+      const n = Math.min(4096 - (pa & 0xfff), len - off);
+      copy(pa, off, n);
+      off += n;
+    }
+  }
+
+  private onExec(e: ExecEvent): void {
+    if (e.kind === 'crash') {
+      this.emit({ type: 'shutdown', domid: e.domid, reason: ShutdownReason.crash, message: e.message });
+      return;
+    }
+    this.emit({ type: 'trap', domid: e.domid, vcpu: e.vcpu, kind: e.kind });
+  }
+
+  private emit(e: SimEvent): void {
+    this.pending.push(e);
+  }
+
+  /** Deliver queued events once the hypervisor is consistent again (never mid-slice or mid-domctl). */
+  private flushEvents(): void {
+    while (this.pending.length) {
+      const batch = this.pending;
+      this.pending = [];
+      for (const e of batch) {
+        for (const l of [...this.stateListeners]) l(e);
+        if (e.type === 'trap') for (const l of [...this.debuggerListeners]) l();
+      }
+    }
+  }
+
+  static readonly memoryMap = MemoryMap;
+}
