@@ -58,7 +58,8 @@ export class X86Core {
   /** Page-table root as a number, for the walker. */
   private root = 0;
 
-  protected readonly mem: Buffer;
+  /** The physical memory this CPU addresses (the domain's RAM). */
+  readonly mem: Buffer;
   private readonly tlb = new Map<number, number>();
   private lastKey = -1;
   private lastBase = 0;

@@ -64,8 +64,16 @@ class PageTableBuilder {
     return table + idx[idx.length - 1] * 8;
   }
 
-  map(va: bigint, pa: number, global = false): void {
-    this.mem.writeBigUInt64LE(BigInt(pa | PTE_P | PTE_RW | (global ? PTE_G : 0)), this.leaf(va, true));
+  /** Map `pages` 4 KiB pages from `va` to `pa` on; one table walk per L1 table, not per page. */
+  map(va: bigint, pa: number, pages = 1, global = false): void {
+    let slot = -1;
+    for (let i = 0; i < pages; i++, pa += PAGE_SIZE) {
+      const v = va + BigInt(i * PAGE_SIZE);
+      if (slot < 0 || (v & 0x1fffffn) === 0n) slot = this.leaf(v, true);
+      this.mem.writeUInt32LE((pa | PTE_P | PTE_RW | (global ? PTE_G : 0)) >>> 0, slot);
+      this.mem.writeUInt32LE(0, slot + 4);
+      slot += 8;
+    }
   }
 
   unmap(va: bigint): void {
@@ -118,12 +126,11 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
   }
 
   const pt = new PageTableBuilder(mem, long);
-  for (let pa = 0; pa < mem.length; pa += PAGE_SIZE) pt.map(directMap + BigInt(pa), pa);
+  pt.map(directMap, 0, mem.length / PAGE_SIZE);
   for (const s of elf.segments) {
-    const first = s.vaddr - (s.vaddr % BigInt(PAGE_SIZE));
-    for (let va = first; va < s.vaddr + s.memsz; va += BigInt(PAGE_SIZE)) {
-      pt.map(va, Number(s.paddr + (va - s.vaddr)), true);
-    }
+    const off = s.vaddr % BigInt(PAGE_SIZE);
+    const pages = Number(roundUp(s.memsz + off)) / PAGE_SIZE;
+    pt.map(s.vaddr - off, Number(s.paddr - off), pages, true);
   }
   // A hole right after the image, even where the direct map covers it (32-bit).
   pt.unmap(imageEnd);
