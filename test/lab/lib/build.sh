@@ -1,0 +1,266 @@
+# Build steps of the Xen lab: everything here lands in $LAB_CACHE, keyed by versions
+# (see cache_paths in common.sh). Each step is skipped when its result is present.
+# shellcheck shell=bash
+
+# Publish a finished directory atomically: build into $1.tmp.$$, then rename.
+publish_dir() {
+  local tmp=$1 final=$2
+  rm -rf "$final"
+  mkdir -p "$(dirname "$final")"
+  mv "$tmp" "$final"
+}
+
+# Debian's stock hypervisor (no CONFIG_GDBSX) and its config, from the .deb.
+build_xen_stock() {
+  [ -f "$CACHE_XEN_STOCK/xen" ] && return 0
+  log "xen-stock: xen-hypervisor-4.17-amd64 $LAB_V_XEN_HYP"
+  local deb tmp=$CACHE_XEN_STOCK.tmp.$$
+  deb=$(deb_fetch xen-hypervisor-4.17-amd64 "$LAB_V_XEN_HYP")
+  rm -rf "$tmp"; mkdir -p "$tmp/x"
+  dpkg -x "$deb" "$tmp/x"
+  gunzip -c "$tmp"/x/boot/xen-4.17-amd64.gz > "$tmp/xen"
+  cp "$tmp"/x/boot/xen-4.17-amd64.config "$tmp/config"
+  rm -rf "$tmp/x"
+  echo "xen-hypervisor-4.17-amd64 $LAB_V_XEN_HYP" > "$tmp/VERSION"
+  publish_dir "$tmp" "$CACHE_XEN_STOCK"
+}
+
+# Xen built from Debian's source with CONFIG_EXPERT=y CONFIG_GDBSX=y on top of
+# Debian's own config.
+build_xen_gdbsx() {
+  [ -f "$CACHE_XEN_GDBSX/xen" ] && return 0
+  build_xen_stock
+  local t0=$SECONDS
+  local work=$LAB_CACHE/work/xen-src.$$ tmp=$CACHE_XEN_GDBSX.tmp.$$
+  log "xen-gdbsx: Debian source xen $LAB_V_XEN_SRC, CONFIG_GDBSX=y, make -j$LAB_JOBS (about 2-3 min)"
+  rm -rf "$work" "$tmp"; mkdir -p "$work" "$tmp"
+  (cd "$work" && apt-get source --download-only -q "xen=$LAB_V_XEN_SRC" >/dev/null 2>&1) \
+    || die "apt-get source xen=$LAB_V_XEN_SRC failed"
+  (cd "$work" && dpkg-source -x ./xen_*.dsc src >/dev/null 2>&1) || die "dpkg-source -x failed"
+  local src=$work/src/xen
+  cp "$CACHE_XEN_STOCK/config" "$src/.config"
+  printf 'CONFIG_EXPERT=y\nCONFIG_GDBSX=y\n' >> "$src/.config"
+  make -C "$src" olddefconfig > "$tmp/build.log" 2>&1 || { tail -20 "$tmp/build.log" >&2; die "make olddefconfig failed"; }
+  grep -qx 'CONFIG_EXPERT=y' "$src/.config" && grep -qx 'CONFIG_GDBSX=y' "$src/.config" \
+    || die "CONFIG_EXPERT/CONFIG_GDBSX did not stick in $src/.config"
+  if ! make -C "$src" -j"$LAB_JOBS" >> "$tmp/build.log" 2>&1; then
+    tail -30 "$tmp/build.log" >&2
+    die "Xen build failed (log: $tmp/build.log)"
+  fi
+  cp "$src/xen" "$tmp/xen"
+  cp "$src/xen-syms" "$tmp/xen-syms"
+  cp "$src/.config" "$tmp/config"
+  echo "xen source $LAB_V_XEN_SRC + CONFIG_EXPERT=y CONFIG_GDBSX=y (recipe $XEN_RECIPE), built in $((SECONDS - t0)) s" > "$tmp/VERSION"
+  rm -rf "$work"
+  publish_dir "$tmp" "$CACHE_XEN_GDBSX"
+  log "xen-gdbsx: built in $((SECONDS - t0)) s -> $CACHE_XEN_GDBSX/xen"
+}
+
+# Debian's kernel package, unpacked (vmlinuz for dom0 and the guests, modules for dom0).
+build_linux() {
+  [ -f "$CACHE_LINUX/.done" ] && return 0
+  log "linux: $LAB_KERNEL_PKG $LAB_V_KERNEL"
+  local deb tmp=$CACHE_LINUX.tmp.$$
+  deb=$(deb_fetch "$LAB_KERNEL_PKG" "$LAB_V_KERNEL")
+  rm -rf "$tmp"; mkdir -p "$tmp/root"
+  dpkg -x "$deb" "$tmp/root"
+  cp "$tmp"/root/boot/vmlinuz-* "$tmp/vmlinuz"
+  ls "$tmp/root/lib/modules" > "$tmp/KVER"
+  # the .deb has no modules.dep (its postinst runs depmod)
+  depmod -b "$tmp/root" "$(cat "$tmp/KVER")" || die "depmod failed"
+  touch "$tmp/.done"
+  echo "$LAB_KERNEL_PKG $LAB_V_KERNEL" > "$tmp/VERSION"
+  publish_dir "$tmp" "$CACHE_LINUX"
+}
+
+# Xen's userspace (xen-utils-4.17 and everything it depends on), unpacked into a
+# staging root: dom0 gets the binaries it needs plus their libraries from there.
+XEN_UTILS_STAGE=
+build_xen_utils_stage() {
+  XEN_UTILS_STAGE=$LAB_CACHE/xen-utils/$LAB_V_XEN_UTILS
+  [ -f "$XEN_UTILS_STAGE/.done" ] && return 0
+  log "xen-utils: xen-utils-4.17 $LAB_V_XEN_UTILS and its dependencies (apt-get download, dpkg -x)"
+  local pkgs p dir=$LAB_CACHE/debs tmp=$XEN_UTILS_STAGE.tmp.$$
+  mapfile -t pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances xen-utils-4.17 xenstore-utils libgcc-s1 | grep -v '^ ' | grep -v '^<' | sort -u)
+  mkdir -p "$dir"
+  (cd "$dir" && apt-get download -q "${pkgs[@]}" >/dev/null 2>&1) || die "apt-get download of xen-utils' dependencies failed"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  for p in "${pkgs[@]}"; do
+    local v f
+    v=$(apt_candidate "$p")
+    f=$(deb_file "$p" "$v")
+    [ -n "$f" ] || die "missing .deb for $p $v"
+    dpkg -x "$f" "$tmp"
+  done
+  touch "$tmp/.done"
+  publish_dir "$tmp" "$XEN_UTILS_STAGE"
+}
+
+# Print the libraries (host paths) an ELF file needs, resolved inside root $1
+# (empty root = the host), one per line, the loader included.
+elf_libs() {
+  local root=$1 bin=$2
+  if [ -n "$root" ]; then
+    "$root/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+      --library-path "$root/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu" --list "$bin" 2>/dev/null
+  else
+    ldd "$bin" 2>/dev/null
+  fi | awk '/=>/ { if ($3 ~ /^\//) print $3; next } /^\s*\// { print $1 }'
+}
+
+# Copy ELF file $2 (from root $1) and its libraries into rootfs $3 at path $4.
+install_elf() {
+  local root=$1 src=$2 rootfs=$3 dst=$4 lib rel
+  mkdir -p "$rootfs$(dirname "$dst")"
+  cp -L "$src" "$rootfs$dst"
+  while read -r lib; do
+    [ -n "$lib" ] || continue
+    rel=${lib#"$root"}
+    case "$rel" in
+      */ld-linux-x86-64.so.2) rel=/lib64/ld-linux-x86-64.so.2 ;;
+    esac
+    [ -e "$rootfs$rel" ] && continue
+    mkdir -p "$rootfs$(dirname "$rel")"
+    cp -L "$lib" "$rootfs$rel"
+  done < <(elf_libs "$root" "$src")
+}
+
+# The module list dom0 loads, dependencies first, from modules.dep.
+DOM0_MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs e1000"
+module_order() {
+  local moddir=$1; shift
+  local -A seen=()
+  local out=()
+  _mod_visit() {
+    local path=$1
+    [ -n "${seen[$path]:-}" ] && return 0
+    seen[$path]=1
+    local line deps d
+    line=$(grep -m1 "^$path:" "$moddir/modules.dep") || die "module $path not in modules.dep"
+    deps=${line#*:}
+    for d in $deps; do _mod_visit "$d"; done
+    out+=("$path")
+  }
+  local m path
+  for m in "$@"; do
+    path=$(grep -m1 -E "/$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | cut -d: -f1) || true
+    [ -n "$path" ] || die "module $m not found in $moddir/modules.dep"
+    _mod_visit "$path"
+  done
+  printf '%s\n' "${out[@]}"
+}
+
+# Write a newc cpio of directory $1 to file $2 (owner root, sorted, reproducible).
+make_cpio() {
+  (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$2"
+}
+
+# The guests' initramfs: busybox and an init that says hello and loops forever.
+build_guest_initrd() {
+  local out=$1 r
+  r=$(mktemp -d)
+  mkdir -p "$r"/{bin,proc,sys,dev,tmp}
+  cp /bin/busybox "$r/bin/busybox"
+  ln -s busybox "$r/bin/sh"
+  cat > "$r/init" <<'EOF'
+#!/bin/sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "GDBSX-LAB-GUEST-READY $(uname -r) vcpus=$(grep -c ^processor /proc/cpuinfo)"
+n=0
+while :; do
+  n=$((n + 1))
+  sleep 1
+done
+EOF
+  chmod 755 "$r/init"
+  make_cpio "$r" /dev/stdout | gzip -9 > "$out"
+  rm -rf "$r"
+}
+
+# dom0's base initramfs (cached): busybox, kernel modules, Xen's tools, node, the
+# guest kernel and initramfs. The per-start part (init, project code) is appended
+# at start time (see run.sh).
+build_dom0_base() {
+  [ -f "$CACHE_BASE/base.cpio" ] && return 0
+  build_linux
+  build_xen_utils_stage
+  log "dom0-base: building $CACHE_BASE"
+  local tmp=$CACHE_BASE.tmp.$$ r
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  r=$tmp/root
+  mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,root,etc/xen,var/lib/xen,var/lib/xenstored,var/log/xen,var/run,lab,opt}
+  # busybox (static)
+  cp /bin/busybox "$r/bin/busybox"
+  ln -s busybox "$r/bin/sh"
+  # Xen tools
+  local stg=$XEN_UTILS_STAGE b
+  for b in xl xenstored xenconsoled xen-init-dom0 xenconsole xenstore-control libxl-save-helper; do
+    install_elf "$stg" "$stg/usr/lib/xen-4.17/bin/$b" "$r" "/usr/lib/xen-4.17/bin/$b"
+  done
+  for b in xenstore-read xenstore-write xenstore-ls xenstore-list xenstore-rm; do
+    [ -e "$stg/usr/bin/$b" ] && install_elf "$stg" "$stg/usr/bin/$b" "$r" "/usr/bin/$b"
+  done
+  # xl aborts without libgcc_s ("must be installed for pthread_cancel to work")
+  cp -L "$stg/lib/x86_64-linux-gnu/libgcc_s.so.1" "$r/lib/x86_64-linux-gnu/libgcc_s.so.1"
+  : > "$r/etc/xen/xl.conf"
+  # node, the host's own
+  install_elf "" "$(readlink -f "$(command -v node)")" "$r" /usr/bin/node
+  # name service basics some code wants
+  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
+  printf 'root:x:0:\n' > "$r/etc/group"
+  printf '127.0.0.1 localhost\n' > "$r/etc/hosts"
+  printf '/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n' > "$r/etc/ld.so.conf"
+  ldconfig -r "$r" 2>/dev/null || true
+  # kernel modules
+  local kver moddir m mods
+  kver=$(cat "$CACHE_LINUX/KVER")
+  moddir=$CACHE_LINUX/root/lib/modules/$kver
+  mods=$(module_order "$moddir" $DOM0_MODULES)
+  : > "$r/lab/modules.list"
+  for m in $mods; do
+    mkdir -p "$r/lib/modules/$kver/$(dirname "$m")"
+    cp "$moddir/$m" "$r/lib/modules/$kver/$m"
+    echo "/lib/modules/$kver/$m" >> "$r/lab/modules.list"
+  done
+  # what the guests boot
+  cp "$CACHE_LINUX/vmlinuz" "$r/lab/vmlinuz"
+  build_guest_initrd "$r/lab/guest-initrd.gz"
+  {
+    echo "kernel $LAB_KERNEL_PKG $LAB_V_KERNEL ($kver)"
+    echo "xen-utils $LAB_V_XEN_UTILS"
+    echo "busybox $LAB_V_BUSYBOX"
+    echo "node $LAB_V_NODE"
+  } > "$r/lab/VERSIONS"
+  cp "$r/lab/VERSIONS" "$tmp/VERSIONS"
+  make_cpio "$r" "$tmp/base.cpio"
+  (cd "$r" && find . -type f | LC_ALL=C sort) > "$tmp/MANIFEST"
+  rm -rf "$r"
+  publish_dir "$tmp" "$CACHE_BASE"
+  log "dom0-base: $(du -h "$CACHE_BASE/base.cpio" | cut -f1)"
+}
+
+# Everything, with a lock so two lab runs on one machine do not build at once.
+build_all() {
+  local t0=$SECONDS
+  apt_ensure "${HOST_PACKAGES[@]}"
+  cache_paths
+  mkdir -p "$LAB_CACHE"
+  exec 9> "$LAB_CACHE/.lock"
+  flock 9
+  # leftovers of interrupted builds (we hold the lock: nobody else is building)
+  rm -rf "$LAB_CACHE"/*/*.tmp.* "$LAB_CACHE/work"
+  build_xen_stock
+  build_xen_gdbsx
+  build_linux
+  build_dom0_base
+  flock -u 9
+  exec 9>&-
+  log "cache ready in $((SECONDS - t0)) s: $LAB_CACHE"
+  log "  xen (gdbsx): $CACHE_XEN_GDBSX/xen"
+  log "  xen (stock): $CACHE_XEN_STOCK/xen"
+  log "  linux:       $CACHE_LINUX/vmlinuz"
+  log "  dom0 base:   $CACHE_BASE/base.cpio"
+}

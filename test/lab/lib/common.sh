@@ -1,0 +1,136 @@
+# Shared settings and helpers for the Xen lab (sourced by lab.sh).
+# shellcheck shell=bash
+
+LAB_CACHE=${GDBSX_LAB_CACHE:-/var/cache/gdbsx-lab}
+LAB_RUN=${GDBSX_LAB_RUN:-/tmp/gdbsx-lab}
+LAB_STATE=${GDBSX_LAB_STATE:-$LAB_RUN/state.json}
+LAB_PORT_BASE=${LAB_PORT_BASE:-27100}
+LAB_NPORTS=10                       # base .. base+9 are forwarded 127.0.0.1 -> dom0
+LAB_XEN=${LAB_XEN:-gdbsx}           # gdbsx (our build, CONFIG_GDBSX=y) | stock (Debian's)
+LAB_JOBS=${LAB_JOBS:-$(nproc)}
+
+# Bump when a recipe changes in a way the version keys cannot see.
+XEN_RECIPE=1
+
+DEB_SUITE=bookworm
+
+ts() { date +%H:%M:%S; }
+log() { echo "[lab $(ts)] $*" >&2; }
+die() { echo "[lab $(ts)] ERROR: $*" >&2; exit 1; }
+
+# A short hash of stdin.
+hash_stdin() { sha256sum | cut -c1-12; }
+
+# Candidate version of a binary package, empty if unknown.
+apt_candidate() {
+  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }' | sed 's/(none)//'
+}
+
+apt_installed_version() {
+  dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | awk '$3 == "installed" { print $4 }'
+}
+
+APT_UPDATED=0
+apt_update_once() {
+  [ "$APT_UPDATED" = 1 ] && return 0
+  log "apt-get update"
+  apt-get -o DPkg::Lock::Timeout=900 update -qq >&2 || die "apt-get update failed"
+  APT_UPDATED=1
+}
+
+# Make sure Debian's source index for bookworm main is known (apt-get source xen).
+apt_ensure_deb_src() {
+  if [ -z "$(apt-cache showsrc xen 2>/dev/null | awk '/^Version:/ {print $2; exit}')" ]; then
+    if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      log "adding a deb-src entry for $DEB_SUITE main (/etc/apt/sources.list.d/gdbsx-lab-src.sources)"
+      cat > /etc/apt/sources.list.d/gdbsx-lab-src.sources <<EOF
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $DEB_SUITE
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    fi
+    APT_UPDATED=0
+    apt_update_once
+  fi
+}
+
+# Install host packages that are missing (idempotent, waits for the dpkg lock).
+apt_ensure() {
+  local missing=() p
+  for p in "$@"; do
+    [ -n "$(apt_installed_version "$p")" ] || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ -n "$(apt_candidate "${missing[0]}")" ] || apt_update_once
+  log "apt-get install ${missing[*]}"
+  mkdir -p "$LAB_CACHE"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+    --no-install-recommends "${missing[@]}" > "$LAB_CACHE/apt-install.log" 2>&1; then
+    tail -20 "$LAB_CACHE/apt-install.log" >&2
+    die "apt-get install ${missing[*]} failed (log: $LAB_CACHE/apt-install.log)"
+  fi
+}
+
+# What the host needs to build and run the lab.
+HOST_PACKAGES=(qemu-system-x86 flex bison cpio busybox-static python3 make gcc libc6-dev
+  dpkg-dev xz-utils gzip kmod)
+
+# The cached .deb of package $1 version $2, if any (apt-get download writes an
+# epoch's colon as %3a).
+deb_file() {
+  local dir=$LAB_CACHE/debs v=${2//:/%3a}
+  ls "$dir/${1}_${v}_"*.deb 2>/dev/null | head -1 || true
+}
+
+# Download a .deb of the candidate version into the cache (once); prints its path.
+deb_fetch() {
+  local pkg=$1 ver=${2:-}
+  [ -n "$ver" ] || ver=$(apt_candidate "$pkg")
+  [ -n "$ver" ] || die "no candidate version for $pkg (apt-get update?)"
+  mkdir -p "$LAB_CACHE/debs"
+  local f
+  f=$(deb_file "$pkg" "$ver")
+  if [ -z "$f" ]; then
+    (cd "$LAB_CACHE/debs" && apt-get download -q "$pkg=$ver" >/dev/null 2>&1) || die "apt-get download $pkg=$ver failed"
+    f=$(deb_file "$pkg" "$ver")
+    [ -n "$f" ] || die "apt-get download $pkg=$ver left no .deb in $LAB_CACHE/debs"
+  fi
+  echo "$f"
+}
+
+# Resolve every version the cache keys depend on. Sets LAB_V_* variables.
+resolve_versions() {
+  [ -n "${LAB_V_RESOLVED:-}" ] && return 0
+  if [ -z "$(apt_candidate xen-utils-4.17)" ]; then apt_update_once; fi
+  apt_ensure_deb_src
+  LAB_V_XEN_SRC=${LAB_XEN_SRC_VERSION:-$(apt-cache showsrc xen | awk '/^Version:/ {print $2}' | sort -V | tail -1)}
+  LAB_V_XEN_HYP=$(apt_candidate xen-hypervisor-4.17-amd64)
+  LAB_V_XEN_UTILS=$(apt_candidate xen-utils-4.17)
+  LAB_KERNEL_PKG=${LAB_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')}
+  [ -n "$LAB_KERNEL_PKG" ] || die "cannot find Debian's kernel package (linux-image-amd64's dependency)"
+  LAB_V_KERNEL=$(apt_candidate "$LAB_KERNEL_PKG")
+  LAB_V_BUSYBOX=$(apt_installed_version busybox-static)
+  LAB_V_NODE=$(node --version)
+  local what
+  for what in LAB_V_XEN_SRC LAB_V_XEN_HYP LAB_V_XEN_UTILS LAB_V_KERNEL LAB_V_BUSYBOX; do
+    [ -n "${!what}" ] || die "could not resolve $what"
+  done
+  LAB_V_RESOLVED=1
+}
+
+# Cache directories, one per component, each keyed by what goes into it.
+cache_paths() {
+  resolve_versions
+  local lib_dir
+  lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  CACHE_XEN_GDBSX=$LAB_CACHE/xen-gdbsx/${LAB_V_XEN_SRC}-r$XEN_RECIPE
+  CACHE_XEN_STOCK=$LAB_CACHE/xen-stock/$LAB_V_XEN_HYP
+  CACHE_LINUX=$LAB_CACHE/linux/${LAB_KERNEL_PKG}_$LAB_V_KERNEL
+  local node_id
+  node_id="$LAB_V_NODE $(stat -c '%s %Y' "$(readlink -f "$(command -v node)")")"
+  LAB_BASE_KEY=$( { echo "$LAB_KERNEL_PKG $LAB_V_KERNEL"; echo "xen-utils $LAB_V_XEN_UTILS";
+    echo "busybox $LAB_V_BUSYBOX"; echo "node $node_id"; cat "$lib_dir/build.sh"; } | hash_stdin)
+  CACHE_BASE=$LAB_CACHE/dom0-base/$LAB_BASE_KEY
+}
