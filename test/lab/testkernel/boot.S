@@ -68,6 +68,15 @@ tk_pvh_entry32:
         movl    %eax, %ss
         movl    %eax, %fs
         movl    %eax, %gs
+        /* Boot trace on Xen's debug port (Xen prints "(dN) tk: pvh entry"). */
+        movl    $tk_msg_entry, %esi
+2:      movb    (%esi), %al
+        testb   %al, %al
+        jz      3f
+        outb    %al, $XEN_HVM_DEBUGCONS_IOPORT
+        incl    %esi
+        jmp     2b
+3:
         /* Zero .bss through its physical address (loaders may not). */
         movl    $__bss_start_pa, %edi
         movl    $__bss_end_pa, %ecx
@@ -228,6 +237,9 @@ tk_boot_gdt_end:
 tk_boot_gdtr:
         .word   tk_boot_gdt_end - tk_boot_gdt - 1
         .long   tk_boot_gdt
+
+tk_msg_entry:
+        .asciz  "tk: pvh entry\n"
 
         .balign 4
         .globl tk_start_info_pa

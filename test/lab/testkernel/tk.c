@@ -229,8 +229,11 @@ static void serial_putc(char c)
     outb(0x3f8, c);
 }
 
+static int serial_ready;
+
 static void serial_init(void)
 {
+    serial_ready = 1;
     outb(0x3f8 + 1, 0x00);      /* no interrupts */
     outb(0x3f8 + 3, 0x80);      /* DLAB */
     outb(0x3f8 + 0, 0x01);      /* 115200 baud */
@@ -336,12 +339,11 @@ static char *fmt_num(char *end, u64 v, u32 base)
     return end;
 }
 
-static void tk_vprintf(const char *fmt, __builtin_va_list ap)
+static u32 tk_vformat(char *buf, u32 size, const char *fmt, __builtin_va_list ap)
 {
-    char buf[160];
     u32 n = 0;
 
-#define EMIT(ch) do { if (n < sizeof(buf)) buf[n++] = (ch); } while (0)
+#define EMIT(ch) do { if (n < size) buf[n++] = (ch); } while (0)
     for (; *fmt; fmt++) {
         char tmp[24], *p;
         int longs = 0;
@@ -405,9 +407,48 @@ static void tk_vprintf(const char *fmt, __builtin_va_list ap)
         }
     }
 #undef EMIT
+    return n;
+}
+
+static void tk_vprintf(const char *fmt, __builtin_va_list ap)
+{
+    char buf[160];
+    u32 n = tk_vformat(buf, sizeof(buf), fmt, ap);
+
     lock(&console_lock);
     console_write(buf, n);
     unlock(&console_lock);
+}
+
+/*
+ * Raw output for early boot traces and the trap handler: no lock, no
+ * hypercall. On Xen (or before Xen is detected) the 0xe9 debug port,
+ * which Xen prints as "(dN) ..."; bare metal/QEMU: COM1 (and 0xe9, seen
+ * with QEMU's -debugcon).
+ */
+static void raw_write(const char *s, u32 len)
+{
+    for (u32 i = 0; i < len; i++)
+        outb(XEN_HVM_DEBUGCONS_IOPORT, s[i]);
+    if (!tk_on_xen && serial_ready)
+        for (u32 i = 0; i < len; i++) {
+            if (s[i] == '\n')
+                serial_putc('\r');
+            serial_putc(s[i]);
+        }
+}
+
+__attribute__((format(printf, 1, 2)))
+static void tk_rawf(const char *fmt, ...)
+{
+    __builtin_va_list ap;
+    char buf[160];
+    u32 n;
+
+    __builtin_va_start(ap, fmt);
+    n = tk_vformat(buf, sizeof(buf), fmt, ap);
+    __builtin_va_end(ap);
+    raw_write(buf, n);
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -449,10 +490,19 @@ static struct idt_gate tk_idt[32] __attribute__((aligned(16)));
 
 static int current_cpu(void);
 
+static volatile u32 tk_trap_depth[TK_MAX_CPUS];
+
+/* Reports with raw output only, so a fault in the console path can't recurse. */
 USED void tk_trap(struct tk_trap_frame *f)
 {
-    tk_printf("tk: cpu%d trap %u error %llx at %p\n", current_cpu(),
-              (u32)f->vector, (u64)f->error, (void *)f->ip);
+    int cpu = current_cpu();
+    ulong cr2;
+
+    asm volatile("mov %%cr2, %0" : "=r"(cr2));
+    if (cpu < 0 || cpu >= TK_MAX_CPUS || ++tk_trap_depth[cpu] == 1)
+        tk_rawf("tk: cpu%d trap %u error %llx at %p cs %x flags %llx cr2 %p\n",
+                cpu, (u32)f->vector, (u64)f->error, (void *)f->ip,
+                (u32)f->cs, (u64)f->flags, (void *)cr2);
     for (;;)
         asm volatile("cli; hlt");
 }
@@ -693,12 +743,17 @@ static void bsp_main(void)
 {
     int n;
 
+    tk_rawf("tk: cpu0 paging on, in C\n");
     copy_start_info();
     xen_init();
-    if (tk_on_xen)
+    if (tk_on_xen) {
+        tk_rawf("tk: xen cpuid base %x, hypercall page %p\n",
+                xen_cpuid_base, (void *)tk_hypercall_page);
         pv_console_init();
-    else
+        tk_rawf("tk: pv console ring %p evtchn %u\n", (void *)pv_ring, pv_evtchn);
+    } else {
         serial_init();
+    }
     mark_online(0);
     tk_printf("tk: up cpu0: %s on %s, start_info %p, cmdline '%s'\n",
               tk_banner, tk_on_xen ? "xen" : "bare x86",
