@@ -1,0 +1,236 @@
+// The limit: the same work done directly below the protocol, through XenControl
+// and Guest, with no gdb and no RSP in between. Runs in the benchmark's process on
+// the simulated Xen, and in dom0 (bench/labDirect.ts) on the real one.
+import { XenControl } from '../src/xg/xenctl';
+import { EFLAGS_TF, readField, writeField } from '../src/xg/context';
+import { contextLayoutFor } from '../src/vcpu/registers';
+import { Guest } from '../src/vcpu/guest';
+import { now, yieldLoop } from './stats';
+
+/** Guest memory read straight through XEN_DOMCTL_gdbsx_guestmemio, `chunk` bytes a call. ms per run. */
+export function directRead(xc: XenControl, domid: number, addr: bigint, bytes: number, chunk: number, runs: number): number[] {
+  const buf = Buffer.alloc(Math.min(chunk, bytes));
+  const out: number[] = [];
+  // One warm-up pass (JIT, first-touch of the buffers).
+  for (let off = 0; off < bytes; off += chunk) xc.guestMemIo(domid, addr + BigInt(off), buf.subarray(0, Math.min(chunk, bytes - off)), false);
+  for (let r = 0; r < runs; r++) {
+    const t0 = now();
+    for (let off = 0; off < bytes; off += chunk) xc.guestMemIo(domid, addr + BigInt(off), buf.subarray(0, Math.min(chunk, bytes - off)), false);
+    out.push(now() - t0);
+  }
+  return out;
+}
+
+/** Wait until the domain is paused: on the debugger event where there is one, else a yielding poll. */
+export async function waitPaused(xc: XenControl, domid: number, timeoutMs = 10000): Promise<void> {
+  const t0 = now();
+  let wake: (() => void) | undefined;
+  const unsub = xc.hc.onDebuggerEvent?.(() => wake?.());
+  try {
+    for (;;) {
+      if (xc.getDomainInfo(domid).paused) return;
+      if (now() - t0 > timeoutMs) throw new Error(`domain ${domid} did not pause within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const imm = setImmediate(() => { wake = undefined; resolve(); });
+        wake = () => { clearImmediate(imm); wake = undefined; resolve(); };
+      });
+    }
+  } finally {
+    unsub?.();
+  }
+}
+
+/**
+ * One single-step as a hand-written tool would do it, straight domctls, no Guest:
+ * getvcpucontext, set TF (or debug_op for HVM), setvcpucontext, unpausedomain, wait
+ * for the trap's pause, gdbsx_domstatus (read-to-clear), getvcpucontext, clear TF,
+ * setvcpucontext. The domain must be paused with debugging on. ms per step.
+ */
+export async function directRawSteps(xc: XenControl, domid: number, vcpu: number, width: 32 | 64, runs: number): Promise<number[]> {
+  const info = xc.getDomainInfo(domid);
+  const layout = contextLayoutFor(width, info.hvm);
+  const useMtf = info.hvm && canMtf(xc, domid, vcpu);
+  const out: number[] = [];
+  for (let r = 0; r < runs + 1; r++) {
+    const t0 = now();
+    if (useMtf) {
+      xc.debugOp(domid, vcpu, true);
+    } else {
+      const ctx = xc.getVcpuContext(domid, vcpu);
+      writeField(ctx, layout, 'rflags', (readField(ctx, layout, 'rflags') ?? 0n) | EFLAGS_TF);
+      xc.setVcpuContext(domid, vcpu, ctx);
+    }
+    xc.unpauseDomain(domid);
+    await waitPaused(xc, domid);
+    for (let i = 0; i < 256; i++) {
+      const st = xc.domStatus(domid);
+      if (st.vcpuId < 0 || st.vcpuId === 0xffffffff) break;
+    }
+    if (useMtf) {
+      xc.debugOp(domid, vcpu, false);
+    } else {
+      const ctx = xc.getVcpuContext(domid, vcpu);
+      writeField(ctx, layout, 'rflags', (readField(ctx, layout, 'rflags') ?? 0n) & ~EFLAGS_TF);
+      xc.setVcpuContext(domid, vcpu, ctx);
+    }
+    if (r > 0) out.push(now() - t0); // the first one warms up
+  }
+  return out;
+}
+
+function canMtf(xc: XenControl, domid: number, vcpu: number): boolean {
+  try {
+    xc.debugOp(domid, vcpu, false);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pause the domain and turn debugging on for the raw sequences; returns the undo. */
+export function rawAttach(xc: XenControl, domid: number): () => void {
+  xc.pauseDomain(domid);
+  xc.setDebugging(domid, true);
+  return () => {
+    xc.setDebugging(domid, false);
+    for (let i = 0; i < 256 && xc.getDomainInfo(domid).paused; i++) xc.unpauseDomain(domid);
+  };
+}
+
+/** Guest.resume with the plan gdb's `stepi` produces (step `vcpu`, the others as `others`). ms per step. */
+export async function guestSteps(g: Guest, vcpu: number, othersRun: boolean, runs: number): Promise<number[]> {
+  const cont = new Set(othersRun ? g.vcpus().filter((v) => v !== vcpu) : []);
+  const out: number[] = [];
+  for (let r = 0; r < runs + 1; r++) {
+    const t0 = now();
+    const ev = await g.resume({ step: vcpu, cont });
+    const dt = now() - t0;
+    if (ev.kind !== 'stopped') throw new Error(`step: ${ev.kind}`);
+    if (r > 0) out.push(dt);
+  }
+  return out;
+}
+
+export interface StopSample {
+  /** resume() call to its answer, including the step off the breakpoint as gdb does it. */
+  totalMs: number;
+  /** The continue only (after the step-over). */
+  contMs: number;
+  /** Debugger event (trap) to resume()'s answer, where the hypervisor signals traps. */
+  trapToStopMs?: number;
+  /** The stop was an earlier, queued hit (no guest execution). */
+  queued: boolean;
+}
+
+/**
+ * Continue to a breakpoint as gdb does it, through Guest: remove the breakpoint, step
+ * the stopped VCPU over it, insert it again, continue every VCPU; until it is hit.
+ * `lastTrap(since)` gives the time of the last breakpoint trap after `since`, where
+ * the hypervisor says (the simulator); a stop with no trap in its continue was a
+ * queued earlier hit.
+ */
+export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: (since: number) => number | undefined): Promise<StopSample[]> {
+  g.bps.insert(bp);
+  const all = new Set(g.vcpus());
+  const out: StopSample[] = [];
+  let at: number | undefined; // VCPU sitting on the breakpoint
+  try {
+    for (let r = 0; r < runs + 1; r++) {
+      const t0 = now();
+      if (at !== undefined) {
+        g.bps.remove(bp);
+        await g.resume({ step: at, cont: new Set() });
+        g.bps.insert(bp);
+      }
+      const tc = now();
+      const ev = await g.resume({ cont: all });
+      const t1 = now();
+      if (ev.kind !== 'stopped') throw new Error(`continue: ${ev.kind}`);
+      at = ev.vcpu;
+      const trap = lastTrap?.(tc);
+      const s: StopSample = { totalMs: t1 - t0, contMs: t1 - tc, queued: lastTrap !== undefined && trap === undefined };
+      if (trap !== undefined) s.trapToStopMs = t1 - trap;
+      if (r > 0) out.push(s);
+      await yieldLoop();
+    }
+  } finally {
+    g.bps.remove(bp);
+  }
+  return out;
+}
+
+/** What `info registers` needs below the protocol: one VCPU context. ms per run. */
+export function directContext(xc: XenControl, domid: number, vcpu: number, runs: number): number[] {
+  const out: number[] = [];
+  xc.getVcpuContext(domid, vcpu);
+  for (let r = 0; r < runs; r++) {
+    const t0 = now();
+    xc.getVcpuContext(domid, vcpu);
+    out.push(now() - t0);
+  }
+  return out;
+}
+
+/**
+ * What a backtrace needs below the protocol: the VCPU's context, then the stack
+ * (`stackBytes` at sp) and one 16-byte read per frame (saved frame pointer and return
+ * address), `frames` of them. ms per run.
+ */
+export function directBacktrace(xc: XenControl, domid: number, vcpu: number, width: 32 | 64, frames: number, stackBytes: number, runs: number): number[] {
+  const info = xc.getDomainInfo(domid);
+  const layout = contextLayoutFor(width, info.hvm);
+  const once = () => {
+    const ctx = xc.getVcpuContext(domid, vcpu);
+    const sp = readField(ctx, layout, 'rsp') ?? 0n;
+    let fp = readField(ctx, layout, 'rbp') ?? 0n;
+    xc.guestMemIo(domid, sp, Buffer.alloc(stackBytes), false);
+    const pair = Buffer.alloc(width / 4);
+    for (let i = 0; i < frames; i++) {
+      try {
+        xc.guestMemIo(domid, fp, pair, false);
+      } catch {
+        fp = sp; // not a frame chain: keep reading the stack, the cost is what we measure
+        continue;
+      }
+      const next = width === 64 ? pair.readBigUInt64LE(0) : BigInt(pair.readUInt32LE(0));
+      fp = next > fp && next - fp < 0x10000n ? next : sp;
+    }
+  };
+  once();
+  const out: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = now();
+    once();
+    out.push(now() - t0);
+  }
+  return out;
+}
+
+/** Guest.attach (what the stub does when gdb connects), then detach (not timed). ms per run. */
+export function directAttach(xc: XenControl, domid: number, runs: number): number[] {
+  const out: number[] = [];
+  Guest.attach(xc, domid).detach();
+  for (let r = 0; r < runs; r++) {
+    const t0 = now();
+    const g = Guest.attach(xc, domid);
+    out.push(now() - t0);
+    g.detach();
+  }
+  return out;
+}
+
+/** What `info threads` needs below the protocol: getdomaininfo and every online VCPU's context. */
+export function directThreads(xc: XenControl, domid: number, runs: number): number[] {
+  const out: number[] = [];
+  const once = () => {
+    const info = xc.getDomainInfo(domid);
+    for (let v = 0; v <= info.maxVcpuId; v++) xc.getVcpuContext(domid, v);
+  };
+  once();
+  for (let r = 0; r < runs; r++) {
+    const t0 = now();
+    once();
+    out.push(now() - t0);
+  }
+  return out;
+}

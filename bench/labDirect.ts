@@ -1,0 +1,125 @@
+// Runs in the lab's dom0 (copied to /opt/gdbsx/dist/bench/ by bench/labSuite.ts):
+// the limit below the protocol on the real hypervisor, through the privcmd addon.
+// Usage: node labDirect.js '<json LabDirectArgs>'; prints one JSON line (LabDirectResult).
+import { PrivcmdHypercalls } from '../src/xg/privcmd';
+import { XenControl } from '../src/xg/xenctl';
+import { Guest } from '../src/vcpu/guest';
+import {
+  StopSample, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
+} from './direct';
+
+export interface LabDirectArgs {
+  domid: number;
+  width: 32 | 64;
+  /** Hex address of the bulk reads. */
+  addr: string;
+  sizes: number[];
+  runs: number;
+  readRuns: number;
+  /** Hex address of a function the guest calls all the time, for stops. */
+  bp?: string;
+  frames: number;
+  /** What to measure (default all): reads, steps, stops, regs (context + bt), attach. */
+  parts?: ('read' | 'step' | 'stop' | 'regs' | 'attach')[];
+}
+
+export interface LabDirectResult {
+  read: Record<string, number[]>;
+  read64k?: number[];
+  step?: number[];
+  rawStep?: number[];
+  stops?: StopSample[];
+  context: number[];
+  bt: number[];
+  attach: number[];
+  hypercallsUs: Record<string, number>;
+  errors: string[];
+}
+
+function perCall(fn: () => void, n: number): number {
+  fn();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) fn();
+  return ((performance.now() - t0) / n) * 1000;
+}
+
+async function main(a: LabDirectArgs): Promise<LabDirectResult> {
+  const hc = PrivcmdHypercalls.open();
+  const xc = new XenControl(hc);
+  const addr = BigInt(a.addr);
+  const MiB = 1 << 20;
+  const errors: string[] = [];
+  const r: LabDirectResult = { read: {}, context: [], bt: [], attach: [], hypercallsUs: {}, errors };
+  const want = new Set(a.parts ?? ['read', 'step', 'stop', 'regs', 'attach']);
+  try {
+    xc.pauseDomain(a.domid);
+    try {
+      for (const b of want.has('read') ? a.sizes : []) {
+        try {
+          r.read[String(b)] = directRead(xc, a.domid, addr, b, MiB, b >= 4 * MiB ? a.readRuns : a.runs);
+        } catch (e) {
+          errors.push(`read ${b}: ${(e as Error).message}`);
+        }
+      }
+      if (want.has('read')) try {
+        r.read64k = directRead(xc, a.domid, addr, Math.max(...a.sizes), 65536, a.readRuns);
+      } catch (e) {
+        errors.push(`read in 64 KiB calls: ${(e as Error).message}`);
+      }
+      r.hypercallsUs.getdomaininfo = perCall(() => xc.getDomainInfo(a.domid), 200);
+      r.hypercallsUs.getvcpucontext = perCall(() => xc.getVcpuContext(a.domid, 0), 200);
+      if (want.has('read')) {
+        r.hypercallsUs['guestmemio 8 bytes'] = perCall(() => xc.guestMemIo(a.domid, addr, Buffer.alloc(8), false), 200);
+        r.hypercallsUs['guestmemio 64 KiB'] = perCall(() => xc.guestMemIo(a.domid, addr, Buffer.alloc(65536), false), 50);
+        r.hypercallsUs['guestmemio 1 MiB'] = perCall(() => xc.guestMemIo(a.domid, addr, Buffer.alloc(MiB), false), 10);
+      }
+      if (want.has('regs')) {
+        r.context = directContext(xc, a.domid, 0, a.runs);
+        r.bt = directBacktrace(xc, a.domid, 0, a.width, a.frames, 64, a.runs);
+      }
+    } finally {
+      xc.unpauseDomain(a.domid);
+    }
+    const g = Guest.attach(xc, a.domid, { width: a.width });
+    try {
+      if (want.has('step')) try {
+        r.step = await guestSteps(g, 0, true, a.runs);
+      } catch (e) {
+        errors.push(`step: ${(e as Error).message}`);
+      }
+      if (a.bp && want.has('stop')) {
+        try {
+          r.stops = await guestStops(g, BigInt(a.bp), a.runs);
+        } catch (e) {
+          errors.push(`stops: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      g.detach();
+    }
+    if (want.has('step')) {
+      const undo = rawAttach(xc, a.domid);
+      try {
+        r.rawStep = await directRawSteps(xc, a.domid, 0, a.width, a.runs);
+      } catch (e) {
+        errors.push(`raw step: ${(e as Error).message}`);
+      } finally {
+        undo();
+      }
+    }
+    if (want.has('attach')) r.attach = directAttach(xc, a.domid, a.runs);
+  } finally {
+    hc.close();
+  }
+  return r;
+}
+
+if (require.main === module) {
+  const args = JSON.parse(process.argv[2] ?? '{}') as LabDirectArgs;
+  main(args).then((r) => {
+    process.stdout.write(JSON.stringify(r) + '\n');
+  }, (e: Error) => {
+    process.stderr.write(`labDirect: ${e.stack ?? e.message}\n`);
+    process.exitCode = 1;
+  });
+}

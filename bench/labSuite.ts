@@ -1,0 +1,314 @@
+// The figures in the Xen lab (test/lab/lab.sh): the host's gdb against the stubs in
+// dom0 (through QEMU's port forwards on 127.0.0.1), and the limit measured in dom0
+// itself (bench/labDirect.ts, run through the lab's agent). Skipped, with the
+// reason, when no lab is running.
+//
+// Which guest for what:
+//  - bulk reads: the PV Linux guest's direct map (real, dense data), else a test kernel;
+//  - stepi, registers, bt, attach: a test kernel (its VCPUs always run, it has symbols);
+//  - breakpoints: a PV guest. Under QEMU/TCG the nested SVM does not intercept int3
+//    (TCG checks the INTn intercept, Xen sets the #BP exception one), so an int3 in a
+//    PVH/HVM guest goes to the guest, which crashes. PV int3s trap to Xen as usual.
+import { execFileSync } from 'child_process';
+import fs from 'fs';
+import path from 'path';
+import { LabClient, LabGuest, LabState, statePath } from '../test/lab/client';
+import type { LabDirectArgs, LabDirectResult } from './labDirect';
+import { MiGdb } from './mi';
+import {
+  attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, tracePackets,
+} from './gdbFigures';
+import { roundTrips } from './profile';
+import { Figure, Results, figure, measure, rate, throughput } from './model';
+import { summarize } from './stats';
+import { judgeRead, judgeStepi, judgeStopLatency } from './targets';
+
+export interface LabConfig {
+  runs: number;
+  readRuns: number;
+  log: (m: string) => void;
+}
+
+type Part = 'read' | 'step' | 'stop' | 'regs' | 'attach';
+
+const MiB = 1 << 20;
+
+/** Where bulk reads go, per lab guest: mapped RAM of at least 16 MiB. */
+const READ_ADDR: Record<string, bigint> = {
+  pv: 0xffff888000000000n, // Linux's direct map (PV guests have no KASLR)
+  testkernel64: 0xffffffff80200000n, // phys 2 MiB.. (2 MiB pages), see test/lab/testkernel/layout.h
+  testkernel32: 0xc0200000n,
+};
+
+/** Functions a guest calls all the time (first one found is used), for continue-to-breakpoint. */
+const HOT = ['tk_tick', '_raw_spin_lock', 'ktime_get', '__rcu_read_lock'];
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function parseSymbols(text: string): Map<string, bigint> {
+  const m = new Map<string, bigint>();
+  for (const line of text.split('\n')) {
+    const [a, , n] = line.trim().split(/\s+/);
+    if (n && /^[0-9a-f]+$/.test(a) && !m.has(n)) m.set(n, BigInt('0x' + a));
+  }
+  return m;
+}
+
+/** The guest's symbols: its ELF (test kernels) or, for the PV Linux guest, dom0's kallsyms (same kernel). */
+async function symbolsOf(g: LabGuest, agent: LabClient): Promise<Map<string, bigint>> {
+  try {
+    if (g.symbols) return parseSymbols(execFileSync('nm', [g.symbols], { encoding: 'utf8', maxBuffer: 64 << 20 }));
+    if (g.type === 'pv') return parseSymbols((await agent.get('/proc/kallsyms')).toString('utf8'));
+  } catch {
+    // no symbols: no breakpoint figures
+  }
+  return new Map();
+}
+
+interface GuestRun {
+  g: LabGuest;
+  parts: Set<Part>;
+  addr?: bigint;
+  bp?: { name: string; addr: bigint };
+}
+
+/** Returns undefined when done, or why the lab part was skipped. */
+export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string | undefined> {
+  const { log } = cfg;
+  const file = statePath();
+  if (!fs.existsSync(file)) return `no Xen lab running (no state file ${file}; start one with \`npm run lab\`)`;
+  let st: LabState;
+  try {
+    st = JSON.parse(fs.readFileSync(file, 'utf8')) as LabState;
+  } catch (e) {
+    return `cannot read the lab state file ${file}: ${(e as Error).message}`;
+  }
+  if (st.status !== 'ready') return `the lab in ${file} is '${st.status}', not ready`;
+  if (!st.qemuPid || !alive(st.qemuPid)) return `the lab in ${file} is not running (QEMU pid ${st.qemuPid} is gone)`;
+  const agent = new LabClient({ host: st.agent.host, port: st.agent.port });
+  try {
+    await agent.ping();
+  } catch (e) {
+    return `the lab's agent does not answer: ${(e as Error).message}`;
+  }
+  const usable = (n: string | undefined): LabGuest | undefined => {
+    const g = n ? st.guests[n] : undefined;
+    return g && g.stub.running && g.domid !== null ? g : undefined;
+  };
+  const pick = (env: string, order: string[]) => {
+    const want = process.env[env] ?? process.env.BENCH_LAB_GUEST;
+    return want ? usable(want) : order.map(usable).find((g) => g);
+  };
+  const plan = new Map<string, GuestRun>();
+  const add = (g: LabGuest | undefined, part: Part, why: string) => {
+    if (!g) {
+      res.skipped.push(`lab: ${why}`);
+      return undefined;
+    }
+    const r = plan.get(g.name) ?? { g, parts: new Set<Part>() };
+    r.parts.add(part);
+    plan.set(g.name, r);
+    return r;
+  };
+  const reader = add(pick('BENCH_LAB_READ_GUEST', ['pv', 'testkernel64', 'testkernel32']), 'read', 'bulk reads: no guest with a running stub and a known address');
+  if (reader) {
+    reader.addr = process.env.BENCH_LAB_ADDR ? BigInt(process.env.BENCH_LAB_ADDR) : READ_ADDR[reader.g.name];
+    if (reader.addr === undefined) {
+      reader.parts.delete('read');
+      res.skipped.push(`lab: bulk reads: no known mapped address in guest '${reader.g.name}' (set BENCH_LAB_ADDR)`);
+    }
+  }
+  const stepper = pick('BENCH_LAB_STEP_GUEST', ['testkernel64', 'testkernel32', 'pv', 'pvh']);
+  for (const p of ['step', 'regs', 'attach'] as const) add(stepper, p, `${p}: no guest with a running stub`);
+  const stopper = add(pick('BENCH_LAB_STOP_GUEST', ['pv']), 'stop', 'stop latency: no PV guest with a running stub (PVH breakpoints do not trap to Xen under QEMU/TCG)');
+  if (stopper) {
+    const syms = await symbolsOf(stopper.g, agent);
+    const name = process.env.BENCH_LAB_BP ?? HOT.find((n) => syms.has(n));
+    const a = name ? syms.get(name) : undefined;
+    if (name && a !== undefined) stopper.bp = { name, addr: a };
+    else {
+      stopper.parts.delete('stop');
+      res.skipped.push(`lab: stop latency: none of ${process.env.BENCH_LAB_BP ?? HOT.join(', ')} in guest '${stopper.g.name}''s symbols (set BENCH_LAB_BP)`);
+    }
+  }
+  res.config.labGuests = [...plan.values()].map((r) => `${r.g.name}:${[...r.parts].join('+')}`).join(' ');
+  for (const run of plan.values()) {
+    if (run.parts.size) await runGuest(run, agent, cfg, res);
+  }
+  return undefined;
+}
+
+async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results): Promise<void> {
+  const { g, parts } = run;
+  const { runs, readRuns, log } = cfg;
+  const domid = g.domid as number;
+  const sizes = [MiB, 16 * MiB].filter((b) => b + 2 * MiB <= g.memoryMiB * MiB);
+  const tag = `lab ${g.name}`;
+  log(`lab: guest ${g.name} (dom${domid}, ${g.type} ${g.width}-bit, ${g.vcpus} VCPUs), stub on 127.0.0.1:${g.stub.port}: ${[...parts].join(', ')}`);
+
+  // -- through gdb first (the direct part needs the stub detached, and the bt's frame count) --
+  const attach = parts.has('attach') ? await attachTimes(g.stub.port, g.symbols ?? undefined, runs) : [];
+  const gdb = new MiGdb(g.symbols ? [g.symbols] : []);
+  const dumps: Record<string, number[]> = {};
+  let stepi: number[] = [];
+  let stops: number[] = [];
+  let regs: number[] = [];
+  let bt: number[] = [];
+  let frames = 3;
+  try {
+    await gdb.setup();
+    await defineCommands(gdb);
+    await connect(gdb, g.stub.port);
+    const addr = run.addr;
+    if (parts.has('read') && addr !== undefined) {
+      for (const b of sizes) {
+        log(`lab: dump ${b / MiB} MiB through gdb`);
+        try {
+          dumps[b] = await dumpTimes(gdb, addr, b, b >= 4 * MiB ? readRuns : runs);
+        } catch (e) {
+          res.profile.notes.push(`${tag}: dump ${b / MiB} MiB at 0x${addr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+      const tr = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${addr.toString(16)} 0x${(addr + BigInt(MiB)).toString(16)}`, { strict: false }));
+      res.profile.packets[`${tag}: dump 1 MiB`] = tr;
+      for (const b of sizes) {
+        if (!dumps[b]) continue;
+        const ms = summarize(dumps[b]).median;
+        const req = tr.largestRead || 65536;
+        const packets = Math.ceil(b / req);
+        res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets) });
+      }
+    }
+    if (parts.has('stop') && run.bp) {
+      const loc = `*0x${run.bp.addr.toString(16)}`;
+      log(`lab: continue to ${run.bp.name} through gdb`);
+      stops = (await continueStops(gdb, loc, runs, 120000)).map((s) => s.totalMs);
+      res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 1, 120000));
+    }
+    if (parts.has('step')) {
+      log('lab: stepi through gdb');
+      stepi = await stepiTimes(gdb, runs);
+      res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 1));
+    }
+    if (parts.has('regs')) {
+      log('lab: registers, backtrace through gdb');
+      regs = (await cliTimes(gdb, 'bench-regs', runs, false)).ms;
+      const btr = await cliTimes(gdb, 'bench-bt', runs, false);
+      bt = btr.ms;
+      frames = Math.max(1, btr.output.split('\n').filter((l) => /^#\d+/.test(l)).length);
+    }
+    res.profile.roundTripMs[`${tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, runs)).median);
+    await gdb.cmd('-target-detach', { strict: false });
+  } finally {
+    await Promise.race([gdb.quit(), new Promise((r) => setTimeout(r, 5000))]);
+    gdb.kill();
+  }
+
+  // -- the limit, in dom0 --
+  let direct: LabDirectResult | undefined;
+  const remoteDir = '/opt/gdbsx/dist/bench';
+  const haveSrc = (await agent.exec('test -f /opt/gdbsx/dist/src/xg/xenctl.js && test -f /opt/gdbsx/build/Release/xg.node', { timeoutMs: 20000 })).code === 0;
+  if (!haveSrc) {
+    res.skipped.push(`${tag}: direct figures: dom0 has no /opt/gdbsx/dist or no addon (restart the lab after \`npm run build\`)`);
+  } else {
+    await agent.exec(`mkdir -p ${remoteDir}`, { timeoutMs: 20000 });
+    for (const f of ['labDirect.js', 'direct.js', 'stats.js']) await agent.put(`${remoteDir}/${f}`, fs.readFileSync(path.join(__dirname, f)));
+    const args: LabDirectArgs = {
+      domid, width: g.width, addr: '0x' + (run.addr ?? 0n).toString(16), sizes, runs, readRuns,
+      bp: run.bp ? '0x' + run.bp.addr.toString(16) : undefined, frames, parts: [...parts],
+    };
+    log(`lab: direct (below the protocol, in dom0) on ${g.name}`);
+    const q = JSON.stringify(args).replace(/'/g, "'\\''");
+    const r = await agent.exec(`node ${remoteDir}/labDirect.js '${q}'`, { timeoutMs: 900000 });
+    if (r.code !== 0) {
+      res.skipped.push(`${tag}: direct figures failed in dom0 (${r.code ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+    } else {
+      direct = JSON.parse(r.stdout.trim().split('\n').pop() as string) as LabDirectResult;
+      for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = r3(v);
+      for (const e of direct.errors) res.profile.notes.push(`${tag} direct: ${e}`);
+    }
+  }
+
+  // -- figures --
+  const figs: Figure[] = res.figures;
+  const D = (what: string) => `${what} (in dom0)`;
+  const G = `${g.name}`;
+  for (const b of sizes) {
+    if (!dumps[b]) continue;
+    const lim = direct?.read[String(b)];
+    const f = figure({
+      id: `lab.read.${b / MiB}MiB`, env: 'lab', group: 'Bulk memory read', name: `${b / MiB} MiB (${G})`,
+      ours: measure(`dump binary memory, ${b / MiB} MiB, host gdb -> stub in dom0`, 'MiB/s', throughput(b, dumps[b])),
+      limit: lim ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(b, lim)) : undefined,
+    });
+    f.target = judgeRead(f, 'official');
+    figs.push(f);
+    const d = res.profile.dumps.find((x) => x.env === 'lab' && x.bytes === b);
+    const hc = direct?.hypercallsUs['guestmemio 64 KiB'];
+    if (d && hc !== undefined) {
+      d.hypercallMsPerPacket = r3((hc / 1000) * (d.requestBytes / 65536));
+      d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
+    }
+  }
+  if (direct?.read64k) res.profile.notes.push(`${tag} (dom0): direct reads at gdb's request size (64 KiB calls): ${summarize(throughput(16 * MiB, direct.read64k)).median.toFixed(1)} MiB/s`);
+  if (stepi.length) {
+    const f = figure({
+      id: 'lab.stepi', env: 'lab', group: 'Single-step', name: `stepi (${G})`,
+      ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
+      limit: direct?.step ? measure(D('Guest.resume({step}) with the same plan'), 'steps/s', rate(direct.step)) : undefined,
+    });
+    f.target = judgeStepi(f, 'official');
+    figs.push(f);
+    if (direct?.rawStep) {
+      figs.push(figure({
+        id: 'lab.stepi.raw', env: 'lab', group: 'Single-step', name: `stepi vs raw domctls (${G})`,
+        ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
+        limit: measure(D('raw domctls: getctx, set TF, setctx, unpause, wait, domstatus, getctx, clear TF, setctx'), 'steps/s', rate(direct.rawStep)),
+      }));
+    }
+  }
+  if (stops.length && run.bp) {
+    const dst = direct?.stops?.map((x) => x.totalMs);
+    const f = figure({
+      id: 'lab.stop', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint at ${run.bp.name} (${G})`,
+      ours: measure('-exec-continue -> *stopped (incl. step off the breakpoint)', 'ms', stops),
+      limit: dst?.length ? measure(D('Guest: step over + insert + continue until the hit'), 'ms', dst) : undefined,
+      notes: ['the trap is not visible from the host: the target is judged on the difference of the medians of the two round trips, ' +
+        'which both include the guest\'s time to reach the breakpoint'],
+    });
+    f.target = judgeStopLatency(f, 'official', 'difference');
+    figs.push(f);
+  }
+  if (regs.length) {
+    figs.push(figure({
+      id: 'lab.regs', env: 'lab', group: 'Register / memory round trips', name: `info registers (${G})`,
+      ours: measure('flush register cache + info registers', 'ms', regs),
+      limit: direct?.context.length ? measure(D('getvcpucontext'), 'ms', direct.context) : undefined,
+    }));
+  }
+  if (bt.length) {
+    figs.push(figure({
+      id: 'lab.bt', env: 'lab', group: 'Register / memory round trips', name: `bt, ${frames} frames (${G})`,
+      ours: measure('flush caches + bt', 'ms', bt),
+      limit: direct?.bt.length ? measure(D(`getvcpucontext + 64 B of stack + ${frames} frame reads`), 'ms', direct.bt) : undefined,
+    }));
+  }
+  if (attach.length) {
+    figs.push(figure({
+      id: 'lab.attach', env: 'lab', group: 'Attach', name: `connect -> first prompt (${G})`,
+      ours: measure('-target-select remote -> ^connected (through the QEMU forward)', 'ms', attach),
+      limit: direct?.attach.length ? measure(D('Guest.attach'), 'ms', direct.attach) : undefined,
+    }));
+  }
+}
+
+function r3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,0 +1,123 @@
+// Where the time goes: the stub's reply encoding per packet, the simulator's own
+// speed, and the fixed cost of one packet round trip through gdb.
+import { frame, rleEncode, escapeBinary } from '../src/gx/packet';
+import { SimXen } from '../src/xg/sim';
+import { MiGdb } from './mi';
+import { now, summarize } from './stats';
+
+/** µs per call: the median over batches, each batch long enough to time well. */
+function timeLoop(fn: () => void, minMs = 150): number {
+  fn();
+  const per: number[] = [];
+  const t0 = now();
+  let calls = 0;
+  while (now() - t0 < minMs || per.length < 5) {
+    let batch = 0;
+    const b0 = now();
+    do {
+      fn();
+      batch++;
+    } while (now() - b0 < 5);
+    per.push(((now() - b0) / batch) * 1000);
+    calls += batch;
+    if (calls > 1e6) break;
+  }
+  return summarize(per).median;
+}
+
+/**
+ * A run-length encoder over Buffers (no per-byte array pushes), only to show what the
+ * stub's encoder could cost; same output rules as src/gx/packet.ts's rleEncode.
+ */
+export function rleEncodeBuffer(data: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(data.length);
+  let j = 0;
+  let i = 0;
+  const n = data.length;
+  while (i < n) {
+    const b = data[i];
+    let run = 1;
+    while (i + run < n && data[i + run] === b && run < 98) run++;
+    out[j++] = b;
+    let extra = run - 1;
+    if (extra >= 3 && b !== 0x2a && b !== 0x23 && b !== 0x24 && b !== 0x7d) {
+      if (extra === 6 || extra === 7) extra = 5;
+      out[j++] = 0x2a;
+      out[j++] = extra + 29;
+      i += extra + 1;
+    } else {
+      i += 1;
+    }
+  }
+  return out.subarray(0, j);
+}
+
+/**
+ * µs to turn a 64 KiB read into the framed `m` reply, step by step, the way the
+ * stub's Session.send does it (hex string -> latin1 Buffer -> RLE -> frame).
+ */
+export function encodeCosts(data: Buffer, label: string): Record<string, number> {
+  const hex = data.toString('hex');
+  const payload = Buffer.from(hex, 'latin1');
+  const rle = rleEncode(payload);
+  const fast = rleEncodeBuffer(payload);
+  if (!fast.equals(rle)) throw new Error('rleEncodeBuffer differs from rleEncode');
+  const r: Record<string, number> = {};
+  r[`${label}: hex (toString)`] = timeLoop(() => { data.toString('hex'); });
+  r[`${label}: latin1 Buffer`] = timeLoop(() => { Buffer.from(hex, 'latin1'); });
+  r[`${label}: rleEncode (src/gx/packet.ts)`] = timeLoop(() => { rleEncode(payload); });
+  r[`${label}: frame (checksum + copy)`] = timeLoop(() => { frame(rle); });
+  r[`${label}: whole m reply path`] = timeLoop(() => { frame(rleEncode(Buffer.from(data.toString('hex'), 'latin1'))); });
+  r[`${label}: same, Buffer-based RLE`] = timeLoop(() => { frame(rleEncodeBuffer(Buffer.from(data.toString('hex'), 'latin1'))); });
+  r[`${label}: same, no RLE`] = timeLoop(() => { frame(Buffer.from(data.toString('hex'), 'latin1')); });
+  r[`${label}: binary x reply (escape + frame)`] = timeLoop(() => { frame(escapeBinary(data)); });
+  r[`${label}: RLE output bytes`] = rle.length;
+  return r;
+}
+
+/**
+ * The simulator's own speed: a domain like the benchmark's on a SimXen that runs only
+ * when told (runSlice), so the figure is the interpreter's, not the guest's idling.
+ */
+export function simSpeed(vcpus: number, width: 32 | 64, ms = 300): { instructionsPerSec: number; sliceMs: number } {
+  const sim = new SimXen({ autoRun: false });
+  try {
+    const domid = sim.createDomain({ domid: 1, name: 'speed', vcpus, width, type: 'pv' });
+    const count = () => sim.domainState(domid).instructions.reduce((a, b) => a + b, 0);
+    sim.runSlice();
+    const i0 = count();
+    const slices: number[] = [];
+    const t0 = now();
+    while (now() - t0 < ms || slices.length < 3) {
+      const s0 = now();
+      sim.runSlice();
+      slices.push(now() - s0);
+    }
+    const dt = now() - t0;
+    return { instructionsPerSec: ((count() - i0) / dt) * 1000, sliceMs: summarize(slices).median };
+  } finally {
+    sim.close();
+  }
+}
+
+/** The fixed cost of one packet through gdb: `maint packet qC`, ms per run. */
+export async function roundTrips(gdb: MiGdb, runs: number): Promise<number[]> {
+  const out: number[] = [];
+  await gdb.console('maintenance packet qC');
+  for (let r = 0; r < runs; r++) {
+    const res = await gdb.console('maintenance packet qC');
+    out.push(res.done - res.sent);
+  }
+  return out;
+}
+
+/** The cost of a gdb command that sends no packet (`echo`): gdb and MI overhead, ms per run. */
+export async function miBaseline(gdb: MiGdb, runs: number): Promise<number[]> {
+  const out: number[] = [];
+  await gdb.console('echo');
+  for (let r = 0; r < runs; r++) {
+    const res = await gdb.console('echo');
+    out.push(res.done - res.sent);
+  }
+  return out;
+}

@@ -1,0 +1,194 @@
+// Writing the results: JSON (everything), Markdown (the tables) and SVG (two charts:
+// each figure's cost over its limit, and the read throughputs side by side).
+import fs from 'fs';
+import path from 'path';
+import { Figure, Measure, Results } from './model';
+
+function num(x: number): string {
+  if (!Number.isFinite(x)) return '–';
+  const a = Math.abs(x);
+  if (a >= 1000) return x.toFixed(0);
+  if (a >= 100) return x.toFixed(1);
+  if (a >= 10) return x.toFixed(2);
+  if (a >= 1) return x.toFixed(2);
+  return x.toFixed(3);
+}
+
+function fmt(m: Measure | undefined): string {
+  if (!m || m.stats.n === 0) return '–';
+  const s = m.stats;
+  if (s.n === 1) return `${num(s.median)} ${m.unit}`;
+  return `${num(s.median)} ${m.unit} <sub>[${num(s.p10)}–${num(s.p90)}] n=${s.n}</sub>`;
+}
+
+function ratio(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? '–' : `${num(x)}×`;
+}
+
+function mark(met: boolean | null | undefined): string {
+  return met === true ? '✅ met' : met === false ? '❌ not met' : '–';
+}
+
+function esc(s: string): string {
+  return s.replace(/\|/g, '\\|');
+}
+
+export function markdown(r: Results): string {
+  const L: string[] = [];
+  L.push('# gdbsx benchmark: latest run', '');
+  L.push(`Run ${r.startedAt} (${r.durationSec} s) on ${r.host.hostname}: ${r.host.cpus} × ${r.host.cpuModel}, load average at start ${r.host.loadavgAtStart.join(' / ')}; ` +
+    `commit ${r.host.commit}, Node ${r.host.node}, ${r.host.gdb}${r.host.gdbserver ? `, ${r.host.gdbserver}` : ''}.`);
+  L.push(`Settings: ${Object.entries(r.config).map(([k, v]) => `${k}=${v}`).join(', ')}. How to read this: [docs/benchmark.md](../../docs/benchmark.md).`, '');
+  L.push('Each figure: median, then [p10–p90] and the number of runs. "vs limit" is our time over the time of the same work done directly ' +
+    'below the protocol (1× = no overhead); "vs gdbserver" is our time over Debian\'s gdbserver doing the same through the same gdb commands on a local process.', '');
+
+  const targeted = r.figures.filter((f) => f.target);
+  if (targeted.length) {
+    L.push('## Targets', '');
+    L.push('| Target | Applies | Figure | Measured | Result |', '| --- | --- | --- | --- | --- |');
+    for (const f of targeted) {
+      const t = f.target;
+      if (!t) continue;
+      L.push(`| ${esc(t.text)} | ${t.applies === 'official' ? 'yes' : 'indicative (not the target\'s environment)'} | ${f.env}: ${esc(f.group)}, ${esc(f.name)} | ${esc(t.value)} | ${mark(t.met)} |`);
+    }
+    L.push('');
+  }
+
+  for (const env of ['sim', 'lab'] as const) {
+    const figs = r.figures.filter((f) => f.env === env);
+    if (!figs.length) continue;
+    L.push(env === 'sim' ? '## Simulated Xen' : '## Xen lab (QEMU/TCG)', '');
+    L.push('| Group | Figure | gdb → our stub | Limit (below the protocol) | vs limit | gdbserver | vs gdbserver |', '| --- | --- | --- | --- | --- | --- | --- |');
+    for (const f of figs) {
+      L.push(`| ${esc(f.group)} | ${esc(f.name)} | ${fmt(f.ours)} | ${fmt(f.limit)} | ${ratio(f.vsLimit)} | ${fmt(f.ceiling)} | ${ratio(f.vsCeiling)} |`);
+    }
+    L.push('');
+    const notes = figs.flatMap((f) => [
+      `**${f.group}, ${f.name}**: ours = ${f.ours.what}${f.limit ? `; limit = ${f.limit.what}` : ''}${f.ceiling ? `; gdbserver = ${f.ceiling.what}` : ''}.${f.notes.length ? ' ' + f.notes.join('; ') + '.' : ''}`,
+    ]);
+    L.push('<details><summary>What each row measures</summary>', '', ...notes.map((n) => `- ${n}`), '', '</details>', '');
+  }
+
+  const p = r.profile;
+  L.push('## Where the time goes', '');
+  if (p.dumps.length) {
+    L.push('### Bulk reads, per packet', '');
+    const o = (x: number | undefined) => (x === undefined ? '–' : num(x));
+    L.push('| Env | Size | ms per dump | Packets | Bytes per request | ms per packet | of which hypercall | reply encoding | the rest (socket, gdb, event loop) | CPU ms per dump: gdb / stub process |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const d of p.dumps) {
+      L.push(`| ${d.env} | ${d.bytes >> 20} MiB | ${num(d.ms)} | ${num(d.packets)} | ${d.requestBytes} | ${num(d.perPacketMs)} | ${o(d.hypercallMsPerPacket)} | ` +
+        `${o(d.encodeMsPerPacket)} | ${o(d.restMsPerPacket)} | ${o(d.gdbCpuMs)} / ${o(d.stubCpuMs)} |`);
+      const g = d.gdbserver;
+      if (g) L.push(`| gdbserver | ${d.bytes >> 20} MiB | ${num(g.ms)} | ${num(g.packets)} | ${g.requestBytes} | ${num(g.perPacketMs)} | – | – | – | ${o(g.gdbCpuMs)} / ${o(g.gdbserverCpuMs)} |`);
+    }
+    L.push('');
+  }
+  const table = (title: string, rec: Record<string, number>, unit: string) => {
+    const e = Object.entries(rec);
+    if (!e.length) return;
+    L.push(`### ${title}`, '', `| | ${unit} |`, '| --- | --- |', ...e.map(([k, v]) => `| ${esc(k)} | ${num(v)} |`), '');
+  };
+  table('Reply encoding in the stub, per 64 KiB read (µs)', p.encodeUsPer64KiB, 'µs (bytes for the size row)');
+  table('Hypercalls (µs per call)', p.hypercallsUs, 'µs');
+  table('Fixed cost of a round trip through gdb (ms)', p.roundTripMs, 'ms');
+  table('What if: a change to the stub, tried in the benchmark\'s process', p.whatIf, 'value')
+  if (p.sim?.length) {
+    L.push('### The simulator\'s own speed', '', '| VCPUs | instructions/s (interpreter, while busy) | one scheduler slice (ms): the longest the stub waits for the event loop while the guest runs |', '| --- | --- | --- |');
+    for (const s of p.sim) L.push(`| ${s.vcpus} | ${s.instructionsPerSec.toLocaleString('en-US')} | ${num(s.sliceMs)} |`);
+    L.push('');
+  }
+  const pk = Object.entries(p.packets);
+  if (pk.length) {
+    L.push('### Packets gdb exchanges per operation', '', '| Operation | Sent | Bytes sent / received | By kind |', '| --- | --- | --- | --- |');
+    for (const [k, t] of pk) {
+      L.push(`| ${esc(k)} | ${t.sent} | ${t.bytesSent} / ${t.bytesReceived} | ${Object.entries(t.kinds).map(([a, b]) => `${esc(a)}×${b}`).join(', ')} |`);
+    }
+    L.push('');
+  }
+  if (p.notes.length) L.push(...p.notes.map((n) => `- ${n}`), '');
+  if (r.skipped.length) L.push('## Skipped', '', ...r.skipped.map((s) => `- ${s}`), '');
+  return L.join('\n');
+}
+
+function xml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Two charts: cost over the limit per figure (log scale) and read throughputs. */
+export function svg(r: Results): string {
+  const W = 960;
+  const labelW = 380;
+  const rowH = 22;
+  const parts: string[] = [];
+  let y = 30;
+  parts.push(`<text x="10" y="${y}" font-size="16" font-weight="bold">gdbsx: cost over the limit below the protocol (× time, log scale; shorter is better)</text>`);
+  y += 14;
+  const rows = r.figures.filter((f) => f.vsLimit !== undefined && Number.isFinite(f.vsLimit));
+  const maxR = Math.max(10, ...rows.map((f) => f.vsLimit as number));
+  const decades = Math.ceil(Math.log10(maxR));
+  const plotW = W - labelW - 80;
+  const xOf = (v: number) => labelW + (Math.log10(Math.max(1, v)) / decades) * plotW;
+  const top = y + 8;
+  for (let d = 0; d <= decades; d++) {
+    const x = xOf(10 ** d);
+    parts.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
+    parts.push(`<text x="${x}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">${10 ** d}×</text>`);
+  }
+  rows.forEach((f, i) => {
+    const yy = top + i * rowH;
+    const v = f.vsLimit as number;
+    const color = f.target ? (f.target.met ? '#3a9d5d' : f.target.met === false ? '#d0543f' : '#888') : f.env === 'lab' ? '#6b6bd6' : '#5b8fd6';
+    parts.push(`<text x="${labelW - 6}" y="${yy + 15}" font-size="12" text-anchor="end">${xml(`${f.env}: ${f.group} · ${f.name}`.slice(0, 60))}</text>`);
+    parts.push(`<rect x="${labelW}" y="${yy + 4}" width="${Math.max(2, xOf(v) - labelW)}" height="${rowH - 8}" fill="${color}"/>`);
+    parts.push(`<text x="${xOf(v) + 4}" y="${yy + 15}" font-size="11">${num(v)}×</text>`);
+    const goal = f.id.includes('.read.') ? 2 : f.id === 'sim.stepi' || f.id === 'lab.stepi' ? 1.5 : undefined;
+    if (goal) parts.push(`<line x1="${xOf(goal)}" y1="${yy + 2}" x2="${xOf(goal)}" y2="${yy + rowH - 2}" stroke="#000" stroke-width="2" stroke-dasharray="3,2"/>`);
+  });
+  y = top + rows.length * rowH + 34;
+  parts.push(`<text x="10" y="${y}" font-size="11" fill="#555">Green/red: a figure with a target (met / not met; dashed mark = the target's ratio). Blue: no target. Sim targets are indicative except the gdbserver one.</text>`);
+  y += 30;
+
+  // Throughput chart.
+  const reads = r.figures.filter((f) => f.group === 'Bulk memory read');
+  if (reads.length) {
+    parts.push(`<text x="10" y="${y}" font-size="16" font-weight="bold">Bulk read throughput, MiB/s (longer is better)</text>`);
+    y += 12;
+    const bars: { label: string; v: number; color: string }[] = [];
+    for (const f of reads) {
+      if (f.limit) bars.push({ label: `${f.env} ${f.name}: direct guestmemio`, v: f.limit.stats.median, color: '#999' });
+      bars.push({ label: `${f.env} ${f.name}: gdb → gdbsx`, v: f.ours.stats.median, color: '#5b8fd6' });
+      if (f.ceiling) bars.push({ label: `${f.env} ${f.name}: gdb → gdbserver`, v: f.ceiling.stats.median, color: '#e0a030' });
+    }
+    const maxV = Math.max(...bars.map((b) => b.v));
+    const logScale = maxV / Math.max(1e-9, Math.min(...bars.map((b) => b.v))) > 50;
+    const scaleX = (v: number) => logScale ? (Math.log10(Math.max(1, v)) / Math.log10(maxV)) * plotW : (v / maxV) * plotW;
+    bars.forEach((b, i) => {
+      const yy = y + 8 + i * rowH;
+      parts.push(`<text x="${labelW - 6}" y="${yy + 15}" font-size="12" text-anchor="end">${xml(b.label)}</text>`);
+      parts.push(`<rect x="${labelW}" y="${yy + 4}" width="${Math.max(2, scaleX(b.v))}" height="${rowH - 8}" fill="${b.color}"/>`);
+      parts.push(`<text x="${labelW + Math.max(2, scaleX(b.v)) + 4}" y="${yy + 15}" font-size="11">${num(b.v)}</text>`);
+    });
+    y += 8 + bars.length * rowH + 10;
+    if (logScale) {
+      parts.push(`<text x="10" y="${y + 6}" font-size="11" fill="#555">(log scale)</text>`);
+      y += 14;
+    }
+  }
+  const H = y + 10;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n` +
+    `<rect width="${W}" height="${H}" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
+}
+
+export function writeReports(r: Results, dir: string): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  const json = path.join(dir, 'latest.json');
+  const md = path.join(dir, 'latest.md');
+  const pic = path.join(dir, 'latest.svg');
+  fs.writeFileSync(json, JSON.stringify(r, null, 2) + '\n');
+  fs.writeFileSync(md, markdown(r) + (r.figures.length ? `\n![chart](latest.svg)\n` : ''));
+  fs.writeFileSync(pic, svg(r));
+  return [json, md, pic];
+}
+
+export type { Figure };

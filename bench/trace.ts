@@ -1,0 +1,95 @@
+// A Hypercalls wrapper that times every domctl and timestamps debugger events, so
+// the benchmark can say where a figure's time goes (hypercalls vs the rest of the
+// stub) and when the hypervisor signalled a trap.
+import type { DomctlData, Hypercalls } from '../src/xg/hypercalls';
+import { DomctlCmd, Off } from '../src/xg/domctl';
+import { now } from './stats';
+
+const names = new Map<number, string>(Object.entries(DomctlCmd).map(([k, v]) => [v, k]));
+
+export interface CallStats {
+  count: number;
+  ms: number;
+  bytes: number;
+}
+
+export class TracingHypercalls implements Hypercalls {
+  readonly kind: 'xen' | 'sim';
+  private readonly inner: Hypercalls;
+  private readonly listeners = new Set<() => void>();
+  private readonly unsubscribeInner: (() => void) | undefined;
+  readonly stats = new Map<string, CallStats>();
+  /** Timestamps (ms, performance.now) of debugger events since the last reset. */
+  events: number[] = [];
+  /** Time of the last XEN_DOMCTL_unpausedomain (the guest was let run). */
+  lastUnpause = 0;
+
+  constructor(inner: Hypercalls) {
+    this.inner = inner;
+    this.kind = inner.kind;
+    this.unsubscribeInner = inner.onDebuggerEvent?.(() => {
+      this.events.push(now());
+      if (this.events.length > 100000) this.events.splice(0, 50000);
+      for (const l of [...this.listeners]) l();
+    });
+  }
+
+  /** True if the hypervisor below signals debugger events (else the stub polls). */
+  get hasEvents(): boolean {
+    return this.unsubscribeInner !== undefined;
+  }
+
+  domctl(op: Buffer, data?: DomctlData): number {
+    const cmd = op.readUInt32LE(Off.cmd);
+    const t0 = now();
+    try {
+      return this.inner.domctl(op, data);
+    } finally {
+      const t1 = now();
+      if (cmd === DomctlCmd.unpausedomain) this.lastUnpause = t1;
+      const name = names.get(cmd) ?? String(cmd);
+      let s = this.stats.get(name);
+      if (!s) {
+        s = { count: 0, ms: 0, bytes: 0 };
+        this.stats.set(name, s);
+      }
+      s.count++;
+      s.ms += t1 - t0;
+      if (cmd === DomctlCmd.gdbsx_guestmemio) s.bytes += op.readUInt32LE(Off.memLen);
+    }
+  }
+
+  xenVersion(cmd: number, arg?: Buffer): number {
+    return this.inner.xenVersion(cmd, arg);
+  }
+
+  onDebuggerEvent(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  reset(): void {
+    this.stats.clear();
+    this.events = [];
+  }
+
+  /** Totals since the last reset. */
+  totals(): { count: number; ms: number } {
+    let count = 0;
+    let ms = 0;
+    for (const s of this.stats.values()) {
+      count += s.count;
+      ms += s.ms;
+    }
+    return { count, ms };
+  }
+
+  snapshot(): Record<string, CallStats> {
+    return Object.fromEntries([...this.stats.entries()].map(([k, v]) => [k, { ...v }]));
+  }
+
+  close(): void {
+    this.unsubscribeInner?.();
+    this.inner.close();
+  }
+}
