@@ -79,7 +79,6 @@ export class X86Core {
   /** 0x64/0x65 segment override in long mode: add this base (lo/hi), else 0. */
   protected segLo = 0;
   protected segHi = 0;
-  protected mMod = 0;
   /** ModRM.reg with REX.R. */
   protected mReg = 0;
   /** ModRM.rm with REX.B when it names a register. */
@@ -295,7 +294,6 @@ export class X86Core {
   protected decodeModRM(immBytes: number): void {
     const m = this.fetch8();
     const mod = m >>> 6;
-    this.mMod = mod;
     this.mReg = ((m >>> 3) & 7) | this.rexR;
     const rm = m & 7;
     if (mod === 3) {
