@@ -166,6 +166,19 @@ export class LabClient {
     return { alive: r.alive };
   }
 
+  /** Wait (in dom0, without forking) until `file` contains `contains`. */
+  async waitFile(file: string, contains: string, timeoutMs = 60000): Promise<boolean> {
+    const r = await this.ok({ op: 'wait', file, contains, timeoutMs }, timeoutMs + 15000);
+    return r.met;
+  }
+
+  /** Wait until something listens on TCP `port` in dom0; gives up early if `pid` exits. */
+  async waitListen(port: number, opts: { pid?: number; timeoutMs?: number } = {}): Promise<{ met: boolean; pidAlive?: boolean }> {
+    const timeoutMs = opts.timeoutMs ?? 60000;
+    const r = await this.ok({ op: 'wait', listen: port, pid: opts.pid, timeoutMs }, timeoutMs + 15000);
+    return { met: r.met, pidAlive: r.pidAlive };
+  }
+
   async put(path: string, data: Buffer | string, mode?: number): Promise<number> {
     const r = await this.ok({ op: 'put', path, data: Buffer.from(data).toString('base64'), mode });
     return r.bytes;
@@ -219,15 +232,6 @@ export async function kallsyms(): Promise<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function listening(port: number): Promise<boolean> {
-  const r = await labExec(`netstat -ltn | grep -q ':${port} '`, { timeoutMs: 10000 });
-  return r.code === 0;
-}
-
-async function pidAlive(pid: number): Promise<boolean> {
-  return (await labExec(`kill -0 ${pid}`, { timeoutMs: 10000 })).code === 0;
-}
-
 /**
  * (Re)start a guest's stub in dom0: `cmd` (default: the state's stub command, where
  * $DOMID, $WIDTH, $PORT and $NAME are set) on the guest's port (or `port`), then wait
@@ -244,16 +248,14 @@ export async function startStub(name: string, opts: { cmd?: string; port?: numbe
   await labExec(`: > ${g.stub.log}`);
   const { pid } = await labClient().spawn(cmd, { log: g.stub.log, env, cwd: '/opt/gdbsx' });
   const stub: LabStub = { port, dom0Pid: pid, log: g.stub.log, running: false, cmd: cmd.replace(/\$(DOMID|WIDTH|PORT|NAME)\b/g, (_m, v: string) => env[v as keyof typeof env]) };
-  const deadline = Date.now() + (opts.waitMs ?? 60000);
-  for (;;) {
-    if (await listening(port)) { stub.running = true; break; }
-    if (!(await pidAlive(pid))) {
-      stub.dom0Pid = null;
-      stub.error = `exited: ${(await labExec(`tail -c 2000 ${g.stub.log}`)).stdout.trim()}`;
-      break;
-    }
-    if (Date.now() > deadline) { stub.error = `not listening on ${port} after ${opts.waitMs ?? 60000} ms`; break; }
-    await sleep(300);
+  const w = await labClient().waitListen(port, { pid, timeoutMs: opts.waitMs ?? 90000 });
+  if (w.met) {
+    stub.running = true;
+  } else if (w.pidAlive === false) {
+    stub.dom0Pid = null;
+    stub.error = `exited: ${(await labExec(`tail -c 2000 ${g.stub.log}`)).stdout.trim()}`;
+  } else {
+    stub.error = `not listening on ${port} after ${opts.waitMs ?? 90000} ms (log: ${g.stub.log} in dom0)`;
   }
   if (opts.record !== false) updateState((s) => { s.guests[name].stub = stub; });
   return stub;
@@ -289,16 +291,12 @@ export async function setup(log: (m: string) => void = (m) => process.stderr.wri
   const tCreated = Date.now();
   // Linux guests say GDBSX-LAB-GUEST-READY on their console (logged by xenconsoled)
   const linux = names.filter((n) => st.guests[n].ramdisk);
-  const deadline = Date.now() + 300000;
-  for (const n of linux) {
+  await Promise.all(linux.map(async (n) => {
     const g = st.guests[n];
-    for (;;) {
-      const r = await labExec(`grep -q GDBSX-LAB-GUEST-READY ${g.consoleLog}`, { timeoutMs: 10000 });
-      if (r.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`guest ${n} did not boot in time (dom0: ${g.consoleLog})`);
-      await sleep(1000);
+    if (!(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', 300000))) {
+      throw new Error(`guest ${n} did not boot in 300 s (its console in dom0: ${g.consoleLog})`);
     }
-  }
+  }));
   const tBooted = Date.now();
   log(`guests up: ${names.map((n) => `${n}=${st.guests[n].domid}`).join(' ')} (created in ${((tCreated - t0) / 1000).toFixed(1)} s, booted in ${((tBooted - t0) / 1000).toFixed(1)} s)`);
   if (st.stub.enabled) {

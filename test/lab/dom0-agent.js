@@ -14,6 +14,9 @@
 //   {"op":"kill","pid":n,"signal":"SIGTERM"}        -> {"ok":true,"alive":false}  (whole process group)
 //   {"op":"put","path":"/tmp/f","data":"<base64>","mode":493}  -> {"ok":true,"bytes":n}
 //   {"op":"get","path":"/tmp/f"}                    -> {"ok":true,"data":"<base64>"}
+//   {"op":"wait","file":"/var/log/x","contains":"READY","timeoutMs":60000}
+//   {"op":"wait","listen":9001,"pid":n,"timeoutMs":60000}   (gives up early if pid dies)
+//        -> {"ok":true,"met":true|false,"ms":n,"pidAlive":bool}   (polled in-process: no fork)
 // Errors: {"ok":false,"error":"..."}. Commands run with /bin/sh -c.
 'use strict';
 const net = require('net');
@@ -87,12 +90,41 @@ async function doKill(req) {
   return { ok: true, alive: alive(pid) };
 }
 
+function listeningOn(port) {
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try { text = fs.readFileSync(f, 'utf8'); } catch { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 3 && cols[3] === '0A' && parseInt(cols[1].split(':').pop(), 16) === port) return true;
+    }
+  }
+  return false;
+}
+
+function fileContains(path, needle) {
+  try { return fs.readFileSync(path, 'utf8').includes(needle); } catch { return false; }
+}
+
+async function doWait(req) {
+  const t0 = Date.now();
+  const timeoutMs = req.timeoutMs === undefined ? 60000 : Number(req.timeoutMs);
+  const pid = req.pid ? Number(req.pid) : 0;
+  for (;;) {
+    const met = req.listen !== undefined ? listeningOn(Number(req.listen)) : fileContains(req.file, String(req.contains));
+    const pidAlive = pid ? alive(pid) : undefined;
+    if (met || (pid && !pidAlive) || Date.now() - t0 >= timeoutMs) return { ok: true, met, ms: Date.now() - t0, pidAlive };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function handle(req) {
   switch (req.op) {
     case 'ping': return { ok: true, uptime: Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]), pid: process.pid };
     case 'exec': return doExec(req);
     case 'spawn': return doSpawn(req);
     case 'kill': return doKill(req);
+    case 'wait': return doWait(req);
     case 'put':
       fs.writeFileSync(req.path, Buffer.from(req.data || '', 'base64'), { mode: req.mode === undefined ? 0o644 : req.mode });
       if (req.mode !== undefined) fs.chmodSync(req.path, req.mode);

@@ -172,7 +172,7 @@ echo "GDBSX-LAB-GUEST-READY $(uname -r) vcpus=$(grep -c ^processor /proc/cpuinfo
 n=0
 while :; do
   n=$((n + 1))
-  sleep 1
+  sleep 5
 done
 EOF
   chmod 755 "$r/init"

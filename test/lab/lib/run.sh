@@ -37,7 +37,7 @@ qemu_alive() {
 
 state_get() { # state_get <js expression on s> ; prints '' if no state
   [ -f "$LAB_STATE" ] || return 0
-  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const v = (' "$1" '); if (v !== undefined && v !== null) console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$LAB_STATE" 2>/dev/null || true
+  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const v = ('"$1"'); if (v !== undefined && v !== null) console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$LAB_STATE" 2>/dev/null || true
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -93,6 +93,8 @@ EOF
       [ "$ramdisk" != - ] && echo 'extra = "console=hvc0 quiet"'
       echo "memory = $mem"
       echo "vcpus = $vcpus"
+      # the test kernels spin: let them have only what the others leave
+      case "$name" in testkernel*) echo "cpu_weight = ${LAB_TESTKERNEL_WEIGHT:-64}" ;; esac
       echo 'on_crash = "preserve"'
       echo 'on_poweroff = "preserve"'
       echo 'on_reboot = "preserve"'
