@@ -22,6 +22,11 @@ export const enum StepResult {
 const LOCKABLE = new Set([0x00, 0x01, 0x08, 0x09, 0x10, 0x11, 0x18, 0x19, 0x20, 0x21, 0x28, 0x29, 0x30, 0x31,
   0x80, 0x81, 0x83, 0xf6, 0xf7, 0xfe, 0xff]);
 
+/** Bytes that may be prefixes (REX only in long mode, checked in the loop): one lookup for the common case. */
+const PREFIX = new Uint8Array(256);
+for (const b of [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0xf0, 0xf2, 0xf3]) PREFIX[b] = 1;
+for (let b = 0x40; b < 0x50; b++) PREFIX[b] = 1;
+
 function ud(what: string): CpuFault {
   return new CpuFault(Vector.UD, `#UD: ${what}`);
 }
@@ -70,10 +75,9 @@ export class X86Cpu extends X86Core {
     this.rexW = false;
     this.rexR = this.rexX = this.rexB = 0;
     this.segLo = this.segHi = 0;
-    let op = 0;
-    for (let n = 0; ; n++) {
+    let op = this.fetch8();
+    for (let n = 0; PREFIX[op] !== 0; n++) {
       if (n > 14) throw new CpuFault(Vector.GP, '#GP: instruction longer than 15 bytes');
-      op = this.fetch8();
       if (op === 0x66) opsize16 = true;
       else if (op === 0xf0) this.lock = true;
       else if (op === 0xf2 || op === 0xf3) rep = op;
@@ -93,7 +97,8 @@ export class X86Cpu extends X86Core {
         this.rexB = (op & 1) << 3;
         op = this.fetch8();
         break;
-      } else break;
+      } else break; // 0x40-0x4f in 32-bit mode: inc/dec
+      op = this.fetch8();
     }
     const osz: OpSize = this.rexW ? 64 : opsize16 ? 16 : 32;
     if (this.lock && !LOCKABLE.has(op)) throw ud('lock prefix on a non-lockable instruction');
