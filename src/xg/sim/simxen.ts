@@ -13,7 +13,7 @@ import { DomainType, SimDomain, SimVcpu } from './domain';
 import { CALLER_DOMID, DomctlHost, doDomctl } from './domctl-ops';
 import { parseElf } from './elf';
 import { ExecEvent } from './execute';
-import { LoadedGuest, MemoryMap, loadGuest } from './loader';
+import { LoadedGuest, loadGuest } from './loader';
 import { UNMAPPED } from './paging';
 import { Scheduler } from './scheduler';
 import { bringUp } from './vcpu-context';
@@ -69,6 +69,9 @@ export interface SimDomainState {
   dying: boolean;
   instructions: number[];
 }
+
+/** A VCPU's live registers: GPRs by name plus the ones a debugger cares about. */
+export type SimRegisters = Record<GprName | 'rip' | 'rflags' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'dr6' | 'dr7' | 'fs_base' | 'gs_base', bigint>;
 
 export interface GuestLayout {
   entry: bigint;
@@ -298,7 +301,7 @@ export class SimXen implements Hypercalls {
   }
 
   /** A VCPU's live registers (GPRs by name, rip, rflags, control/debug registers, bases). */
-  registers(domid: number, vcpu: number): Record<GprName | 'rip' | 'rflags' | 'cr0' | 'cr2' | 'cr3' | 'cr4' | 'dr6' | 'dr7' | 'fs_base' | 'gs_base', bigint> {
+  registers(domid: number, vcpu: number): SimRegisters {
     const c = this.vcpu(domid, vcpu).cpu;
     const gprs = Object.fromEntries((Object.keys(Gpr) as GprName[]).map((n) => [n, c.getGpr(Gpr[n])])) as Record<GprName, bigint>;
     return {
@@ -383,5 +386,4 @@ export class SimXen implements Hypercalls {
     }
   }
 
-  static readonly memoryMap = MemoryMap;
 }
