@@ -79,7 +79,7 @@ async function main(): Promise<number> {
     },
     config: { runs, readRuns, scaleVcpus, simWidth: width, sim, lab, ceiling },
     figures: [],
-    profile: { dumps: [], packets: {}, hypercallsUs: {}, encodeUsPer64KiB: {}, roundTripMs: {}, whatIf: {}, notes: [] },
+    profile: { dumps: [], packets: {}, hypercallsUs: {}, encodeUsPer64KiB: {}, roundTripMs: {}, whatIf: {}, domctls: {}, notes: [] },
     skipped: [],
   };
 

@@ -20,7 +20,7 @@ import {
 } from './gdbFigures';
 import { roundTrips } from './profile';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
-import { summarize } from './stats';
+import { procCpuMs, summarize } from './stats';
 import { judgeRead, judgeStepi, judgeStopLatency } from './targets';
 
 export interface LabConfig {
@@ -98,9 +98,15 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   } catch (e) {
     return `the lab's agent does not answer: ${(e as Error).message}`;
   }
+  // Only this project's stub (the lab can run another one, LAB_STUB_CMD).
+  const ours = (g: LabGuest) => process.env.BENCH_LAB_ANY_STUB === '1' || (g.stub.cmd ?? st.stub.cmd).includes('/opt/gdbsx/bin/gdbsx');
+  const foreign = Object.values(st.guests).filter((g) => g.stub.running && !ours(g));
+  if (foreign.length && foreign.length === Object.values(st.guests).filter((g) => g.stub.running).length) {
+    return `the lab's stubs are not this project's (${foreign[0].stub.cmd ?? st.stub.cmd}); restart the lab with its default stub (BENCH_LAB_ANY_STUB=1 to measure it anyway)`;
+  }
   const usable = (n: string | undefined): LabGuest | undefined => {
     const g = n ? st.guests[n] : undefined;
-    return g && g.stub.running && g.domid !== null ? g : undefined;
+    return g && g.stub.running && g.domid !== null && ours(g) ? g : undefined;
   };
   const pick = (env: string, order: string[]) => {
     const want = process.env[env] ?? process.env.BENCH_LAB_GUEST;
@@ -140,7 +146,13 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   }
   res.config.labGuests = [...plan.values()].map((r) => `${r.g.name}:${[...r.parts].join('+')}`).join(' ');
   for (const run of plan.values()) {
-    if (run.parts.size) await runGuest(run, agent, cfg, res);
+    if (!run.parts.size) continue;
+    try {
+      await runGuest(run, agent, cfg, res);
+    } catch (e) {
+      log(`lab: ${run.g.name}: ${(e as Error).stack ?? String(e)}`);
+      res.skipped.push(`lab ${run.g.name}: failed: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
   return undefined;
 }
@@ -157,6 +169,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   const attach = parts.has('attach') ? await attachTimes(g.stub.port, g.symbols ?? undefined, runs) : [];
   const gdb = new MiGdb(g.symbols ? [g.symbols] : []);
   const dumps: Record<string, number[]> = {};
+  const gdbCpu: Record<string, number> = {};
   let stepi: number[] = [];
   let stops: number[] = [];
   let regs: number[] = [];
@@ -171,7 +184,9 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       for (const b of sizes) {
         log(`lab: dump ${b / MiB} MiB through gdb`);
         try {
+          const c0 = procCpuMs(gdb.pid);
           dumps[b] = await dumpTimes(gdb, addr, b, b >= 4 * MiB ? readRuns : runs);
+          gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / ((b >= 4 * MiB ? readRuns : runs) + 1);
         } catch (e) {
           res.profile.notes.push(`${tag}: dump ${b / MiB} MiB at 0x${addr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
         }
@@ -183,28 +198,44 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
         const ms = summarize(dumps[b]).median;
         const req = tr.largestRead || 65536;
         const packets = Math.ceil(b / req);
-        res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets) });
+        res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets), gdbCpuMs: r3(gdbCpu[b]) });
       }
     }
+    const attempt = async (what: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (e) {
+        res.profile.notes.push(`${tag}: ${what} failed: ${(e as Error).message.split('\n')[0]}`);
+        log(`lab: ${what} failed: ${(e as Error).message}`);
+      }
+    };
     if (parts.has('stop') && run.bp) {
       const loc = `*0x${run.bp.addr.toString(16)}`;
       log(`lab: continue to ${run.bp.name} through gdb`);
-      stops = (await continueStops(gdb, loc, runs, 120000)).map((s) => s.totalMs);
-      res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 1, 120000));
+      await attempt('continue to a breakpoint', async () => {
+        stops = (await continueStops(gdb, loc, runs, 120000)).map((s) => s.totalMs);
+        res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 1, 120000));
+      });
     }
     if (parts.has('step')) {
       log('lab: stepi through gdb');
-      stepi = await stepiTimes(gdb, runs);
-      res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 1));
+      await attempt('stepi', async () => {
+        stepi = await stepiTimes(gdb, runs);
+        res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 1));
+      });
     }
     if (parts.has('regs')) {
       log('lab: registers, backtrace through gdb');
-      regs = (await cliTimes(gdb, 'bench-regs', runs, false)).ms;
-      const btr = await cliTimes(gdb, 'bench-bt', runs, false);
-      bt = btr.ms;
-      frames = Math.max(1, btr.output.split('\n').filter((l) => /^#\d+/.test(l)).length);
+      await attempt('registers and bt', async () => {
+        regs = (await cliTimes(gdb, 'bench-regs', runs, false)).ms;
+        const btr = await cliTimes(gdb, 'bench-bt', runs, false);
+        bt = btr.ms;
+        frames = Math.max(1, btr.output.split('\n').filter((l) => /^#\d+/.test(l)).length);
+      });
     }
-    res.profile.roundTripMs[`${tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, runs)).median);
+    await attempt('round trips', async () => {
+      res.profile.roundTripMs[`${tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, runs)).median);
+    });
     await gdb.cmd('-target-detach', { strict: false });
   } finally {
     await Promise.race([gdb.quit(), new Promise((r) => setTimeout(r, 5000))]);

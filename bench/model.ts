@@ -81,6 +81,8 @@ export interface Results {
     roundTripMs: Record<string, number>;
     /** Figures with a change to the stub tried in the benchmark's process (not in src/). */
     whatIf: Record<string, number>;
+    /** Hypercalls per operation (sim): how many, their time, by domctl. */
+    domctls: Record<string, { perOp: number; msPerOp: number; byCmd: Record<string, number> }>;
     sim?: { instructionsPerSec: number; vcpus: number; sliceMs: number }[];
     notes: string[];
   };

@@ -79,12 +79,12 @@ export function encodeCosts(data: Buffer, label: string): Record<string, number>
  * The simulator's own speed: a domain like the benchmark's on a SimXen that runs only
  * when told (runSlice), so the figure is the interpreter's, not the guest's idling.
  */
-export function simSpeed(vcpus: number, width: 32 | 64, ms = 300): { instructionsPerSec: number; sliceMs: number } {
+export function simSpeed(vcpus: number, width: 32 | 64, ms = 500): { instructionsPerSec: number; sliceMs: number } {
   const sim = new SimXen({ autoRun: false });
   try {
     const domid = sim.createDomain({ domid: 1, name: 'speed', vcpus, width, type: 'pv' });
     const count = () => sim.domainState(domid).instructions.reduce((a, b) => a + b, 0);
-    sim.runSlice();
+    for (let i = 0; i < 20; i++) sim.runSlice(); // warm up the interpreter (JIT)
     const i0 = count();
     const slices: number[] = [];
     const t0 = now();

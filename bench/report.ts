@@ -74,13 +74,14 @@ export function markdown(r: Results): string {
   if (p.dumps.length) {
     L.push('### Bulk reads, per packet', '');
     const o = (x: number | undefined) => (x === undefined ? '–' : num(x));
-    L.push('| Env | Size | ms per dump | Packets | Bytes per request | ms per packet | of which hypercall | reply encoding | the rest (socket, gdb, event loop) | CPU ms per dump: gdb / stub process |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    const bound = (bytes: number, cpu: number | undefined) => (cpu ? num(bytes / (1 << 20) / (cpu / 1000)) : '–');
+    L.push('| Env | Size | ms per dump | Packets | Bytes per request | ms per packet | of which hypercall | reply encoding | the rest (socket, gdb, event loop) | CPU ms per dump: gdb / stub process | MiB/s if only gdb\'s CPU counted |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const d of p.dumps) {
       L.push(`| ${d.env} | ${d.bytes >> 20} MiB | ${num(d.ms)} | ${num(d.packets)} | ${d.requestBytes} | ${num(d.perPacketMs)} | ${o(d.hypercallMsPerPacket)} | ` +
-        `${o(d.encodeMsPerPacket)} | ${o(d.restMsPerPacket)} | ${o(d.gdbCpuMs)} / ${o(d.stubCpuMs)} |`);
+        `${o(d.encodeMsPerPacket)} | ${o(d.restMsPerPacket)} | ${o(d.gdbCpuMs)} / ${o(d.stubCpuMs)} | ${bound(d.bytes, d.gdbCpuMs)} |`);
       const g = d.gdbserver;
-      if (g) L.push(`| gdbserver | ${d.bytes >> 20} MiB | ${num(g.ms)} | ${num(g.packets)} | ${g.requestBytes} | ${num(g.perPacketMs)} | – | – | – | ${o(g.gdbCpuMs)} / ${o(g.gdbserverCpuMs)} |`);
+      if (g) L.push(`| gdbserver | ${d.bytes >> 20} MiB | ${num(g.ms)} | ${num(g.packets)} | ${g.requestBytes} | ${num(g.perPacketMs)} | – | – | – | ${o(g.gdbCpuMs)} / ${o(g.gdbserverCpuMs)} | ${bound(d.bytes, g.gdbCpuMs)} |`);
     }
     L.push('');
   }
@@ -96,6 +97,12 @@ export function markdown(r: Results): string {
   if (p.sim?.length) {
     L.push('### The simulator\'s own speed', '', '| VCPUs | instructions/s (interpreter, while busy) | one scheduler slice (ms): the longest the stub waits for the event loop while the guest runs |', '| --- | --- | --- |');
     for (const s of p.sim) L.push(`| ${s.vcpus} | ${s.instructionsPerSec.toLocaleString('en-US')} | ${num(s.sliceMs)} |`);
+    L.push('');
+  }
+  const dc = Object.entries(p.domctls);
+  if (dc.length) {
+    L.push('### Hypercalls per operation', '', '| Operation | domctls | their time (ms) | by domctl |', '| --- | --- | --- | --- |');
+    for (const [k, d] of dc) L.push(`| ${esc(k)} | ${d.perOp} | ${num(d.msPerOp)} | ${Object.entries(d.byCmd).map(([a, b]) => `${a}×${b}`).join(', ')} |`);
     L.push('');
   }
   const pk = Object.entries(p.packets);

@@ -167,15 +167,27 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     const g = Guest.attach(s.xc, DOMID);
     let directStops;
     try {
+      s.trace.reset();
+
       direct.step = await guestSteps(g, 0, true, runs);
+
+      countDomctls(res, s.trace, 'sim direct: Guest.resume step', runs + 1);
+      s.trace.reset();
+
       directStops = await guestStops(g, tick, runs, (since) => lastIn(s.int3, since));
+
+      countDomctls(res, s.trace, 'sim direct: Guest continue to a breakpoint (incl. step over)', runs + 1);
       direct.context = directContext(s.xc, DOMID, g.vcpus()[0], runs);
     } finally {
       g.detach();
     }
     const undo = rawAttach(s.xc, DOMID);
     try {
+      s.trace.reset();
+
       direct.rawStep = await directRawSteps(s.xc, DOMID, 0, cfg.width, runs);
+
+      countDomctls(res, s.trace, 'sim direct: raw step', runs + 1);
     } finally {
       undo();
     }
@@ -183,7 +195,11 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
 
     // -- through gdb --
     log('sim: attach through gdb');
+    s.trace.reset();
+
     const attach = await attachTimes(s.port, s.image, runs);
+
+    countDomctls(res, s.trace, 'sim gdb: attach (connect + detach)', runs + 1);
     const gdb = new MiGdb([s.image]);
     try {
       await gdb.setup();
@@ -226,14 +242,30 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       prof.packets['sim: dump 1 MiB'] = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${dm.toString(16)} 0x${(dm + BigInt(MiB)).toString(16)}`));
 
       log('sim: continue to a breakpoint through gdb');
+      s.trace.reset();
+
       const stops = await continueStops(gdb, 'demo_tick', runs);
+
+      countDomctls(res, s.trace, 'sim gdb: continue to a breakpoint', runs + 1);
       prof.packets['sim: continue to a breakpoint'] = await tracePackets(gdb, () => continueStops(gdb, 'demo_tick', 1));
       log('sim: stepi, registers, backtrace through gdb');
+      s.trace.reset();
+
       const stepi = await stepiTimes(gdb, runs);
+
+      countDomctls(res, s.trace, 'sim gdb: stepi', runs + 1);
       prof.packets['sim: stepi'] = await tracePackets(gdb, () => stepiTimes(gdb, 1));
+      s.trace.reset();
+
       const regs = await cliTimes(gdb, 'bench-regs', runs, false);
+
+      countDomctls(res, s.trace, 'sim gdb: info registers', runs + 1);
       prof.packets['sim: info registers (after a cache flush)'] = await tracePackets(gdb, () => cliTimes(gdb, 'bench-regs', 0, false));
+      s.trace.reset();
+
       const bt = await cliTimes(gdb, 'bench-bt', runs, false);
+
+      countDomctls(res, s.trace, 'sim gdb: bt', runs + 1);
       prof.packets['sim: bt (after a cache flush)'] = await tracePackets(gdb, () => cliTimes(gdb, 'bench-bt', 0, false));
       const frames = Math.max(1, countFrames(bt.output));
       const rt = await roundTrips(gdb, runs);
@@ -365,7 +397,11 @@ async function runScale(cfg: SimConfig, res: Results): Promise<void> {
       await gdb.setup();
       await defineCommands(gdb);
       const attach = [await connect(gdb, s.port)];
+      s.trace.reset();
+
       const threads = await cliTimes(gdb, 'bench-threads', runs, false);
+
+      countDomctls(res, s.trace, `sim ${n} VCPUs gdb: info threads`, runs + 1);
       const shown = threads.output.split('\n').filter((l) => /^\*?\s+\d+\s+Thread/.test(l)).length;
       const warn = (await gdb.console('info threads')).log.trim();
       res.profile.packets[`sim ${n} VCPUs: info threads (after a cache flush)`] = await tracePackets(gdb, () => cliTimes(gdb, 'bench-threads', 0, false));
@@ -423,6 +459,19 @@ async function withRle<T>(alt: (b: Buffer) => Buffer, fn: () => Promise<T>): Pro
   } finally {
     mod.rleEncode = orig;
   }
+}
+
+/** Hypercalls per operation, from the tracing wrapper (counts since its last reset). */
+function countDomctls(res: Results, trace: TracingHypercalls, label: string, ops: number): void {
+  const byCmd: Record<string, number> = {};
+  let count = 0;
+  let ms = 0;
+  for (const [k, v] of trace.stats) {
+    byCmd[k] = Math.round((v.count / ops) * 10) / 10;
+    count += v.count;
+    ms += v.ms;
+  }
+  res.profile.domctls[label] = { perOp: Math.round((count / ops) * 10) / 10, msPerOp: round3(ms / ops), byCmd };
 }
 
 /** Mean µs-resolution cost of a synchronous call: ms per call over `n` calls. */

@@ -15,7 +15,7 @@ function unknown(text: string, applies: Target['applies']): Target {
 export function judgeRead(f: Figure, applies: Target['applies']): Target {
   if (f.vsLimit === undefined) return unknown(TARGETS.read, applies);
   const frac = 1 / f.vsLimit;
-  return { text: TARGETS.read, value: `${frac.toFixed(2)} of direct`, met: frac >= 0.5, applies };
+  return { text: TARGETS.read, value: `${frac < 0.1 ? frac.toPrecision(2) : frac.toFixed(2)} of direct`, met: frac >= 0.5, applies };
 }
 
 export function judgeStepi(f: Figure, applies: Target['applies']): Target {
