@@ -80,19 +80,16 @@ build_xen_utils_stage() {
   XEN_UTILS_STAGE=$LAB_CACHE/xen-utils/$LAB_V_XEN_UTILS
   [ -f "$XEN_UTILS_STAGE/.done" ] && return 0
   log "xen-utils: xen-utils-4.17 $LAB_V_XEN_UTILS and its dependencies (apt-get download, dpkg -x)"
-  local pkgs p dir=$LAB_CACHE/debs tmp=$XEN_UTILS_STAGE.tmp.$$
+  local pkgs f tmp=$XEN_UTILS_STAGE.tmp.$$
   mapfile -t pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
     --no-breaks --no-replaces --no-enhances xen-utils-4.17 xenstore-utils libgcc-s1 | grep -v '^ ' | grep -v '^<' | sort -u)
-  mkdir -p "$dir"
-  (cd "$dir" && apt-get download -q "${pkgs[@]}" >/dev/null 2>&1) || die "apt-get download of xen-utils' dependencies failed"
-  rm -rf "$tmp"; mkdir -p "$tmp"
-  for p in "${pkgs[@]}"; do
-    local v f
-    v=$(apt_candidate "$p")
-    f=$(deb_file "$p" "$v")
-    [ -n "$f" ] || die "missing .deb for $p $v"
+  rm -rf "$tmp"; mkdir -p "$tmp/debs"
+  (cd "$tmp/debs" && apt-get download -q "${pkgs[@]}" >/dev/null 2>&1) || die "apt-get download of xen-utils' dependencies failed"
+  for f in "$tmp"/debs/*.deb; do
     dpkg -x "$f" "$tmp"
   done
+  ls "$tmp/debs" > "$tmp/DEBS"
+  rm -rf "$tmp/debs"
   touch "$tmp/.done"
   publish_dir "$tmp" "$XEN_UTILS_STAGE"
 }

@@ -75,7 +75,7 @@ apt_ensure() {
 
 # What the host needs to build and run the lab.
 HOST_PACKAGES=(qemu-system-x86 flex bison cpio busybox-static python3 make gcc libc6-dev
-  dpkg-dev xz-utils gzip kmod)
+  dpkg-dev xz-utils gzip kmod binutils)
 
 # The cached .deb of package $1 version $2, if any (apt-get download writes an
 # epoch's colon as %3a).

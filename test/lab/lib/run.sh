@@ -136,7 +136,7 @@ EOF
 
 write_initial_state() {
   LAB_J_GUESTS=$(lab_guest_list) LAB_J_XEN_IMAGE=$1 LAB_J_QEMU_PID=$2 LAB_J_STUB_CMD=${LAB_STUB_CMD:-$LAB_DEFAULT_STUB_CMD} \
-  LAB_J_STUB=${LAB_STUB:-on} LAB_J_KALLSYMS=$LAB_RUN/kallsyms LAB_J_TK=$TESTKERNEL_DIR \
+  LAB_J_STUB=${LAB_STUB:-on} LAB_J_KSYMS=$CACHE_LINUX/kallsyms.elf LAB_J_TK=$TESTKERNEL_DIR \
   LAB_J_EXTRA=${LAB_EXTRA_FILES:-} LAB_J_BASE=$LAB_PORT_BASE LAB_J_N=$LAB_NPORTS LAB_J_XEN=$LAB_XEN \
   LAB_J_CACHE=$LAB_CACHE LAB_J_RUN=$LAB_RUN LAB_J_SERIAL=$SERIAL_LOG LAB_J_STATE=$LAB_STATE \
   node -e '
@@ -146,13 +146,14 @@ write_initial_state() {
     for (const line of e.LAB_J_GUESTS.split("\n").filter(Boolean)) {
       const [name, type, width, kernel, ramdisk, mem, vcpus, port] = line.split(/\s+/);
       const tk = name.startsWith("testkernel");
+      const symbols = tk ? e.LAB_J_TK + "/" + name + ".elf" : e.LAB_J_KSYMS;
       guests[name] = {
         name, xlName: "lab-" + name, type, width: Number(width), domid: null, vcpus: Number(vcpus),
         memoryMiB: Number(mem), kernel, ramdisk: ramdisk === "-" ? null : ramdisk,
         cfg: "/lab/guests/" + name + ".cfg", consoleLog: "/var/log/xen/console/guest-lab-" + name + ".log",
-        symbols: tk ? e.LAB_J_TK + "/" + name + ".elf" : null,
+        symbols,
         stub: { port: Number(port), dom0Pid: null, log: "/var/log/stub-" + name + ".log", running: false },
-        gdb: "gdb " + (tk ? e.LAB_J_TK + "/" + name + ".elf " : "") + "-ex \x27target remote 127.0.0.1:" + port + "\x27",
+        gdb: "gdb " + symbols + " -ex \x27target remote 127.0.0.1:" + port + "\x27",
       };
     }
     const st = {
@@ -166,6 +167,19 @@ write_initial_state() {
     };
     require("fs").writeFileSync(e.LAB_J_STATE, JSON.stringify(st, null, 2) + "\n");
   '
+}
+
+# A start that went wrong: show the end of the console, mark the state failed, and
+# stop QEMU unless LAB_KEEP=1 (then 'lab.sh exec' and 'lab.sh stop' still work).
+start_failed() {
+  tail -40 "$SERIAL_LOG" >&2 || true
+  labctl set-state status failed >/dev/null 2>&1 || true
+  if [ "${LAB_KEEP:-0}" = 1 ]; then
+    die "$1 (serial log: $SERIAL_LOG); QEMU kept running (LAB_KEEP=1): lab.sh stop when done"
+  fi
+  lab_stop >/dev/null 2>&1 || true
+  labctl set-state status failed >/dev/null 2>&1 || true
+  die "$1 (serial log: $SERIAL_LOG); QEMU stopped (LAB_KEEP=1 keeps it for a look)"
 }
 
 lab_start() {
@@ -217,29 +231,30 @@ lab_start() {
   local deadline=$((SECONDS + LAB_BOOT_TIMEOUT))
   while :; do
     if grep -q 'GDBSX-LAB-READY' "$SERIAL_LOG" 2>/dev/null; then break; fi
-    if ! qemu_alive "$pid"; then
-      tail -40 "$SERIAL_LOG" >&2
-      labctl set-state status failed >/dev/null 2>&1 || true
-      die "QEMU exited during boot (serial log: $SERIAL_LOG)"
-    fi
+    if ! qemu_alive "$pid"; then start_failed "QEMU exited during boot"; fi
     if grep -qE 'GDBSX-LAB-FAILED|Kernel panic|Panic on CPU' "$SERIAL_LOG" 2>/dev/null; then
-      tail -40 "$SERIAL_LOG" >&2
-      labctl set-state status failed >/dev/null 2>&1 || true
-      die "dom0 failed to come up (serial log: $SERIAL_LOG); QEMU still runs (pid $pid): lab.sh stop"
+      start_failed "dom0 failed to come up"
     fi
-    if [ $SECONDS -ge $deadline ]; then
-      tail -40 "$SERIAL_LOG" >&2
-      die "no ready marker after $LAB_BOOT_TIMEOUT s (serial log: $SERIAL_LOG); QEMU still runs (pid $pid): lab.sh stop"
-    fi
+    [ $SECONDS -lt $deadline ] || start_failed "no ready marker from dom0 after $LAB_BOOT_TIMEOUT s"
     sleep 0.5
   done
   local t_ready=$((SECONDS - t_boot))
   log "dom0 ready after $t_ready s"
   labctl set-timing cpioSeconds "$t_cpio" dom0ReadySeconds "$t_ready" > /dev/null
   # guests, stubs, state (client.ts does the talking)
-  labctl setup || die "setting up guests failed (lab.sh status; serial log $SERIAL_LOG)"
+  labctl setup || start_failed "setting up the guests or the stubs failed"
+  lab_kallsyms_elf || log "warning: no symbol file for the Linux guests (see above)"
   labctl set-timing startSeconds "$((SECONDS - t0))" > /dev/null
   lab_summary
+}
+
+# Symbols for the Linux guests: dom0's /proc/kallsyms (same kernel image) as an ELF
+# for gdb, made at the first start after a kernel change and cached beside the kernel.
+lab_kallsyms_elf() {
+  local elf=$CACHE_LINUX/kallsyms.elf
+  [ -f "$elf" ] && return 0
+  labctl get /proc/kallsyms "$LAB_RUN/kallsyms.txt" || return 1
+  bash "$LAB_SRC/lib/kallsyms-elf.sh" "$LAB_RUN/kallsyms.txt" "$elf"
 }
 
 lab_summary() {
