@@ -1,8 +1,9 @@
 /*
  * gdbsx test kernel: PVH entry, paging setup, AP entry paths, trap stubs.
  *
- * Assembled twice: with __x86_64__ (long mode at TK_KBASE=0xffffffff80000000)
- * and without (PAE protected mode at TK_KBASE=0xc0000000).
+ * Assembled with __x86_64__ (long mode at TK_KBASE=0xffffffff80000000) or
+ * without (32-bit protected mode at TK_KBASE=0xc0000000; 2-level paging
+ * with 4 MiB pages, or PAE paging when TK_PAE is defined).
  *
  * Entry conventions:
  *   tk_pvh_entry32  BSP, from Xen PVH / QEMU PVH boot: 32-bit flat protected
@@ -132,7 +133,11 @@ tk_park32:
         .type tk_common32, @function
 tk_common32:
         movl    %cr4, %eax
+#if defined(__x86_64__) || defined(TK_PAE)
         orl     $0x20, %eax                     /* CR4.PAE */
+#else
+        orl     $0x10, %eax                     /* CR4.PSE: 4 MiB pages */
+#endif
         movl    %eax, %cr4
 #ifdef __x86_64__
         movl    $tk_pml4, %eax
@@ -172,7 +177,11 @@ tk_long64:
         .cfi_endproc
         .code32
 #else
+#ifdef TK_PAE
         movl    $tk_pdpt, %eax
+#else
+        movl    $tk_pd32, %eax
+#endif
         movl    %eax, %cr3
         movl    %cr0, %eax
         orl     $0x80000001, %eax               /* PG | PE */
@@ -287,7 +296,7 @@ tk_pd_high:                                     /* TK_KBASE + 0 - 1 GiB */
         PTE((i << 21) + PG_P + PG_RW + PG_PS)
         .set    i, i + 1
         .endr
-#else
+#elif defined(TK_PAE)
         .globl tk_pdpt
 tk_pdpt:                                        /* PAE: 4 entries, P only */
         PTE(tk_pd_ident + 0x0000 + PG_P)
@@ -315,8 +324,28 @@ tk_pd_high:                                     /* 0xc0000000 - 4 GiB */
         PTE((i << 21) + PG_P + PG_RW + PG_PS)
         .set    i, i + 1
         .endr
+#else
+        .globl tk_pd32
+tk_pd32:                                        /* 2-level: 1024 x 4 bytes */
+        .set    i, 0
+        .rept   768                             /* identity 0 - 3 GiB */
+        .long   (i << 22) + PG_P + PG_RW + PG_PS
+        .set    i, i + 1
+        .endr
+        .long   tk_pt_high + PG_P + PG_RW       /* 0xc0000000: 4 KiB pages */
+        .set    i, 1
+        .rept   247                             /* phys 4 MiB - 0x3e000000 */
+        .long   (i << 22) + PG_P + PG_RW + PG_PS
+        .set    i, i + 1
+        .endr
+        .set    i, 1016
+        .rept   8                               /* identity 0xfe000000 - 4 GiB */
+        .long   (i << 22) + PG_P + PG_RW + PG_PS
+        .set    i, i + 1
+        .endr
 #endif
 
+#if defined(__x86_64__) || defined(TK_PAE)
 tk_pt_high:                                     /* 4 KiB pages, phys 0-2 MiB */
         PTE(0)                                  /* TK_KBASE itself: unmapped */
         .set    i, 1
@@ -324,6 +353,15 @@ tk_pt_high:                                     /* 4 KiB pages, phys 0-2 MiB */
         PTE((i << 12) + PG_P + PG_RW)
         .set    i, i + 1
         .endr
+#else
+tk_pt_high:                                     /* 4 KiB pages, phys 0-4 MiB */
+        .long   0                               /* TK_KBASE itself: unmapped */
+        .set    i, 1
+        .rept   1023
+        .long   (i << 12) + PG_P + PG_RW
+        .set    i, i + 1
+        .endr
+#endif
 
 /* ------------------------------------------------------------------ */
 /* High part: linked at TK_KBASE + phys.                               */

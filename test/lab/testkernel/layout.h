@@ -15,11 +15,15 @@
  *                                            page 0 (TK_KBASE) NOT mapped
  *   0xffffffff80200000 - 0xffffffffbfffffff  phys 2 MiB - 1 GiB, 2 MiB pages
  *
- * 32-bit build (protected mode, PAE paging):
- *   0x00000000 - 0xbfffffff  identity, 2 MiB pages
- *   0xc0000000 - 0xc01fffff  phys 0-2 MiB, 4 KiB pages; page 0 NOT mapped
- *   0xc0200000 - 0xfdffffff  phys 2 MiB - 0x3e000000, 2 MiB pages
- *   0xfe000000 - 0xffffffff  identity (LAPIC, Xen special pages)
+ * 32-bit build (protected mode, 2-level paging, CR4.PSE):
+ *   0x00000000 - 0xbfffffff  identity, 4 MiB pages
+ *   0xc0000000 - 0xc03fffff  phys 0-4 MiB, 4 KiB pages; page 0 NOT mapped
+ *   0xc0400000 - 0xfdffffff  phys 4 MiB - 0x3e000000, 4 MiB pages
+ *   0xfe000000 - 0xffffffff  identity (LAPIC, Xen special pages), 4 MiB pages
+ *
+ * 32-bit PAE build (TK_PAE, optional, "make pae"): the same map with PAE
+ * paging: identity and high part in 2 MiB pages, 4 KiB pages for
+ * 0xc0000000 - 0xc01fffff (page 0 NOT mapped).
  */
 #ifndef TK_LAYOUT_H
 #define TK_LAYOUT_H
@@ -29,9 +33,15 @@
 #ifdef __x86_64__
 #define TK_KBASE          0xffffffff80000000
 #define TK_ARCH_NAME      "x86_64"
+#define TK_PAGING_LEVELS  4
 #else
 #define TK_KBASE          0xc0000000
 #define TK_ARCH_NAME      "i386"
+#ifdef TK_PAE
+#define TK_PAGING_LEVELS  3
+#else
+#define TK_PAGING_LEVELS  2
+#endif
 #endif
 
 #define TK_MAX_CPUS       8

@@ -55,9 +55,11 @@ struct tk_info {
     const char *banner;         /* &tk_banner[0] */
     u64 kbase;                  /* TK_KBASE */
     u32 max_cpus;               /* TK_MAX_CPUS */
+    u32 paging_levels;          /* 4 (x86_64), 2 (i386), 3 (i386 PAE build) */
 };
 const struct tk_info tk_info = {
     TK_MAGIC, sizeof(void *), tk_banner, (u64)TK_KBASE, TK_MAX_CPUS,
+    TK_PAGING_LEVELS,
 };
 
 /* Copy of the hvm_start_info and its command line (QEMU -append, xl cmdline=). */
