@@ -248,14 +248,14 @@ export async function startStub(name: string, opts: { cmd?: string; port?: numbe
   await labExec(`: > ${g.stub.log}`);
   const { pid } = await labClient().spawn(cmd, { log: g.stub.log, env, cwd: '/opt/gdbsx' });
   const stub: LabStub = { port, dom0Pid: pid, log: g.stub.log, running: false, cmd: cmd.replace(/\$(DOMID|WIDTH|PORT|NAME)\b/g, (_m, v: string) => env[v as keyof typeof env]) };
-  const w = await labClient().waitListen(port, { pid, timeoutMs: opts.waitMs ?? 90000 });
+  const w = await labClient().waitListen(port, { pid, timeoutMs: opts.waitMs ?? 180000 });
   if (w.met) {
     stub.running = true;
   } else if (w.pidAlive === false) {
     stub.dom0Pid = null;
     stub.error = `exited: ${(await labExec(`tail -c 2000 ${g.stub.log}`)).stdout.trim()}`;
   } else {
-    stub.error = `not listening on ${port} after ${opts.waitMs ?? 90000} ms (log: ${g.stub.log} in dom0)`;
+    stub.error = `not listening on ${port} after ${opts.waitMs ?? 180000} ms (log: ${g.stub.log} in dom0)`;
   }
   if (opts.record !== false) updateState((s) => { s.guests[name].stub = stub; });
   return stub;

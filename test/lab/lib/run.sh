@@ -93,8 +93,12 @@ EOF
       [ "$ramdisk" != - ] && echo 'extra = "console=hvc0 quiet"'
       echo "memory = $mem"
       echo "vcpus = $vcpus"
-      # the test kernels spin: let them have only what the others leave
-      case "$name" in testkernel*) echo "cpu_weight = ${LAB_TESTKERNEL_WEIGHT:-64}" ;; esac
+      # the test kernels spin: under TCG every spinning VCPU costs a host core, so they
+      # get a low weight and a cap (percent of one CPU); pausing and stepping are unchanged
+      case "$name" in testkernel*)
+        echo "cpu_weight = ${LAB_TESTKERNEL_WEIGHT:-64}"
+        [ "${LAB_TESTKERNEL_CAP:-10}" != 0 ] && echo "cap = ${LAB_TESTKERNEL_CAP:-10}" ;;
+      esac
       echo 'on_crash = "preserve"'
       echo 'on_poweroff = "preserve"'
       echo 'on_reboot = "preserve"'
