@@ -21,6 +21,8 @@ export class GdbServer {
   private readonly opts: ServerOptions;
   private server: net.Server | undefined;
   private session: Session | undefined;
+  /** Every open socket, so close() does not wait on a peer that never hangs up. */
+  private readonly sockets = new Set<net.Socket>();
   /** Called with a one-line message for the user (connects, refusals, errors). */
   onEvent: (msg: string) => void = () => undefined;
 
@@ -48,6 +50,8 @@ export class GdbServer {
   }
 
   private onConnection(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.once('close', () => this.sockets.delete(sock));
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
     if (this.session) {
       // A second debugger would fight the first over the same VCPUs: refuse, visibly.
@@ -76,6 +80,7 @@ export class GdbServer {
   /** Stop listening and end any session (detaching the guest: restored and running). */
   close(reason = 'server closing'): Promise<void> {
     this.session?.close(reason);
+    for (const s of this.sockets) s.destroy();
     return new Promise((resolve) => {
       if (!this.server) return resolve();
       this.server.close(() => resolve());

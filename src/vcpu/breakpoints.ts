@@ -9,8 +9,11 @@ export const INT3 = 0xcc;
 
 export class SwBreakpoints {
   private readonly mem: GuestMemory;
-  /** address -> original byte */
-  private readonly saved = new Map<bigint, number>();
+  /**
+   * address -> original byte, and the translation (pgd3) it was inserted through:
+   * `monitor pgd3` may change in between, and removal must hit the same page.
+   */
+  private readonly saved = new Map<bigint, { orig: number; pgd3: bigint }>();
 
   constructor(mem: GuestMemory) {
     this.mem = mem;
@@ -34,14 +37,14 @@ export class SwBreakpoints {
     const orig = this.mem.read(addr, 1);
     if (orig.length !== 1) throw new XenError('XEN_DOMCTL_gdbsx_guestmemio', Errno.EFAULT, `cannot read 0x${addr.toString(16)}`);
     this.mem.write(addr, Buffer.from([INT3]));
-    this.saved.set(addr, orig[0]);
+    this.saved.set(addr, { orig: orig[0], pgd3: this.mem.pgd3 });
   }
 
   /** Removing an unknown address is not an error (gdb may remove twice). */
   remove(addr: bigint): void {
-    const orig = this.saved.get(addr);
-    if (orig === undefined) return;
-    this.mem.write(addr, Buffer.from([orig]));
+    const bp = this.saved.get(addr);
+    if (bp === undefined) return;
+    this.mem.write(addr, Buffer.from([bp.orig]), bp.pgd3);
     this.saved.delete(addr);
   }
 
@@ -62,8 +65,8 @@ export class SwBreakpoints {
   shadowRead(addr: bigint, buf: Buffer): Buffer {
     if (this.saved.size === 0 || buf.length === 0) return buf;
     const end = addr + BigInt(buf.length);
-    for (const [a, orig] of this.saved) {
-      if (a >= addr && a < end) buf[Number(a - addr)] = orig;
+    for (const [a, bp] of this.saved) {
+      if (a >= addr && a < end && bp.pgd3 === this.mem.pgd3) buf[Number(a - addr)] = bp.orig;
     }
     return buf;
   }
@@ -71,7 +74,7 @@ export class SwBreakpoints {
   /** A write over breakpoints: keep int3 in memory, remember the new bytes as originals. */
   write(addr: bigint, data: Buffer): void {
     const end = addr + BigInt(data.length);
-    const hits = [...this.saved.keys()].filter((a) => a >= addr && a < end);
+    const hits = [...this.saved].filter(([a, bp]) => a >= addr && a < end && bp.pgd3 === this.mem.pgd3).map(([a]) => a);
     if (hits.length === 0) {
       this.mem.write(addr, data);
       return;
@@ -79,6 +82,6 @@ export class SwBreakpoints {
     const patched = Buffer.from(data);
     for (const a of hits) patched[Number(a - addr)] = INT3;
     this.mem.write(addr, patched);
-    for (const a of hits) this.saved.set(a, data[Number(a - addr)]);
+    for (const a of hits) this.saved.set(a, { orig: data[Number(a - addr)], pgd3: this.mem.pgd3 });
   }
 }

@@ -22,26 +22,29 @@ export class GuestMemory {
     this.addrMask = width === 64 ? (1n << 64n) - 1n : 0xffffffffn;
   }
 
-  private io(addr: bigint, buf: Buffer, write: boolean): void {
-    this.xc.guestMemIo(this.domid, addr & this.addrMask, buf, write, this.pgd3);
+  private io(addr: bigint, buf: Buffer, write: boolean, pgd3: bigint): void {
+    this.xc.guestMemIo(this.domid, addr & this.addrMask, buf, write, pgd3);
   }
 
-  /** Reads up to `len` bytes; returns the readable prefix (possibly empty). */
-  read(addr: bigint, len: number): Buffer {
+  /**
+   * Reads up to `len` bytes; returns the readable prefix (possibly empty).
+   * `pgd3` overrides the current translation (breakpoints keep the one they were set with).
+   */
+  read(addr: bigint, len: number, pgd3 = this.pgd3): Buffer {
     const out = Buffer.alloc(len);
     let done = 0;
     while (done < len) {
       const n = Math.min(MAX_CHUNK, len - done);
-      const got = this.readChunk(addr + BigInt(done), out.subarray(done, done + n));
+      const got = this.readChunk(addr + BigInt(done), out.subarray(done, done + n), pgd3);
       done += got;
       if (got < n) break;
     }
     return out.subarray(0, done);
   }
 
-  private readChunk(addr: bigint, dst: Buffer): number {
+  private readChunk(addr: bigint, dst: Buffer, pgd3: bigint): number {
     try {
-      this.io(addr, dst, false);
+      this.io(addr, dst, false, pgd3);
       return dst.length;
     } catch (e) {
       if (!isXenError(e, Errno.EFAULT)) throw e;
@@ -52,7 +55,7 @@ export class GuestMemory {
       const a = addr + BigInt(done);
       const n = Math.min(dst.length - done, Number(PAGE - (a % PAGE)));
       try {
-        this.io(a, dst.subarray(done, done + n), false);
+        this.io(a, dst.subarray(done, done + n), false, pgd3);
       } catch (e) {
         if (isXenError(e, Errno.EFAULT)) return done;
         throw e;
@@ -66,17 +69,17 @@ export class GuestMemory {
    * Writes all of `data` or nothing: Xen may have written a prefix before failing,
    * so the old contents are read first and put back on failure.
    */
-  write(addr: bigint, data: Buffer): void {
+  write(addr: bigint, data: Buffer, pgd3 = this.pgd3): void {
     if (data.length === 0) return;
-    const before = this.read(addr, data.length);
+    const before = this.read(addr, data.length, pgd3);
     if (before.length < data.length) {
       throw new XenError('XEN_DOMCTL_gdbsx_guestmemio', Errno.EFAULT, `address 0x${(addr + BigInt(before.length)).toString(16)} not mapped`);
     }
     try {
-      this.io(addr, Buffer.from(data), true);
+      this.io(addr, Buffer.from(data), true, pgd3);
     } catch (e) {
       try {
-        this.io(addr, before, true);
+        this.io(addr, before, true, pgd3);
       } catch {
         // Best effort: the original error is the one to report.
       }

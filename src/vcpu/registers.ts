@@ -112,8 +112,10 @@ export const I386: Arch = makeArch('i386', 'i386', [
   { name: 'eflags', bits: 32, type: 'i386_eflags', feature: 'core', src: ctx('rflags') },
   ...segs(),
   ...x87AndSse(8),
-  { name: 'fs_base', bits: 32, type: 'int', feature: 'segments', src: ctx('fs_base') },
-  { name: 'gs_base', bits: 32, type: 'int', feature: 'segments', src: { kind: 'gs_base', active: true } },
+  // Not in org.gnu.gdb.i386.segments: gdb 13 hits an internal assertion
+  // (tdesc_use_registers) on a 32-bit description with that feature.
+  { name: 'fs_base', bits: 32, type: 'int', feature: 'sys', group: 'system', src: ctx('fs_base') },
+  { name: 'gs_base', bits: 32, type: 'int', feature: 'sys', group: 'system', src: { kind: 'gs_base', active: true } },
   ...sysRegs(32),
 ], 'eip', 'esp', 'ebp', 4);
 

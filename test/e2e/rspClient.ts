@@ -26,6 +26,7 @@ export class RspClient {
   static connect(port: number): Promise<RspClient> {
     return new Promise((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => resolve(new RspClient(s)));
+      s.setNoDelay(true); // an ack and the next request go out at once, as gdb's do
       s.once('error', reject);
     });
   }

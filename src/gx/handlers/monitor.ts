@@ -1,4 +1,4 @@
-// `monitor` commands (qRcmd). The reply is the output, hex-encoded.
+// `monitor` commands (qRcmd): output goes to gdb as console (O) packets, then OK.
 import type { Reply, Session } from '../session';
 import { readField } from '../../xg/context';
 import { formatThreadId } from '../threadId';
@@ -45,6 +45,11 @@ function vcpusText(s: Session): string {
 }
 
 export function runMonitor(s: Session, line: string): Reply {
+  s.console(monitorOutput(s, line));
+  return 'OK';
+}
+
+function monitorOutput(s: Session, line: string): string {
   const [cmd, ...args] = line.trim().split(/\s+/);
   let out: string;
   switch (cmd) {
@@ -81,5 +86,5 @@ export function runMonitor(s: Session, line: string): Reply {
     default:
       out = `unknown monitor command '${cmd}'; try 'monitor help'\n`;
   }
-  return Buffer.from(out, 'utf8').toString('hex');
+  return out;
 }
