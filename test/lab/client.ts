@@ -279,49 +279,47 @@ export async function setup(log: (m: string) => void = (m) => process.stderr.wri
   const t0 = Date.now();
   const names = Object.keys(st.guests);
   log(`creating guests: ${names.join(', ')}`);
+  const domids: Record<string, number> = {};
   await Promise.all(names.map(async (n) => {
     const g = st.guests[n];
-    const r = await labExec(`xl create ${g.cfg}`, { timeoutMs: 300000 });
+    const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
     if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
+    domids[n] = Number(r.stdout.trim());
   }));
-  for (const n of names) {
-    const domid = await guestDomid(n);
-    st = updateState((s) => { s.guests[n].domid = domid; });
-  }
+  st = updateState((s) => { for (const n of names) s.guests[n].domid = domids[n]; });
   const tCreated = Date.now();
-  // Linux guests say GDBSX-LAB-GUEST-READY on their console (logged by xenconsoled)
-  const linux = names.filter((n) => st.guests[n].ramdisk);
-  await Promise.all(linux.map(async (n) => {
+  let stubs = st.stub.enabled;
+  if (stubs && st.stub.cmd.includes('/opt/gdbsx/bin/gdbsx') && (await labExec('test -f /opt/gdbsx/bin/gdbsx')).code !== 0) {
+    log('no /opt/gdbsx/bin/gdbsx in this tree yet: stubs not started');
+    stubs = false;
+  }
+  // Per guest: wait until it is up (Linux guests say GDBSX-LAB-GUEST-READY on their
+  // console, which xenconsoled logs), then start its stub; all guests at once.
+  let tBooted = tCreated;
+  const started: Record<string, LabStub> = {};
+  await Promise.all(names.map(async (n) => {
     const g = st.guests[n];
-    if (!(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', 300000))) {
+    if (g.ramdisk && !(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', 300000))) {
       throw new Error(`guest ${n} did not boot in 300 s (its console in dom0: ${g.consoleLog})`);
     }
-  }));
-  const tBooted = Date.now();
-  log(`guests up: ${names.map((n) => `${n}=${st.guests[n].domid}`).join(' ')} (created in ${((tCreated - t0) / 1000).toFixed(1)} s, booted in ${((tBooted - t0) / 1000).toFixed(1)} s)`);
-  if (st.stub.enabled) {
-    const ours = st.stub.cmd.includes('/opt/gdbsx/bin/gdbsx');
-    const present = !ours || (await labExec('test -f /opt/gdbsx/bin/gdbsx')).code === 0;
-    if (!present) {
-      log('no /opt/gdbsx/bin/gdbsx in this tree yet: stubs not started');
-    } else {
-      // one at a time: each writes the state file
-      const started: Record<string, LabStub> = {};
-      await Promise.all(names.map(async (n) => { started[n] = await startStub(n, { record: false }); }));
-      updateState((s) => { for (const n of names) s.guests[n].stub = started[n]; });
-      for (const n of names) {
-        const s = started[n];
-        log(`stub for ${n}: ${s.running ? `listening on ${s.port}` : `NOT running: ${s.error}`}`);
-      }
+    tBooted = Math.max(tBooted, Date.now());
+    if (stubs) {
+      const s = await startStub(n, { record: false });
+      started[n] = s;
+      log(`stub for ${n}: ${s.running ? `listening on ${s.port}` : `NOT running: ${s.error}`}`);
     }
-  }
+  }));
   const tStubs = Date.now();
+  log(`guests up: ${names.map((n) => `${n}=${st.guests[n].domid}`).join(' ')} (created in ${((tCreated - t0) / 1000).toFixed(1)} s, ` +
+    `booted in ${((tBooted - t0) / 1000).toFixed(1)} s, stubs ready in ${((tStubs - t0) / 1000).toFixed(1)} s)`);
+  // one writer: the stubs were not recorded one by one
+  if (stubs) updateState((s) => { for (const n of names) s.guests[n].stub = started[n]; });
   return updateState((s) => {
     s.status = 'ready';
     s.readyAt = new Date().toISOString();
     s.timings.guestsCreateSeconds = Math.round((tCreated - t0) / 100) / 10;
     s.timings.guestsBootSeconds = Math.round((tBooted - t0) / 100) / 10;
-    s.timings.stubsSeconds = Math.round((tStubs - tBooted) / 100) / 10;
+    s.timings.stubsReadySeconds = Math.round((tStubs - t0) / 100) / 10;
   });
 }
 

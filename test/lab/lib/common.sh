@@ -58,9 +58,10 @@ EOF
 
 # Install host packages that are missing (idempotent, waits for the dpkg lock).
 apt_ensure() {
-  local missing=() p
+  local missing=() p installed
+  installed=" $(dpkg-query -W -f='${Status} ${Package}\n' "$@" 2>/dev/null | awk '$3 == "installed" { printf "%s ", $4 }') "
   for p in "$@"; do
-    [ -n "$(apt_installed_version "$p")" ] || missing+=("$p")
+    [[ "$installed" == *" $p "* ]] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   [ -n "$(apt_candidate "${missing[0]}")" ] || apt_update_once
@@ -100,23 +101,42 @@ deb_fetch() {
   echo "$f"
 }
 
-# Resolve every version the cache keys depend on. Sets LAB_V_* variables.
+# Resolve every version the cache keys depend on. Sets LAB_V_* variables. apt-cache
+# is slow (about 1 s a call), so the answer is remembered until apt's lists or dpkg's
+# status change.
 resolve_versions() {
   [ -n "${LAB_V_RESOLVED:-}" ] && return 0
+  local memo_key memo
+  memo_key=$( { stat -c '%n %Y %s' /var/lib/apt/lists /var/lib/apt/lists/*Sources* /var/lib/dpkg/status 2>/dev/null;
+    node --version; echo "${LAB_KERNEL_PKG:-} ${LAB_XEN_SRC_VERSION:-}"; } | hash_stdin)
+  memo=$LAB_CACHE/versions/$memo_key.env
+  if [ -f "$memo" ]; then
+    # shellcheck disable=SC1090
+    . "$memo"
+    LAB_V_RESOLVED=1
+    return 0
+  fi
   if [ -z "$(apt_candidate xen-utils-4.17)" ]; then apt_update_once; fi
   apt_ensure_deb_src
   LAB_V_XEN_SRC=${LAB_XEN_SRC_VERSION:-$(apt-cache showsrc xen | awk '/^Version:/ {print $2}' | sort -V | tail -1)}
-  LAB_V_XEN_HYP=$(apt_candidate xen-hypervisor-4.17-amd64)
-  LAB_V_XEN_UTILS=$(apt_candidate xen-utils-4.17)
   LAB_KERNEL_PKG=${LAB_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')}
   [ -n "$LAB_KERNEL_PKG" ] || die "cannot find Debian's kernel package (linux-image-amd64's dependency)"
-  LAB_V_KERNEL=$(apt_candidate "$LAB_KERNEL_PKG")
+  local cands
+  cands=$(apt-cache policy xen-hypervisor-4.17-amd64 xen-utils-4.17 "$LAB_KERNEL_PKG" 2>/dev/null \
+    | awk '/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1) } /Candidate:/ { print pkg, $2 }')
+  LAB_V_XEN_HYP=$(awk '$1 == "xen-hypervisor-4.17-amd64" { print $2 }' <<< "$cands")
+  LAB_V_XEN_UTILS=$(awk '$1 == "xen-utils-4.17" { print $2 }' <<< "$cands")
+  LAB_V_KERNEL=$(awk -v k="$LAB_KERNEL_PKG" '$1 == k { print $2 }' <<< "$cands")
   LAB_V_BUSYBOX=$(apt_installed_version busybox-static)
   LAB_V_NODE=$(node --version)
   local what
   for what in LAB_V_XEN_SRC LAB_V_XEN_HYP LAB_V_XEN_UTILS LAB_V_KERNEL LAB_V_BUSYBOX; do
-    [ -n "${!what}" ] || die "could not resolve $what"
+    [ -n "${!what}" ] && [ "${!what}" != "(none)" ] || die "could not resolve $what"
   done
+  mkdir -p "$LAB_CACHE/versions"
+  for what in LAB_V_XEN_SRC LAB_V_XEN_HYP LAB_V_XEN_UTILS LAB_KERNEL_PKG LAB_V_KERNEL LAB_V_BUSYBOX LAB_V_NODE; do
+    printf '%s=%q\n' "$what" "${!what}"
+  done > "$memo.tmp.$$" && mv "$memo.tmp.$$" "$memo"
   LAB_V_RESOLVED=1
 }
 
