@@ -237,6 +237,9 @@ build_dom0_base() {
   rm -rf "$r"
   publish_dir "$tmp" "$CACHE_BASE"
   log "dom0-base: $(du -h "$CACHE_BASE/base.cpio" | cut -f1)"
+  # keep the three newest bases (a running lab has its own copy in $LAB_RUN)
+  local old
+  for old in $(ls -t "$LAB_CACHE/dom0-base" | tail -n +4); do rm -rf "${LAB_CACHE:?}/dom0-base/$old"; done
 }
 
 # Everything, with a lock so two lab runs on one machine do not build at once.
