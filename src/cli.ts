@@ -108,7 +108,8 @@ export interface Backend {
 async function openBackend(p: Parsed): Promise<Backend> {
   if (p.sim) {
     const { startSimDemo } = await import('./simDemo');
-    return startSimDemo({ domid: p.domid, vcpus: p.simVcpus, width: p.simWidth, type: p.simType });
+    // The demo guest never takes id 0 (that is dom0, which attach refuses, as on Xen).
+    return startSimDemo({ domid: p.domid === 0 ? 1 : p.domid, vcpus: p.simVcpus, width: p.simWidth, type: p.simType });
   }
   const { PrivcmdHypercalls } = await import('./xg/privcmd');
   const hc = PrivcmdHypercalls.open();
