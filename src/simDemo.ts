@@ -3,6 +3,7 @@
 import path from 'path';
 import { SimXen } from './xg/sim';
 import type { Backend } from './cli';
+import { guestIntegrity } from './simIntegrity';
 
 export interface SimDemoOptions {
   domid?: number;
@@ -19,5 +20,10 @@ export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid:
   const sim = new SimXen({});
   const image = demoImage(o.width);
   const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image });
-  return { hc: sim, sim, domid, symbolFile: path.relative(process.cwd(), image) || image, close: () => sim.close() };
+  const close = () => {
+    // For tests of the exit paths (signals): print what the stub left behind.
+    if (process.env.GDBSX_SIM_EXIT_REPORT) process.stdout.write(`sim-exit-report ${JSON.stringify(guestIntegrity(sim, domid, image))}\n`);
+    sim.close();
+  };
+  return { hc: sim, sim, domid, symbolFile: path.relative(process.cwd(), image) || image, close };
 }

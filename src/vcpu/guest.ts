@@ -426,6 +426,8 @@ export class Guest {
     const start = Date.now();
     let tries = 0;
     for (;;) {
+      // detach() ran (connection lost, signal): it has restored the guest; touch nothing.
+      if (!this.attached) return 'interrupted';
       const info = this.poll();
       if ('kind' in info) return info;
       if (info.paused) return this.interruptRequested ? 'interrupted' : 'paused';
@@ -497,7 +499,7 @@ export class Guest {
       else log('detach: %s', (e as Error).message);
     }
     if (gone) return { restoredBreakpoints: 0, failed: [] };
-    if (this.running) this.interruptRequested = true; // ends the waiting resume()
+    this.wake?.(); // a waiting resume() sees !attached and returns without touching the guest
     this.ctxCache.clear();
     try {
       this.drainEvents(); // rewinds VCPUs sitting just after one of our int3s
