@@ -268,6 +268,28 @@ export async function stopStub(name: string): Promise<void> {
 }
 
 /**
+ * Destroy a guest (if it exists) and create it again from its config: for tests that
+ * crash, shut down or destroy one. Waits until a Linux guest is up, restarts its stub
+ * (unless `stub: false` or stubs are off), records the new domid. Returns the guest.
+ */
+export async function recreateGuest(name: string, opts: { stub?: boolean; timeoutMs?: number } = {}): Promise<LabGuest> {
+  const st = readState();
+  const g = guest(name, st);
+  if (g.stub.dom0Pid) await stopStub(name);
+  await labExec(`xl destroy ${g.xlName} 2>/dev/null; true`, { timeoutMs: 120000 });
+  await labExec(`: > ${g.consoleLog}`);
+  const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
+  if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
+  const domid = Number(r.stdout.trim());
+  updateState((s) => { s.guests[name].domid = domid; });
+  if (g.ramdisk && !(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', opts.timeoutMs ?? 300000))) {
+    throw new Error(`guest ${name} did not boot (its console in dom0: ${g.consoleLog})`);
+  }
+  if (opts.stub !== false && st.stub.enabled) await startStub(name);
+  return guest(name);
+}
+
+/**
  * What lab.sh start runs once dom0 is up: create the guests with xl (in parallel),
  * wait for the Linux guests' init, start the stubs, mark the state ready.
  */
@@ -359,6 +381,12 @@ async function cli(argv: string[]): Promise<number> {
       return s.running ? 0 : 1;
     }
     case 'gdb': console.log(gdbCommand(rest[0] || 'pv')); return 0;
+    case 'recreate': {
+      if (!rest[0]) throw new Error('usage: recreate NAME');
+      const g = await recreateGuest(rest[0]);
+      console.log(`${g.xlName} domid ${g.domid}, stub ${g.stub.running ? 'listening on ' + g.stub.port : 'not running'}`);
+      return 0;
+    }
     case 'setup': await setup(); return 0;
     case 'set-state': updateState((s) => { (s as unknown as Record<string, unknown>)[rest[0]] = rest[1]; }); return 0;
     case 'set-timing':
@@ -366,7 +394,7 @@ async function cli(argv: string[]): Promise<number> {
       return 0;
     default:
       process.stderr.write('usage: client.js exec CMD | json CMD | ping | spawn CMD [LOG] | kill PID [SIG] | put LOCAL REMOTE [MODE] |\n' +
-        '       get REMOTE [LOCAL] | kallsyms | stub start|stop|restart NAME | gdb NAME | setup\n');
+        '       get REMOTE [LOCAL] | kallsyms | stub start|stop|restart NAME | recreate NAME | gdb NAME | setup\n');
       return 2;
   }
 }

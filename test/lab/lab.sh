@@ -23,6 +23,7 @@ usage: bash test/lab/lab.sh COMMAND
   status             is it running; xl list; guests, ports, gdb commands
   exec CMD...        run CMD with sh -c in dom0; prints its output, exits with its code
   stub start|stop|restart NAME   (re)start the stub for guest NAME (pv, pvh, testkernel64)
+  recreate NAME      destroy guest NAME and create it again (new domid), restart its stub
   gdb [NAME]         print the gdb command for a guest's stub (default pv)
   kallsyms           dom0's /proc/kallsyms (also the PV guest's symbols)
   console            follow the serial console log (Xen + dom0)
@@ -42,6 +43,7 @@ case "$cmd" in
   status) lab_status ;;
   exec) [ $# -gt 0 ] || die "usage: lab.sh exec CMD"; labctl exec "$*" ;;
   stub) labctl stub "$@" ;;
+  recreate) [ $# -eq 1 ] || die "usage: lab.sh recreate NAME"; labctl recreate "$1" ;;
   gdb) labctl gdb "${1:-pv}" ;;
   kallsyms) labctl kallsyms ;;
   console) tail -n +1 -f "$SERIAL_LOG" ;;

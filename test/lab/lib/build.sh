@@ -128,7 +128,7 @@ DOM0_MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs e1000"
 module_order() {
   local moddir=$1; shift
   local -A seen=()
-  local out=()
+  local order=()
   _mod_visit() {
     local path=$1
     [ -n "${seen[$path]:-}" ] && return 0
@@ -137,7 +137,7 @@ module_order() {
     line=$(grep -m1 "^$path:" "$moddir/modules.dep") || die "module $path not in modules.dep"
     deps=${line#*:}
     for d in $deps; do _mod_visit "$d"; done
-    out+=("$path")
+    order+=("$path")
   }
   local m path
   for m in "$@"; do
@@ -145,7 +145,7 @@ module_order() {
     [ -n "$path" ] || die "module $m not found in $moddir/modules.dep"
     _mod_visit "$path"
   done
-  printf '%s\n' "${out[@]}"
+  printf '%s\n' "${order[@]}"
 }
 
 # Write a newc cpio of directory $1 to file $2 (owner root, sorted, reproducible).
