@@ -11,6 +11,8 @@ LAB_REPO=$(cd "$LAB_SRC/../.." && pwd)
 . "$LAB_SRC/lib/build.sh"
 # shellcheck source=lib/run.sh
 . "$LAB_SRC/lib/run.sh"
+# shellcheck source=lib/selftest.sh
+. "$LAB_SRC/lib/selftest.sh"
 
 usage() {
   cat <<'EOF2'
@@ -26,6 +28,7 @@ usage: bash test/lab/lab.sh COMMAND
   recreate NAME      destroy guest NAME and create it again (new domid), restart its stub
   gdb [NAME]         print the gdb command for a guest's stub (default pv)
   kallsyms           dom0's /proc/kallsyms (also the PV guest's symbols)
+  selftest           check a started lab: agent, guests, gdb through each stub, a PV breakpoint
   console            follow the serial console log (Xen + dom0)
   paths              print the cache paths for the current versions
 Environment: LAB_XEN=gdbsx|stock  LAB_STUB_CMD  LAB_STUB=off  LAB_EXTRA_FILES  LAB_GUESTS
@@ -46,6 +49,7 @@ case "$cmd" in
   recreate) [ $# -eq 1 ] || die "usage: lab.sh recreate NAME"; labctl recreate "$1" ;;
   gdb) labctl gdb "${1:-pv}" ;;
   kallsyms) labctl kallsyms ;;
+  selftest) lab_selftest ;;
   console) tail -n +1 -f "$SERIAL_LOG" ;;
   paths)
     cache_paths
