@@ -157,7 +157,7 @@ write_initial_state() {
         cfg: "/lab/guests/" + name + ".cfg", consoleLog: "/var/log/xen/console/guest-lab-" + name + ".log",
         symbols,
         stub: { port: Number(port), dom0Pid: null, log: "/var/log/stub-" + name + ".log", running: false },
-        gdb: "gdb " + symbols + " -ex \x27target remote 127.0.0.1:" + port + "\x27",
+        gdb: "gdb " + symbols + " -ex \x27set remotetimeout 30\x27 -ex \x27target remote 127.0.0.1:" + port + "\x27",
       };
     }
     const st = {

@@ -47,7 +47,7 @@ lab_selftest() {
     local sym=()
     [ -n "$symbols" ] && [ -f "$symbols" ] && sym=("$symbols")
     local out
-    out=$(timeout 120 gdb -nx -q -batch "${sym[@]}" -ex "set architecture $arch" -ex "target remote 127.0.0.1:$port" \
+    out=$(timeout 120 gdb -nx -q -batch "${sym[@]}" -ex "set architecture $arch" -ex 'set remotetimeout 30' -ex "target remote 127.0.0.1:$port" \
       -ex 'info threads' -ex 'info registers' -ex 'x/2i $pc' -ex 'detach' 2>&1 || true)
     local threads
     threads=$(grep -c 'Thread [0-9]*\.[0-9]* "VCPU' <<< "$out" || true)
@@ -63,7 +63,7 @@ lab_selftest() {
     symbols=$(state_get "s.guests.pv.symbols")
     port=$(state_get "s.guests.pv.stub.port")
     if [ -f "$symbols" ]; then
-      out=$(timeout 180 gdb -nx -q -batch "$symbols" -ex "target remote 127.0.0.1:$port" -ex 'break xen_safe_halt' \
+      out=$(timeout 180 gdb -nx -q -batch "$symbols" -ex 'set remotetimeout 30' -ex "target remote 127.0.0.1:$port" -ex 'break xen_safe_halt' \
         -ex 'continue' -ex 'delete' -ex 'detach' 2>&1 || true)
       if grep -q 'hit Breakpoint 1, .* in xen_safe_halt' <<< "$out"; then
         ok "pv: software breakpoint at xen_safe_halt hit"
