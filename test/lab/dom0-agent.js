@@ -25,8 +25,10 @@ const { spawn } = require('child_process');
 
 const args = process.argv.slice(2);
 let port = 7000;
+let host = '0.0.0.0'; // in dom0: QEMU's forward arrives from 10.0.2.2
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--port') port = Number(args[++i]);
+  else if (args[i] === '--host') host = args[++i];
 }
 const PATH = '/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_OUTPUT = 64 * 1024 * 1024;
@@ -165,6 +167,6 @@ const server = net.createServer((sock) => {
   });
   sock.on('error', () => { /* client went away */ });
 });
-server.listen(port, '0.0.0.0', () => {
-  console.log(`dom0-agent listening on ${port}`);
+server.listen(port, host, () => {
+  console.log(`dom0-agent listening on ${server.address().port}`);
 });
