@@ -45,8 +45,10 @@ export interface CeilingResult {
   stopMs: number[];
   /** `maint packet qC` through gdb, ms per run. */
   roundTripMs: number[];
-  /** What gdb sent gdbserver for a 1 MiB dump. */
+  /** What gdb sent gdbserver for a 1 MiB dump, a stepi, a continue to a breakpoint. */
   dumpTrace?: PacketTrace;
+  stepiTrace?: PacketTrace;
+  stopTrace?: PacketTrace;
 }
 
 export function gdbserverAvailable(): string | undefined {
@@ -135,11 +137,14 @@ export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (
     // Run control on a live process: stop in tick() first, so stepi and bt have frames.
     const stopMs = (await continueStops(gdb, 'tick', o.runs)).map((s) => s.totalMs);
     const stepiMs = await stepiTimes(gdb, o.runs);
+    const g2 = gdb;
+    const stepiTrace = await tracePackets(g2, () => stepiTimes(g2, 1));
+    const stopTrace = await tracePackets(g2, () => continueStops(g2, 'tick', 1));
     const infoRegistersMs = (await cliTimes(gdb, 'bench-regs', o.runs, false)).ms;
     const btMs = (await cliTimes(gdb, 'bench-bt', o.runs, false)).ms;
     const roundTripMs = await roundTrips(gdb, o.runs);
     await gdb.cmd('-target-detach', { strict: false });
-    return { version, attachMs, read, readCpu, stepiMs, infoRegistersMs, btMs, stopMs, roundTripMs, dumpTrace };
+    return { version, attachMs, read, readCpu, stepiMs, infoRegistersMs, btMs, stopMs, roundTripMs, dumpTrace, stepiTrace, stopTrace };
   } finally {
     if (gdb) {
       await Promise.race([gdb.quit(), sleep(5000)]);

@@ -129,9 +129,10 @@ export interface StopSample {
  * the hypervisor says (the simulator); a stop with no trap in its continue was a
  * queued earlier hit.
  */
-export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: (since: number) => number | undefined): Promise<StopSample[]> {
+export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: (since: number) => number | undefined, only?: number): Promise<StopSample[]> {
   g.bps.insert(bp);
-  const all = new Set(g.vcpus());
+  // Every VCPU runs, or only one (gdb's `set scheduler-locking on`).
+  const all = new Set(only !== undefined ? [only] : g.vcpus());
   const out: StopSample[] = [];
   let at: number | undefined; // VCPU sitting on the breakpoint
   try {
@@ -160,13 +161,14 @@ export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: 
 }
 
 /** What `info registers` needs below the protocol: one VCPU context. ms per run. */
-export function directContext(xc: XenControl, domid: number, vcpu: number, runs: number): number[] {
+export function directContext(xc: XenControl, domid: number, vcpu: number, runs: number, batch = 10): number[] {
   const out: number[] = [];
   xc.getVcpuContext(domid, vcpu);
+  // Each sample is the mean of a batch: a dom0 under QEMU/TCG has a coarse clock.
   for (let r = 0; r < runs; r++) {
     const t0 = now();
-    xc.getVcpuContext(domid, vcpu);
-    out.push(now() - t0);
+    for (let i = 0; i < batch; i++) xc.getVcpuContext(domid, vcpu);
+    out.push((now() - t0) / batch);
   }
   return out;
 }
@@ -198,10 +200,11 @@ export function directBacktrace(xc: XenControl, domid: number, vcpu: number, wid
   };
   once();
   const out: number[] = [];
+  const batch = 5;
   for (let r = 0; r < runs; r++) {
     const t0 = now();
-    once();
-    out.push(now() - t0);
+    for (let i = 0; i < batch; i++) once();
+    out.push((now() - t0) / batch);
   }
   return out;
 }

@@ -148,10 +148,9 @@ export interface GdbStop {
 }
 
 /** Insert a breakpoint at `location`, continue to it `runs` times (after one warm-up), delete it. */
-export async function continueStops(gdb: MiGdb, location: string, runs: number, timeoutMs = 60000): Promise<GdbStop[]> {
+export async function continueStops(gdb: MiGdb, location: string, runs: number, timeoutMs = 60000, out: GdbStop[] = []): Promise<GdbStop[]> {
   const b = await gdb.cmd(`-break-insert ${location}`);
   const num = /number="(\d+)"/.exec(b.text)?.[1];
-  const out: GdbStop[] = [];
   try {
     for (let r = 0; r < runs + 1; r++) {
       const s = await runToStop(gdb, '-exec-continue', timeoutMs);
@@ -159,7 +158,7 @@ export async function continueStops(gdb: MiGdb, location: string, runs: number, 
       if (r > 0) out.push({ totalMs: s.stopped - s.sent, ...s });
     }
   } finally {
-    if (num) await gdb.cmd(`-break-delete ${num}`);
+    if (num) await gdb.cmd(`-break-delete ${num}`).catch(() => undefined);
   }
   return out;
 }

@@ -4,6 +4,7 @@
 import { PrivcmdHypercalls } from '../src/xg/privcmd';
 import { XenControl } from '../src/xg/xenctl';
 import { Guest } from '../src/vcpu/guest';
+import { TracingHypercalls } from './trace';
 import {
   StopSample, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
 } from './direct';
@@ -19,6 +20,8 @@ export interface LabDirectArgs {
   /** Hex address of a function the guest calls all the time, for stops. */
   bp?: string;
   frames: number;
+  /** Run only this VCPU for the stops (gdb's scheduler-locking on), else all. */
+  stopVcpu?: number;
   /** What to measure (default all): reads, steps, stops, regs (context + bt), attach. */
   parts?: ('read' | 'step' | 'stop' | 'regs' | 'attach')[];
 }
@@ -33,6 +36,8 @@ export interface LabDirectResult {
   bt: number[];
   attach: number[];
   hypercallsUs: Record<string, number>;
+  /** Hypercalls per operation: how many, their time (ms), by domctl. */
+  domctls: Record<string, { perOp: number; msPerOp: number; byCmd: Record<string, number> }>;
   errors: string[];
 }
 
@@ -44,12 +49,23 @@ function perCall(fn: () => void, n: number): number {
 }
 
 async function main(a: LabDirectArgs): Promise<LabDirectResult> {
-  const hc = PrivcmdHypercalls.open();
+  const hc = new TracingHypercalls(PrivcmdHypercalls.open());
   const xc = new XenControl(hc);
+  const count = (label: string, ops: number) => {
+    const byCmd: Record<string, number> = {};
+    let n = 0;
+    let ms = 0;
+    for (const [k, v] of hc.stats) {
+      byCmd[k] = Math.round((v.count / ops) * 10) / 10;
+      n += v.count;
+      ms += v.ms;
+    }
+    r.domctls[label] = { perOp: Math.round((n / ops) * 10) / 10, msPerOp: Math.round((ms / ops) * 1000) / 1000, byCmd };
+  };
   const addr = BigInt(a.addr);
   const MiB = 1 << 20;
   const errors: string[] = [];
-  const r: LabDirectResult = { read: {}, context: [], bt: [], attach: [], hypercallsUs: {}, errors };
+  const r: LabDirectResult = { read: {}, context: [], bt: [], attach: [], hypercallsUs: {}, domctls: {}, errors };
   const want = new Set(a.parts ?? ['read', 'step', 'stop', 'regs', 'attach']);
   try {
     xc.pauseDomain(a.domid);
@@ -83,13 +99,17 @@ async function main(a: LabDirectArgs): Promise<LabDirectResult> {
     const g = Guest.attach(xc, a.domid, { width: a.width });
     try {
       if (want.has('step')) try {
+        hc.reset();
         r.step = await guestSteps(g, 0, true, a.runs);
+        count('Guest.resume step', a.runs + 1);
       } catch (e) {
         errors.push(`step: ${(e as Error).message}`);
       }
       if (a.bp && want.has('stop')) {
         try {
-          r.stops = await guestStops(g, BigInt(a.bp), a.runs);
+          hc.reset();
+          r.stops = await guestStops(g, BigInt(a.bp), a.runs, undefined, a.stopVcpu);
+          count('Guest continue to a breakpoint', a.runs + 1);
         } catch (e) {
           errors.push(`stops: ${(e as Error).message}`);
         }
@@ -100,7 +120,9 @@ async function main(a: LabDirectArgs): Promise<LabDirectResult> {
     if (want.has('step')) {
       const undo = rawAttach(xc, a.domid);
       try {
+        hc.reset();
         r.rawStep = await directRawSteps(xc, a.domid, 0, a.width, a.runs);
+        count('raw step', a.runs + 1);
       } catch (e) {
         errors.push(`raw step: ${(e as Error).message}`);
       } finally {

@@ -16,7 +16,7 @@ import { LabClient, LabGuest, LabState, statePath } from '../test/lab/client';
 import type { LabDirectArgs, LabDirectResult } from './labDirect';
 import { MiGdb } from './mi';
 import {
-  attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, tracePackets,
+  attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, tracePackets, GdbStop,
 } from './gdbFigures';
 import { roundTrips } from './profile';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
@@ -41,7 +41,7 @@ const READ_ADDR: Record<string, bigint> = {
 };
 
 /** Functions a guest calls all the time (first one found is used), for continue-to-breakpoint. */
-const HOT = ['tk_tick', '_raw_spin_lock', 'ktime_get', '__rcu_read_lock'];
+const HOT = ['tk_tick', 'ktime_get', '_raw_spin_lock', '__rcu_read_lock'];
 
 function alive(pid: number): boolean {
   try {
@@ -133,7 +133,11 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   }
   const stepper = pick('BENCH_LAB_STEP_GUEST', ['testkernel64', 'testkernel32', 'pv', 'pvh']);
   for (const p of ['step', 'regs', 'attach'] as const) add(stepper, p, `${p}: no guest with a running stub`);
-  const stopper = add(pick('BENCH_LAB_STOP_GUEST', ['pv']), 'stop', 'stop latency: no PV guest with a running stub (PVH breakpoints do not trap to Xen under QEMU/TCG)');
+  // Opt-in for now: a breakpoint hit racing the stub's resume can leave a VCPU just after
+  // the int3 and crash the guest (docs/benchmark.md, "Known problems").
+  const stopsWanted = process.env.BENCH_LAB_STOPS === '1';
+  if (!stopsWanted) res.skipped.push('lab: stop latency: off by default (BENCH_LAB_STOPS=1 turns it on): with this stub a breakpoint hit can crash the PV guest, see docs/benchmark.md');
+  const stopper = stopsWanted ? add(pick('BENCH_LAB_STOP_GUEST', ['pv']), 'stop', 'stop latency: no PV guest with a running stub (PVH breakpoints do not trap to Xen under QEMU/TCG)') : undefined;
   if (stopper) {
     const syms = await symbolsOf(stopper.g, agent);
     const name = process.env.BENCH_LAB_BP ?? HOT.find((n) => syms.has(n));
@@ -166,7 +170,14 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   log(`lab: guest ${g.name} (dom${domid}, ${g.type} ${g.width}-bit, ${g.vcpus} VCPUs), stub on 127.0.0.1:${g.stub.port}: ${[...parts].join(', ')}`);
 
   // -- through gdb first (the direct part needs the stub detached, and the bt's frame count) --
-  const attach = parts.has('attach') ? await attachTimes(g.stub.port, g.symbols ?? undefined, runs) : [];
+  let attach: number[] = [];
+  if (parts.has('attach')) {
+    try {
+      attach = await attachTimes(g.stub.port, g.symbols ?? undefined, runs);
+    } catch (e) {
+      res.profile.notes.push(`${tag}: attach failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
   const gdb = new MiGdb(g.symbols ? [g.symbols] : []);
   const dumps: Record<string, number[]> = {};
   const gdbCpu: Record<string, number> = {};
@@ -213,8 +224,19 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       const loc = `*0x${run.bp.addr.toString(16)}`;
       log(`lab: continue to ${run.bp.name} through gdb`);
       await attempt('continue to a breakpoint', async () => {
-        stops = (await continueStops(gdb, loc, runs, 120000)).map((s) => s.totalMs);
+        const got: GdbStop[] = [];
+        // Only the selected VCPU runs (thread 1 = VCPU 0): two VCPUs hitting the breakpoint
+        // together trip a stub bug on real Xen (see docs/benchmark.md).
+        await gdb.cmd('-gdb-set scheduler-locking on');
+        try {
+          await continueStops(gdb, loc, runs, 120000, got);
+        } finally {
+          await gdb.cmd('-gdb-set scheduler-locking off').catch(() => undefined);
+          stops = got.map((x) => x.totalMs); // what was measured before a failure still counts
+        }
+        await gdb.cmd('-gdb-set scheduler-locking on');
         res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 1, 120000));
+        await gdb.cmd('-gdb-set scheduler-locking off');
       });
     }
     if (parts.has('step')) {
@@ -236,7 +258,10 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     await attempt('round trips', async () => {
       res.profile.roundTripMs[`${tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, runs)).median);
     });
-    await gdb.cmd('-target-detach', { strict: false });
+    await gdb.cmd('-target-detach', { strict: false }).catch(() => undefined);
+  } catch (e) {
+    res.profile.notes.push(`${tag}: through gdb: ${(e as Error).message.split('\n')[0]}`);
+    log(`lab: ${g.name}: through gdb: ${(e as Error).message}`);
   } finally {
     await Promise.race([gdb.quit(), new Promise((r) => setTimeout(r, 5000))]);
     gdb.kill();
@@ -250,10 +275,10 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     res.skipped.push(`${tag}: direct figures: dom0 has no /opt/gdbsx/dist or no addon (restart the lab after \`npm run build\`)`);
   } else {
     await agent.exec(`mkdir -p ${remoteDir}`, { timeoutMs: 20000 });
-    for (const f of ['labDirect.js', 'direct.js', 'stats.js']) await agent.put(`${remoteDir}/${f}`, fs.readFileSync(path.join(__dirname, f)));
+    for (const f of ['labDirect.js', 'direct.js', 'stats.js', 'trace.js']) await agent.put(`${remoteDir}/${f}`, fs.readFileSync(path.join(__dirname, f)));
     const args: LabDirectArgs = {
       domid, width: g.width, addr: '0x' + (run.addr ?? 0n).toString(16), sizes, runs, readRuns,
-      bp: run.bp ? '0x' + run.bp.addr.toString(16) : undefined, frames, parts: [...parts],
+      bp: run.bp ? '0x' + run.bp.addr.toString(16) : undefined, stopVcpu: 0, frames, parts: [...parts],
     };
     log(`lab: direct (below the protocol, in dom0) on ${g.name}`);
     const q = JSON.stringify(args).replace(/'/g, "'\\''");
@@ -264,6 +289,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       direct = JSON.parse(r.stdout.trim().split('\n').pop() as string) as LabDirectResult;
       for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = r3(v);
       for (const e of direct.errors) res.profile.notes.push(`${tag} direct: ${e}`);
+      for (const [k, v] of Object.entries(direct.domctls ?? {})) res.profile.domctls[`${tag} direct (dom0): ${k}`] = v;
     }
   }
 
@@ -309,8 +335,8 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     const dst = direct?.stops?.map((x) => x.totalMs);
     const f = figure({
       id: 'lab.stop', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint at ${run.bp.name} (${G})`,
-      ours: measure('-exec-continue -> *stopped (incl. step off the breakpoint)', 'ms', stops),
-      limit: dst?.length ? measure(D('Guest: step over + insert + continue until the hit'), 'ms', dst) : undefined,
+      ours: measure('-exec-continue -> *stopped (incl. step off the breakpoint), scheduler-locking on (VCPU 0 runs)', 'ms', stops),
+      limit: dst?.length ? measure(D('Guest: step over + insert + continue VCPU 0 until the hit'), 'ms', dst) : undefined,
       notes: ['the trap is not visible from the host: the target is judged on the difference of the medians of the two round trips, ' +
         'which both include the guest\'s time to reach the breakpoint'],
     });

@@ -122,6 +122,8 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       ceil = await runCeiling({ bytes: cfg.sizes, runs, readRuns: readRunsFor, log });
       res.host.gdbserver = ceil.version;
       if (ceil.dumpTrace) res.profile.packets['gdbserver: dump 1 MiB'] = ceil.dumpTrace;
+      if (ceil.stopTrace) res.profile.packets['gdbserver: continue to a breakpoint'] = ceil.stopTrace;
+      if (ceil.stepiTrace) res.profile.packets['gdbserver: stepi'] = ceil.stepiTrace;
       res.profile.roundTripMs['gdbserver: maint packet qC (one round trip)'] = round3(summarize(ceil.roundTripMs).median);
     } catch (e) {
       res.skipped.push(`gdbserver ceiling: ${(e as Error).message.split('\n')[0]}`);
