@@ -86,23 +86,28 @@ export function unescapeBinary(data: Buffer): Buffer {
  * Only worth it for runs of 4 or more.
  */
 export function rleEncode(data: Buffer): Buffer {
-  const out: number[] = [];
+  // Encoding never grows the data, so one output buffer of the input's size will do
+  // (this runs on every hex reply, up to a megabyte: no per-byte arrays).
+  const out = Buffer.allocUnsafe(data.length);
+  let j = 0;
   let i = 0;
-  while (i < data.length) {
+  const n = data.length;
+  while (i < n) {
     const b = data[i];
     let run = 1;
-    while (i + run < data.length && data[i + run] === b && run < 98) run++;
-    out.push(b);
+    while (i + run < n && data[i + run] === b && run < 98) run++;
+    out[j++] = b;
     let extra = run - 1;
     if (extra >= 3 && b !== 0x2a && b !== 0x23 && b !== 0x24 && b !== 0x7d) {
       if (extra === 6 || extra === 7) extra = 5; // 29+6='#', 29+7='$' are forbidden
-      out.push(0x2a, extra + 29);
+      out[j++] = 0x2a;
+      out[j++] = extra + 29;
       i += extra + 1;
     } else {
       i += 1;
     }
   }
-  return Buffer.from(out);
+  return out.subarray(0, j);
 }
 
 /** Decode RLE (used by tests and by clients; gdb never sends RLE to a stub). */

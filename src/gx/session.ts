@@ -13,8 +13,8 @@ import { stopReply } from './stopReply';
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
 
-/** Largest packet we accept (advertised as PacketSize). */
-export const PACKET_SIZE = 0x20000;
+/** Largest packet we accept (advertised as PacketSize): gdb then reads 512 KiB per `m`. */
+export const PACKET_SIZE = 0x100000;
 
 export type Reply = string | Buffer | null;
 

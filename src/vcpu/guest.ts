@@ -41,8 +41,15 @@ interface PendingEvent {
   bp?: bigint;
 }
 
-/** Poll intervals while waiting for the guest to stop (ms): quick at first, then backing off. */
-const POLL_BACKOFF = [0, 0, 1, 1, 1, 1, 2, 2, 5, 5, 10, 20];
+/**
+ * Poll intervals while waiting for the guest to stop (ms). Xen signals single-steps
+ * but not breakpoints, so the poll bounds the stop latency: 1 ms for the first
+ * seconds of a run (a getdomaininfo per ms is cheap), 2 ms after that.
+ */
+const POLL_FAST = [0, 0, 0];
+const POLL_MS = 1;
+const POLL_SLOW_MS = 2;
+const POLL_SLOW_AFTER_MS = 5000;
 
 export class Guest {
   readonly xc: XenControl;
@@ -70,6 +77,8 @@ export class Guest {
   /** VCPUs we hold with gdbsx_pausevcpu during a resume, and the step we armed. */
   private readonly held: number[] = [];
   private armed: { vcpu: number; mtf: boolean } | undefined;
+  /** Whether Xen single-steps this domain with the monitor trap flag (learnt at the first step). */
+  private mtf: boolean | undefined;
   /** The domain's shutdown state we already reported, so a preserved crash is reported once. */
   private reportedShutdown = false;
 
@@ -307,12 +316,20 @@ export class Guest {
     return undefined;
   }
 
-  /** Undo every pause (ours, the trap pauses, and anyone's): the user asked it to run. */
+  /**
+   * Undo every pause (ours, the trap pauses, and anyone's): the user asked it to run.
+   * Careful: once the count reaches 0 the guest runs and may trap again at once,
+   * pausing it anew. If it is paused again *and its CPU time moved*, that is a new
+   * stop: leave it for the wait to report (unpausing it would let a VCPU run on
+   * from just after an int3).
+   */
   private unpauseFully(): void {
-    for (let i = 0; i < 256; i++) {
-      const info = this.xc.getDomainInfo(this.domid);
-      if (!info.paused) return;
+    let info = this.xc.getDomainInfo(this.domid);
+    for (let i = 0; i < 256 && info.paused; i++) {
+      const ran = info.cpuTimeNs;
       this.xc.unpauseDomain(this.domid);
+      info = this.xc.getDomainInfo(this.domid);
+      if (info.paused && info.cpuTimeNs !== ran) return;
     }
   }
 
@@ -365,7 +382,9 @@ export class Guest {
     this.settle();
     this.drainEvents();
 
-    const bpHit = this.pending.shift();
+    // Only events of VCPUs that ran: an older hit of a held VCPU stays queued (reporting
+    // it as the end of another thread's step would break gdb's step-over).
+    const bpHit = this.takeEventOf(runs);
     if (bpHit) return this.stopFor(bpHit);
     if (plan.step !== undefined && outcome === 'timeout') {
       return {
@@ -379,18 +398,31 @@ export class Guest {
     return { kind: 'stopped', vcpu, signal: Sig.INT, message: outcome === 'paused' ? 'the domain was paused from outside the debugger (xl pause?)\n' : undefined };
   }
 
+  /** The first queued event of a VCPU in `vcpus` whose breakpoint (if any) is still there. */
+  private takeEventOf(vcpus: ReadonlySet<number>): PendingEvent | undefined {
+    for (let i = 0; i < this.pending.length; i++) {
+      const ev = this.pending[i];
+      if (!vcpus.has(ev.vcpu)) continue;
+      this.pending.splice(i--, 1);
+      if (ev.bp === undefined || this.bps.has(ev.bp)) return ev;
+    }
+    return undefined;
+  }
+
   private stopFor(ev: PendingEvent): StopEvent {
     return { kind: 'stopped', vcpu: ev.vcpu, signal: Sig.TRAP, swbreak: ev.bp !== undefined };
   }
 
   /** Single-step: MTF where Xen offers it (HVM on VMX, invisible to the guest), else TF. */
   private armStep(vcpu: number): boolean {
-    if (this.hvm) {
+    if (this.hvm && this.mtf !== false) {
       try {
         this.xc.debugOp(this.domid, vcpu, true);
+        this.mtf = true;
         return true;
       } catch (e) {
         if (!isXenError(e, Errno.EOPNOTSUPP) && !isXenError(e, Errno.EINVAL)) throw e;
+        this.mtf = false; // not on this CPU (SVM): don't ask again every step
       }
     }
     this.setTrapFlag(vcpu, true);
@@ -440,7 +472,7 @@ export class Guest {
         const after = this.xc.getDomainInfo(this.domid);
         if (after.paused) return 'timeout';
       }
-      const delay = POLL_BACKOFF[Math.min(tries++, POLL_BACKOFF.length - 1)];
+      const delay = tries < POLL_FAST.length ? POLL_FAST[tries++] : Date.now() - start < POLL_SLOW_AFTER_MS ? POLL_MS : POLL_SLOW_MS;
       await new Promise<void>((resolve) => {
         let timer: NodeJS.Timeout | undefined;
         let immediate: NodeJS.Immediate | undefined;
@@ -511,8 +543,8 @@ export class Guest {
     const failed = this.bps.removeAll();
     for (const v of this.online) {
       try { this.setTrapFlag(v, false); } catch { /* offline or gone */ }
-      if (this.hvm) {
-        try { this.xc.debugOp(this.domid, v, false); } catch { /* no MTF here */ }
+      if (this.mtf) {
+        try { this.xc.debugOp(this.domid, v, false); } catch { /* best effort */ }
       }
     }
     this.ctxCache.clear();

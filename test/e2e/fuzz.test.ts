@@ -8,6 +8,7 @@ import { Framer } from '../../src/gx/framer';
 import { escapeBinary, unescapeBinary, rleDecode, rleEncode, frame } from '../../src/gx/packet';
 import { startStub, Stub, symbols, sleep } from './harness';
 import { RspClient } from './rspClient';
+import { PACKET_SIZE } from '../../src/gx/session';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20000);
 
@@ -120,7 +121,7 @@ describe('fuzz: mutated gdb packets against a live stub', function () {
       }
     }
     // An oversized packet is refused with E2BIG, not buffered without limit.
-    c.writeRaw(Buffer.from('$' + 'A'.repeat(0x30000) + '#00'));
+    c.writeRaw(Buffer.from('$' + 'A'.repeat(PACKET_SIZE + 0x100) + '#00'));
     assert.strictEqual(await c.readPacket(), 'E07');
     // Raw garbage (a bad checksum, a NAK that asks for a resend): then a normal request still works.
     c.writeRaw(Buffer.from([0x24, 0x7d, 0x23, 0x00, 0xff, 0x2b, 0x2d]));

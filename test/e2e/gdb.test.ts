@@ -39,6 +39,14 @@ describe('gdb end-to-end on the simulated Xen', function () {
     assert.doesNotMatch(r.stdout, /Thread 1\.4/);
   });
 
+  it('lists all of a 16-VCPU guest (thread ids and cores past 9)', async () => {
+    stub = await startStub({ vcpus: 16 });
+    const r = await gdbBatch([...connect(stub), 'info threads', 'thread 16', 'p $pc', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    for (let v = 0; v < 16; v++) assert.match(r.stdout, new RegExp(`Thread 1\\.${v + 1} "VCPU ${v}"`), `VCPU ${v}`);
+    assert.match(r.stdout, /Switching to thread 16 \(Thread 1\.16\)/);
+  });
+
   it('shows amd64 registers including segments, fs_base/gs_base and control registers', async () => {
     stub = await startStub();
     const r = await gdbBatch([...connect(stub), 'info registers', 'p/x $cr3', 'p $cr0', 'detach']);

@@ -30,7 +30,10 @@ async function xenctx(domid: number, vcpu: number): Promise<Record<string, bigin
   const r = await labExec(`${XENCTX} -a ${domid} ${vcpu}`);
   assert.strictEqual(r.code, 0, r.stderr);
   const regs: Record<string, bigint> = {};
-  for (const m of r.stdout.matchAll(/\b(rip|rsp|rbp|rax|rbx|rcx|rdx|rsi|rdi|r8|r9|r1[0-5]|eip|esp|ebp|eax|ebx|ecx|edx|esi|edi|cr[0234]):\s+([0-9a-f]+)/g)) regs[m[1]] = BigInt('0x' + m[2]);
+  // 64-bit: "rip: ffffffff81...";  32-bit: "cs:eip: 0008:c0106135" (selector:offset).
+  for (const m of r.stdout.matchAll(/\b(rip|rsp|rbp|rax|rbx|rcx|rdx|rsi|rdi|r8|r9|r1[0-5]|eip|esp|ebp|eax|ebx|ecx|edx|esi|edi|cr[0234]):\s+([0-9a-f]+)(?::([0-9a-f]+))?/g)) {
+    regs[m[1]] = BigInt('0x' + (m[3] ?? m[2]));
+  }
   return regs;
 }
 

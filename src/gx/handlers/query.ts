@@ -23,7 +23,8 @@ export function threadsXml(s: Session): string {
   const g = s.guest;
   const items = g.vcpus().map((v) => {
     const id = formatThreadId(v, s.multiprocess, g.domid);
-    return `<thread id="${id}" core="${v.toString(16)}" name="VCPU ${v}">${extraInfo(s, v)}</thread>`;
+    // core is decimal (gdb stops parsing the list at core="a").
+    return `<thread id="${id}" core="${v}" name="VCPU ${v}">${extraInfo(s, v)}</thread>`;
   });
   return `<?xml version="1.0"?>\n<threads>\n${items.join('\n')}\n</threads>\n`;
 }
