@@ -42,6 +42,7 @@ export class Session {
   /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
   gVcpu: number | undefined;
   cVcpu: number | 'all' | undefined;
+  private warnedUserMode = false;
   /** The last stop, answered again for '?'. */
   lastStop: StopEvent;
 
@@ -156,6 +157,11 @@ export class Session {
     if (ev.kind === 'stopped') {
       this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
       this.guest.refreshVcpus();
+      if (this.guest.vcpu0InUserMode() && !this.warnedUserMode) {
+        this.warnedUserMode = true;
+        this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +
+          'so kernel addresses may be unreadable (E14) until VCPU 0 is back in the kernel: continue or step it.\n');
+      }
     }
     return stopReply(this.guest, ev, this);
   }

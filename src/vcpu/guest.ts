@@ -5,7 +5,7 @@ import createDebug from 'debug';
 import { XenControl } from '../xg/xenctl';
 import { DomainInfo, ShutdownReason, VcpuEvent } from '../xg/domctl';
 import { Errno, UserError, XenError, isXenError } from '../xg/errors';
-import { EFLAGS_TF, readField, writeField } from '../xg/context';
+import { EFLAGS_TF, Vgcf, readField, writeField } from '../xg/context';
 import { Arch, VcpuContext, archFor, contextLayoutFor, readReg, writeReg } from './registers';
 import { GuestMemory } from './memory';
 import { INT3, SwBreakpoints } from './breakpoints';
@@ -252,6 +252,69 @@ export class Guest {
     if (next === fl) return;
     writeField(c.buf, c.layout, 'rflags', next);
     this.putContext(vcpu, c);
+  }
+
+  /**
+   * PV only: Xen's gdbsx memory domctl translates through VCPU0's *current* page
+   * tables, and a 64-bit PV VCPU in user mode has no kernel mappings.
+   */
+  vcpu0InUserMode(): boolean {
+    if (this.hvm) return false;
+    const c = this.context(0);
+    return (Number(readField(c.buf, c.layout, 'flags') ?? 0n) & Vgcf.inKernel) === 0;
+  }
+
+  /**
+   * Get VCPU0 into kernel mode so guest kernel memory is reachable again: run it
+   * alone (the others held) in ~1 ms bursts until it is caught in the kernel (it
+   * enters the kernel on every interrupt). Used so our int3s can always be removed.
+   * A VCPU0 that hits one of our breakpoints meanwhile stops in the kernel: fine.
+   */
+  private reachKernelMode(maxTries = 500): boolean {
+    if (!this.vcpu0InUserMode()) return true;
+    const held: number[] = [];
+    try {
+      for (const v of this.online) {
+        if (v === 0) continue;
+        this.xc.pauseVcpu(this.domid, v);
+        held.push(v);
+      }
+      const tick = new Int32Array(new SharedArrayBuffer(4));
+      for (let i = 0; i < maxTries; i++) {
+        this.unpauseFully();
+        Atomics.wait(tick, 0, 0, 1); // a synchronous 1 ms: detach runs from signal handlers too
+        this.xc.pauseDomain(this.domid);
+        this.ctxCache.clear();
+        this.drainEvents();
+        if (!this.vcpu0InUserMode()) return true;
+      }
+      return false;
+    } finally {
+      for (const v of held) {
+        try { this.xc.unpauseVcpu(this.domid, v); } catch (e) { log('unpausevcpu %d: %s', v, (e as Error).message); }
+      }
+      this.ctxCache.clear();
+    }
+  }
+
+  /** Insert a breakpoint, getting VCPU0 back into the kernel first if it must (gdb inserts just before resuming). */
+  insertBreakpoint(addr: bigint): void {
+    try {
+      this.bps.insert(addr);
+    } catch (e) {
+      if (!isXenError(e, Errno.EFAULT) || !this.vcpu0InUserMode() || !this.reachKernelMode()) throw e;
+      this.bps.insert(addr);
+    }
+  }
+
+  /** Remove one of our breakpoints, getting VCPU0 back into the kernel first if it must. */
+  removeBreakpoint(addr: bigint): void {
+    try {
+      this.bps.remove(addr);
+    } catch (e) {
+      if (!isXenError(e, Errno.EFAULT) || !this.vcpu0InUserMode() || !this.reachKernelMode()) throw e;
+      this.bps.remove(addr);
+    }
   }
 
   readMemory(addr: bigint, len: number): Buffer {
@@ -540,7 +603,8 @@ export class Guest {
     }
     this.settle();
     const n = this.bps.size;
-    const failed = this.bps.removeAll();
+    let failed = this.bps.removeAll();
+    if (failed.length && this.vcpu0InUserMode() && this.reachKernelMode()) failed = this.bps.removeAll();
     for (const v of this.online) {
       try { this.setTrapFlag(v, false); } catch { /* offline or gone */ }
       if (this.mtf) {

@@ -8,7 +8,7 @@ export function handleZ(s: Session, t: string): Reply {
   if (parts.length < 3) throw new ProtocolError('Z needs type,addr,kind');
   if (parts[0] !== '0') return '';
   const addr = parseHexBig(parts[1]);
-  if (t[0] === 'Z') s.guest.bps.insert(addr);
-  else s.guest.bps.remove(addr);
+  if (t[0] === 'Z') s.guest.insertBreakpoint(addr);
+  else s.guest.removeBreakpoint(addr);
   return 'OK';
 }

@@ -1,0 +1,91 @@
+// Faults and soak on a real Xen (the lab's PV guest, where int3 traps to Xen):
+// the connection dropped while stopped at breakpoints and while running leaves the
+// guest running with its memory as before; a thousand continue -> breakpoint -> step
+// cycles lose no stop.
+import assert from 'assert';
+import { readState, labExec, guest, LabGuest } from '../lab/client';
+import { RspClient } from '../e2e/rspClient';
+import { frame } from '../../src/gx/packet';
+import { sleep } from '../e2e/harness';
+
+const CYCLES = Number(process.env.LAB_SOAK_CYCLES ?? 1000);
+
+async function sym(name: string): Promise<string> {
+  const addr = (await labExec(`grep ' ${name}$' /proc/kallsyms`)).stdout.trim().split(/\s+/)[0];
+  assert.match(addr, /^[0-9a-f]{16}$/, name);
+  return addr;
+}
+
+async function session(g: LabGuest): Promise<RspClient> {
+  const c = await RspClient.connect(g.stub.port);
+  await c.request('qSupported:multiprocess+;swbreak+', 60000);
+  await c.request('QStartNoAckMode', 60000);
+  c.noAck = true;
+  return c;
+}
+
+async function paused(g: LabGuest): Promise<boolean> {
+  const line = (await labExec(`xl list ${g.xlName}`)).stdout.split('\n').find((l) => l.startsWith(g.xlName)) ?? '';
+  return /p/.test(line.trim().split(/\s+/)[4] ?? '');
+}
+
+describe('real Xen: faults and soak (PV guest)', function () {
+  this.timeout(1800000);
+  let g: LabGuest;
+  const sites: Record<string, string> = {};
+
+  before(async function () {
+    const st = readState();
+    if (st.status !== 'ready' || st.xen !== 'gdbsx' || !st.guests.pv) this.skip();
+    g = guest('pv');
+    for (const f of ['__schedule', 'xen_safe_halt']) sites[f] = await sym(f);
+  });
+
+  async function original(): Promise<string> {
+    const c = await session(g);
+    const bytes = await Promise.all(Object.values(sites).map((a) => c.request(`m${a},10`, 60000)));
+    c.close();
+    await sleep(500);
+    return bytes.join(' ');
+  }
+
+  it('dropping the connection at a breakpoint, and while running, restores everything', async () => {
+    const before = await original();
+    for (const running of [false, true]) {
+      const c = await session(g);
+      for (const a of Object.values(sites)) assert.strictEqual(await c.request(`Z0,${a},1`, 60000), 'OK');
+      assert.match(await c.request('vCont;c', 300000), /^T05swbreak/);
+      if (running) {
+        for (const a of Object.values(sites)) await c.request(`z0,${a},1`, 60000);
+        await c.request(`Z0,${sites.__schedule},1`, 60000);
+        c.writeRaw(frame(Buffer.from('vCont;s:1'))); // mid-step, then gone
+      }
+      c.close();
+      await sleep(2000);
+      assert.strictEqual(await paused(g), false, `left paused (${running ? 'dropped mid-step' : 'dropped at a breakpoint'})`);
+      assert.strictEqual(await original(), before, 'our int3 left in memory');
+    }
+  });
+
+  it(`${CYCLES} continue -> breakpoint -> step cycles, no stop lost`, async () => {
+    const c = await session(g);
+    const bp = sites.__schedule;
+    const t0 = Date.now();
+    for (let i = 0; i < CYCLES; i++) {
+      assert.strictEqual(await c.request(`Z0,${bp},1`, 60000), 'OK');
+      const stop = await c.request('vCont;c', 120000);
+      const m = /^T05swbreak:;thread:p[0-9a-f]+\.(\d+);/.exec(stop);
+      assert.ok(m, `cycle ${i}: ${stop}`);
+      assert.strictEqual(await c.request(`z0,${bp},1`, 60000), 'OK');
+      assert.match(await c.request(`vCont;s:p${g.domid?.toString(16)}.${m[1]}`, 120000), new RegExp(`^T05thread:p[0-9a-f]+\\.${m[1]};`), `cycle ${i}`);
+    }
+    const perCycle = (Date.now() - t0) / CYCLES;
+    assert.strictEqual(await c.request('D', 60000), 'OK');
+    c.close();
+    await sleep(1000);
+    assert.strictEqual(await paused(g), false);
+    process.stderr.write(`      (${CYCLES} cycles, ${perCycle.toFixed(1)} ms each)\n`);
+    const stub = await labExec(`ps -o pid,rss,args | grep 'gdbsx -a' | grep -v grep; ls /proc/${g.stub.dom0Pid}/fd 2>/dev/null | wc -l`);
+    process.stderr.write(`      stub in dom0 after the soak: ${stub.stdout.trim().replace(/\n/g, ' | ')}\n`);
+  });
+});
