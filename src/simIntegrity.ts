@@ -6,6 +6,7 @@ import { SimXen } from './xg/sim';
 import { parseElf } from './xg/sim/elf';
 
 export interface GuestIntegrity {
+  debugRegsEnabled: boolean[];
   controllerPauseCount: number;
   vcpuPauseCounts: number[];
   trapFlags: boolean[];
@@ -25,7 +26,9 @@ export function guestIntegrity(sim: SimXen, domid: number, image: string): Guest
     if (live[i] !== text.data[i]) codeChanges.push(`0x${(text.vaddr + BigInt(i)).toString(16)}: 0x${text.data[i].toString(16)} -> 0x${live[i].toString(16)}`);
   }
   const trapFlags = st.vcpuPauseCounts.map((_, v) => (sim.registers(domid, v).rflags & 0x100n) !== 0n);
-  const ok = st.controllerPauseCount === 0 && st.vcpuPauseCounts.every((n) => n === 0) && !trapFlags.some(Boolean) &&
+  // No debug register of ours left enabled (the demo guest itself uses none).
+  const debugRegs = st.vcpuPauseCounts.map((_, v) => sim.registers(domid, v).dr7 & 0xffn);
+  const ok = debugRegs.every((b) => b === 0n) && st.controllerPauseCount === 0 && st.vcpuPauseCounts.every((n) => n === 0) && !trapFlags.some(Boolean) &&
     !st.debuggerAttached && codeChanges.length === 0;
-  return { controllerPauseCount: st.controllerPauseCount, vcpuPauseCounts: st.vcpuPauseCounts, trapFlags, debuggerAttached: st.debuggerAttached, codeChanges, ok };
+  return { debugRegsEnabled: debugRegs.map((b) => b !== 0n), controllerPauseCount: st.controllerPauseCount, vcpuPauseCounts: st.vcpuPauseCounts, trapFlags, debuggerAttached: st.debuggerAttached, codeChanges, ok };
 }

@@ -39,6 +39,7 @@ export class Session {
   // Negotiated features.
   multiprocess = false;
   swbreak = false;
+  hwbreak = false;
   /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
   gVcpu: number | undefined;
   cVcpu: number | 'all' | undefined;

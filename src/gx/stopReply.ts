@@ -7,6 +7,7 @@ import { formatThreadId } from './threadId';
 export interface StopReplyOptions {
   multiprocess: boolean;
   swbreak: boolean;
+  hwbreak: boolean;
 }
 
 export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string {
@@ -14,6 +15,7 @@ export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string 
   if (ev.kind === 'terminated') return `X${hexByte(ev.signal)}${o.multiprocess ? `;process:${g.domid.toString(16)}` : ''}`;
   let s = `T${hexByte(ev.signal)}`;
   if (ev.swbreak && o.swbreak) s += 'swbreak:;';
+  if (ev.hwbreak && o.hwbreak) s += 'hwbreak:;';
   s += `thread:${formatThreadId(ev.vcpu, o.multiprocess, g.domid)};`;
   for (const regno of [g.arch.pcReg, g.arch.spReg, g.arch.fpReg]) {
     try {

@@ -9,6 +9,7 @@ import { EFLAGS_TF, Vgcf, readField, writeField } from '../xg/context';
 import { Arch, VcpuContext, archFor, contextLayoutFor, readReg, writeReg } from './registers';
 import { GuestMemory } from './memory';
 import { INT3, SwBreakpoints } from './breakpoints';
+import { HwBreakpoints } from './hwBreakpoints';
 
 const log = createDebug('gdbsx:vcpu');
 
@@ -16,7 +17,7 @@ const log = createDebug('gdbsx:vcpu');
 export const Sig = { INT: 2, TRAP: 5, KILL: 9, SEGV: 11, TERM: 15 } as const;
 
 export type StopEvent =
-  | { kind: 'stopped'; vcpu: number; signal: number; swbreak?: boolean; message?: string }
+  | { kind: 'stopped'; vcpu: number; signal: number; swbreak?: boolean; hwbreak?: boolean; message?: string }
   /** The domain is gone (destroyed, powered off, rebooted into a new domid). */
   | { kind: 'exited'; code: number; message: string }
   | { kind: 'terminated'; signal: number; message: string };
@@ -59,6 +60,7 @@ export class Guest {
   readonly arch: Arch;
   readonly mem: GuestMemory;
   readonly bps: SwBreakpoints;
+  readonly hw = new HwBreakpoints();
   readonly stepTimeoutMs: number;
 
   private maxVcpuId: number;
@@ -317,6 +319,51 @@ export class Guest {
     }
   }
 
+  /** Z1: an instruction breakpoint in a free debug register, on every VCPU. */
+  insertHwBreakpoint(addr: bigint): void {
+    if (this.hw.has(addr)) return;
+    const contexts = new Map(this.online.map((v) => [v, this.context(v)] as const));
+    const slot = this.hw.freeSlot(contexts);
+    if (slot < 0) throw new XenError('hardware breakpoint', Errno.ENOSPC, 'all four debug registers are in use');
+    this.hw.set(slot, addr);
+    try {
+      this.applyHw();
+    } catch (e) {
+      this.hw.set(slot, undefined);
+      this.applyHw();
+      throw e;
+    }
+  }
+
+  removeHwBreakpoint(addr: bigint): void {
+    const slot = this.hw.slotOf(addr);
+    if (slot < 0) return;
+    this.hw.set(slot, undefined);
+    this.applyHw();
+  }
+
+  private applyHw(): void {
+    for (const v of this.online) {
+      const c = this.context(v);
+      this.hw.apply(v, c);
+      this.putContext(v, c);
+    }
+  }
+
+  /** A VCPU (of those that ran) stopped on one of our hardware breakpoints; its DR6 bit is cleared. */
+  private takeHwHit(vcpus: ReadonlySet<number>): number | undefined {
+    if (this.hw.size === 0) return undefined;
+    for (const v of [...vcpus].sort((a, b) => a - b)) {
+      const c = this.context(v);
+      const h = this.hw.hit(c);
+      if (!h) continue;
+      writeField(c.buf, c.layout, 'dr6', h.dr6);
+      this.putContext(v, c);
+      return v;
+    }
+    return undefined;
+  }
+
   readMemory(addr: bigint, len: number): Buffer {
     return this.bps.shadowRead(addr, this.mem.read(addr, len));
   }
@@ -449,6 +496,8 @@ export class Guest {
     // it as the end of another thread's step would break gdb's step-over).
     const bpHit = this.takeEventOf(runs);
     if (bpHit) return this.stopFor(bpHit);
+    const hwHit = this.takeHwHit(runs);
+    if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit, signal: Sig.TRAP, hwbreak: true };
     if (plan.step !== undefined && outcome === 'timeout') {
       return {
         kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP,
@@ -605,6 +654,16 @@ export class Guest {
     const n = this.bps.size;
     let failed = this.bps.removeAll();
     if (failed.length && this.vcpu0InUserMode() && this.reachKernelMode()) failed = this.bps.removeAll();
+    this.hw.releaseAll((v, dr, dr7) => {
+      try {
+        const c = this.context(v);
+        (['dr0', 'dr1', 'dr2', 'dr3'] as const).forEach((r, i) => writeField(c.buf, c.layout, r, dr[i]));
+        writeField(c.buf, c.layout, 'dr7', dr7);
+        this.putContext(v, c);
+      } catch (e) {
+        log('detach: restoring debug registers of vcpu %d: %s', v, (e as Error).message);
+      }
+    });
     for (const v of this.online) {
       try { this.setTrapFlag(v, false); } catch { /* offline or gone */ }
       if (this.mtf) {

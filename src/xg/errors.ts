@@ -18,6 +18,7 @@ export const Errno = {
   EBUSY: 16,
   EEXIST: 17,
   ENODEV: 19,
+  ENOSPC: 28,
   EINVAL: 22,
   ENOTTY: 25,
   ENOSYS: 38,

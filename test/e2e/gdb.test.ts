@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from 'child_process';
 import path from 'path';
 import { startStub, gdbBatch, MiClient, Stub, symbols, sleep } from './harness';
 import { readField, CTX64, CTX32 } from '../../src/xg/context';
+import { guestIntegrity } from '../../src/simIntegrity';
 
 function rip(stub: Stub, vcpu: number, width: 32 | 64 = 64): bigint {
   const ctx = stub.xc.getVcpuContext(stub.domid, vcpu);
@@ -92,6 +93,24 @@ describe('gdb end-to-end on the simulated Xen', function () {
     for (const p of pcs) assert.strictEqual(BigInt(p[1]), tick);
     // The current thread in `info threads` is the one that hit.
     assert.match(r.stdout, /^\* \d+\s+Thread 1\.\d+ "VCPU \d+" .*demo_tick/m);
+  });
+
+  it('hbreak: a hardware breakpoint stops on the right thread; detach clears the debug registers', async () => {
+    stub = await startStub({ vcpus: 2 });
+    const work = symbols(stub.image).get('demo_work');
+    assert.ok(work);
+    // always-inserted: gdb keeps the breakpoint set while stopped, so the monitor lists it.
+    const r = await gdbBatch([...connect(stub), 'set breakpoint always-inserted on', 'hbreak demo_work', 'continue', 'p $pc', 'continue', 'p $pc', 'monitor breakpoints', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const hits = [...r.stdout.matchAll(/Thread (\d+) "VCPU (\d+)" hit Breakpoint 1, .*demo_work/g)];
+    assert.strictEqual(hits.length, 2, r.stdout + r.stderr);
+    for (const h of hits) assert.strictEqual(Number(h[1]), Number(h[2]) + 1);
+    const pcs = [...r.stdout.matchAll(/\$\d+ = \(void \(\*\)\(\)\) (0x[0-9a-f]+) <demo_work>/g)].map((m) => BigInt(m[1]));
+    assert.deepStrictEqual(pcs, [work, work]);
+    assert.match(r.stderr, /hardware \(debug register\)/);
+    await sleep(50);
+    const g = guestIntegrity(stub.sim, stub.domid, stub.image);
+    assert.ok(g.ok, JSON.stringify(g));
   });
 
   it('stepi on thread 2 with scheduler-locking on moves only VCPU 1', async () => {

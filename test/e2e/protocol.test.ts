@@ -32,7 +32,7 @@ describe('RSP conformance (raw packets)', function () {
     const sup = await handshake();
     const size = /PacketSize=([0-9a-f]+)/.exec(sup);
     assert.ok(size && parseInt(size[1], 16) >= 0x10000, sup);
-    for (const f of ['QStartNoAckMode+', 'qXfer:features:read+', 'qXfer:threads:read+', 'swbreak+', 'multiprocess+', 'vContSupported+']) assert.ok(sup.includes(f), f);
+    for (const f of ['QStartNoAckMode+', 'qXfer:features:read+', 'qXfer:threads:read+', 'swbreak+', 'hwbreak+', 'multiprocess+', 'vContSupported+']) assert.ok(sup.includes(f), f);
     assert.strictEqual(await c.request('vMustReplyEmpty'), '');
     assert.strictEqual(await c.request('qFooBar'), '');
     assert.strictEqual(await c.request('vFoo'), '');
@@ -140,6 +140,24 @@ describe('RSP conformance (raw packets)', function () {
     const pcField = /;10:([0-9a-f]{16});/.exec(stop);
     assert.ok(pcField);
     assert.strictEqual(Buffer.from(pcField[1], 'hex').readBigUInt64LE(), tick);
+  });
+
+  it('Z1: a hardware breakpoint stops with hwbreak and pc = its address, and never writes guest memory', async () => {
+    await handshake();
+    const work = symbols(stub.image).get('demo_work');
+    assert.ok(work);
+    const raw = () => { const b = Buffer.alloc(1); stub.xc.guestMemIo(stub.domid, work, b, false); return b[0]; };
+    const orig = raw();
+    assert.strictEqual(await c.request(`Z1,${work.toString(16)},1`), 'OK');
+    assert.strictEqual(raw(), orig, 'no int3 written');
+    const stop = await c.request('vCont;c:p1.-1');
+    assert.match(stop, /^T05hwbreak:;thread:p1\.[12];/);
+    const pcField = /;10:([0-9a-f]{16});/.exec(stop);
+    assert.ok(pcField);
+    assert.strictEqual(Buffer.from(pcField[1], 'hex').readBigUInt64LE(), work);
+    assert.strictEqual(await c.request(`z1,${work.toString(16)},1`), 'OK');
+    for (const a of [1n, 2n, 3n, 4n]) assert.strictEqual(await c.request(`Z1,${(work + a).toString(16)},1`), 'OK');
+    assert.strictEqual(await c.request(`Z1,${(work + 5n).toString(16)},1`), 'E1c', 'a fifth one: no debug register left');
   });
 
   it('T8: qXfer:threads chunks concatenate to the document with names', async () => {

@@ -19,6 +19,11 @@ function lab(): ReturnType<typeof readState> {
   return st;
 }
 
+/** The lab's guest types by name (pv is the only PV one). */
+function g0type(name: string): 'pv' | 'pvh' {
+  return name === 'pv' ? 'pv' : 'pvh';
+}
+
 function target(g: LabGuest): string[] {
   const cmds = ['set pagination off', 'set confirm off'];
   if (g.symbols) cmds.push(`file ${g.symbols}`);
@@ -214,6 +219,35 @@ describe('real Xen: the lab guests', function () {
         const c0 = await read();
         await sleep(3000);
         assert.ok((await read()) > c0, 'the guest runs after detach');
+      });
+
+      it(g0type(name) === 'pv' ? 'hbreak (a debug-register breakpoint) on a function the guest calls often is hit, on the VCPU that ran it'
+        : 'hbreak is refused for PVH (not verified there: debug registers set through setvcpucontext never fired in the lab)', async () => {
+        const fn = name.startsWith('testkernel') ? 'tk_tick' : '__schedule';
+        if (g.type !== 'pv') {
+          const r = await gdbBatch([...target(g), `hbreak ${fn}`, 'stepi', 'detach'], 180000);
+          assert.match(r.stderr, /Could not insert hardware breakpoint|too many hardware breakpoints/i, r.stdout + r.stderr);
+          assert.doesNotMatch(await xlState(g.xlName), /p/);
+          return;
+        }
+        const mi = await miConnect(g);
+        try {
+          const bp = await mi.cmd(`-break-insert -h ${fn}`);
+          const addr = BigInt(/addr="(0x[0-9a-f]+)"/.exec(bp.text)?.[1] ?? '0');
+          assert.ok(addr > 0n, bp.text);
+          for (let i = 0; i < 2; i++) {
+            const since = mi.asyncRecords.length;
+            await mi.cmd('-exec-continue', 60000);
+            const stop = await mi.waitAsync(/^\*stopped/, 180000, since);
+            assert.match(stop, /reason="breakpoint-hit"/);
+            const tid = Number(/thread-id="(\d+)"/.exec(stop)?.[1]);
+            const ref = await xenctx(g.domid as number, tid - 1);
+            assert.strictEqual(ref.rip ?? ref.eip, addr, `xenctx: VCPU ${tid - 1} sits on the hardware breakpoint`);
+          }
+        } finally {
+          await miDetach(mi);
+        }
+        assert.doesNotMatch(await xlState(g.xlName), /p/);
       });
 
       if (name === 'pv') {

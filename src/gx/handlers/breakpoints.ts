@@ -1,14 +1,21 @@
-// Z/z: software breakpoints the stub inserts itself (type 0). Hardware breakpoints
-// and watchpoints (types 1-4) are not offered yet: the empty reply tells gdb so.
+// Z/z: software breakpoints the stub inserts itself (type 0) and, for PV guests,
+// hardware instruction breakpoints in the debug registers (type 1). Watchpoints
+// (types 2-4) are not offered yet: the empty reply tells gdb so.
 import type { Reply, Session } from '../session';
 import { ProtocolError, parseHexBig } from '../packet';
 
 export function handleZ(s: Session, t: string): Reply {
   const parts = t.slice(1).split(/[,;]/);
   if (parts.length < 3) throw new ProtocolError('Z needs type,addr,kind');
-  if (parts[0] !== '0') return '';
+  if (parts[0] !== '0' && parts[0] !== '1') return '';
   const addr = parseHexBig(parts[1]);
-  if (t[0] === 'Z') s.guest.insertBreakpoint(addr);
+  if (parts[0] === '1') {
+    // Verified on PV (real Xen) only: in the lab, debug registers set through
+    // setvcpucontext never fired for PVH. Unsupported rather than silently inert.
+    if (s.guest.hvm) return '';
+    if (t[0] === 'Z') s.guest.insertHwBreakpoint(addr);
+    else s.guest.removeHwBreakpoint(addr);
+  } else if (t[0] === 'Z') s.guest.insertBreakpoint(addr);
   else s.guest.removeBreakpoint(addr);
   return 'OK';
 }

@@ -7,7 +7,7 @@ const HELP = `gdbsx monitor commands:
   help                 this text
   domain | info        the domain being debugged (id, type, width, state, VCPUs)
   vcpus                every VCPU: state, pc, sp, cr3, mode
-  breakpoints          the int3 breakpoints the stub has in guest memory
+  breakpoints          the breakpoints the stub has set (int3 in memory, debug registers)
   xen                  hypervisor version and domctl interface version
   pgd3 <hex>           (gdbsx) translate through this PAE L2 table (init_mm.pgd[3]) for
                        32-bit guest module addresses; "pgd3 0" goes back to VCPU0's cr3
@@ -65,7 +65,8 @@ function monitorOutput(s: Session, line: string): string {
       out = vcpusText(s);
       break;
     case 'breakpoints':
-      out = s.guest.bps.size === 0 ? 'no breakpoints inserted\n' : s.guest.bps.addresses().map((a) => `  0x${a.toString(16)}`).join('\n') + '\n';
+      out = s.guest.bps.size + s.guest.hw.size === 0 ? 'no breakpoints inserted\n'
+        : [...s.guest.bps.addresses().map((a) => `  0x${a.toString(16)}  int3`), ...s.guest.hw.addresses().map((a) => `  0x${a.toString(16)}  hardware (debug register)`)].join('\n') + '\n';
       break;
     case 'xen': {
       const v = s.guest.xc.version();

@@ -44,11 +44,13 @@ export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
       const offered = new Set(t.slice('qSupported:'.length).split(';'));
       s.multiprocess = offered.has('multiprocess+');
       s.swbreak = offered.has('swbreak+');
+      s.hwbreak = offered.has('hwbreak+');
       const feats = [
         `PacketSize=${PACKET_SIZE.toString(16)}`, 'QStartNoAckMode+', 'qXfer:features:read+', 'qXfer:threads:read+',
         'vContSupported+', 'binary-upload+', 'QThreadEvents-', 'qRelocInsn-', 'fork-events-', 'vfork-events-', 'exec-events-',
       ];
       if (s.swbreak) feats.push('swbreak+');
+      if (s.hwbreak) feats.push('hwbreak+');
       if (s.multiprocess) feats.push('multiprocess+');
       return feats.join(';');
     }

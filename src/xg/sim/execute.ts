@@ -4,11 +4,11 @@
 // which has no IDT here, so the domain crashes (on_crash=preserve).
 import { Flag } from './alu';
 import { StepResult } from './cpu';
-import { hex64 } from './cpu-core';
+import { hex64, toBig } from './cpu-core';
 import { ShutdownReason, VcpuEvent } from '../domctl';
 import { SimDomain, SimVcpu } from './domain';
 
-export type TrapKind = 'int3' | 'step' | 'mtf';
+export type TrapKind = 'int3' | 'step' | 'mtf' | 'hwbreak';
 
 /** A trap that paused the domain for the debugger, or a crash. */
 export type ExecEvent =
@@ -16,6 +16,21 @@ export type ExecEvent =
   | { domid: number; vcpu: number; kind: 'crash'; message: string };
 
 const DR6_BS = 0x4000n;
+
+/**
+ * An enabled instruction breakpoint (DR7 L/G bit set, R/W = 00) on `rip`: its slot, or
+ * -1. Instruction breakpoints are faults: they fire before the instruction runs.
+ */
+function execBreakpoint(dr: bigint[], rip: bigint): number {
+  const dr7 = dr[7];
+  if ((dr7 & 0xffn) === 0n) return -1;
+  for (let n = 0; n < 4; n++) {
+    const enabled = (dr7 >> BigInt(2 * n)) & 3n;
+    const rw = (dr7 >> BigInt(16 + 4 * n)) & 3n;
+    if (enabled !== 0n && rw === 0n && dr[n] === rip) return n;
+  }
+  return -1;
+}
 
 function where(d: SimDomain, v: SimVcpu): string {
   return `d${d.domid}v${v.id} rip ${hex64(v.cpu.ripLo, v.cpu.ripHi)}`;
@@ -36,6 +51,18 @@ export function runVcpu(d: SimDomain, v: SimVcpu, budget: number, onEvent: (e: E
   while (n < budget && d.canRun(v)) {
     // TF is sampled at the start: the #DB comes after the instruction it was set for.
     const tf = (cpu.rflags & Flag.TF) !== 0;
+    const hw = execBreakpoint(cpu.dr, toBig(cpu.ripLo, cpu.ripHi));
+    if (hw >= 0) {
+      if (!d.debuggerAttached) {
+        crash(`#DB: instruction breakpoint DR${hw} with no debugger attached, ${where(d, v)}`);
+        break;
+      }
+      // As Xen's #DB handling: dr6 says which breakpoint; no gdbsx_vcpu_event.
+      cpu.dr[6] |= 1n << BigInt(hw);
+      d.pauseForDebugger();
+      onEvent({ domid: d.domid, vcpu: v.id, kind: 'hwbreak' });
+      break;
+    }
     const r = cpu.step();
     if (r === StepResult.Fault) {
       const f = cpu.fault;

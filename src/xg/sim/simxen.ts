@@ -51,7 +51,7 @@ export type ShutdownName = keyof typeof ShutdownReason;
 
 /** Events of the control API (a superset of the debugger notification). */
 export type SimEvent =
-  | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' }
+  | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' | 'hwbreak' }
   | { type: 'shutdown'; domid: number; reason: number; message?: string }
   | { type: 'state'; domid: number; what: string }
   | { type: 'created' | 'destroyed'; domid: number };
