@@ -26,31 +26,10 @@ function timeLoop(fn: () => void, minMs = 150): number {
 }
 
 /**
- * A run-length encoder over Buffers (no per-byte array pushes), only to show what the
- * stub's encoder could cost; same output rules as src/gx/packet.ts's rleEncode.
+ * The Buffer-based encoder this what-if was written to show is now the stub's own
+ * (src/gx/packet.ts); kept as a name so the what-if rows still read the same.
  */
-export function rleEncodeBuffer(data: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(data.length);
-  let j = 0;
-  let i = 0;
-  const n = data.length;
-  while (i < n) {
-    const b = data[i];
-    let run = 1;
-    while (i + run < n && data[i + run] === b && run < 98) run++;
-    out[j++] = b;
-    let extra = run - 1;
-    if (extra >= 3 && b !== 0x2a && b !== 0x23 && b !== 0x24 && b !== 0x7d) {
-      if (extra === 6 || extra === 7) extra = 5;
-      out[j++] = 0x2a;
-      out[j++] = extra + 29;
-      i += extra + 1;
-    } else {
-      i += 1;
-    }
-  }
-  return out.subarray(0, j);
-}
+export const rleEncodeBuffer = rleEncode;
 
 /**
  * µs to turn a 64 KiB read into the framed `m` reply, step by step, the way the
