@@ -289,6 +289,43 @@ export async function recreateGuest(name: string, opts: { stub?: boolean; timeou
   return guest(name);
 }
 
+/** The xl state letters of a guest ('r', 'b', 'p', 's', 'c', 'd'), '' if it is gone. */
+async function xlStateOf(xlName: string): Promise<string> {
+  const line = (await labExec(`xl list ${xlName} 2>/dev/null`)).stdout.split('\n').find((l) => l.startsWith(xlName));
+  return line ? line.trim().split(/\s+/)[4] ?? '' : '';
+}
+
+/**
+ * Wait for a Linux guest's ready marker. Under QEMU/TCG's nested SVM a PVH guest
+ * now and then triple-faults early in its boot (Xen shuts it down): notice that
+ * within seconds and create it again, a few times, instead of waiting out the timeout.
+ */
+export async function waitBooted(name: string, log: (m: string) => void, tries = 6, timeoutMs = 300000): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const g = guest(name);
+    const deadline = Date.now() + timeoutMs;
+    let died = false;
+    while (Date.now() < deadline) {
+      if (await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', 10000)) return;
+      const state = await xlStateOf(g.xlName);
+      if (state === '' || /[sc]/.test(state)) {
+        died = true;
+        break;
+      }
+    }
+    if (!died || attempt >= tries) {
+      throw new Error(`guest ${name} did not boot${died ? ` (it shut down during boot, ${attempt} tries)` : ` in ${timeoutMs / 1000} s`} (its console in dom0: ${g.consoleLog}; Xen's: the serial log)`);
+    }
+    log(`guest ${name} died while booting (try ${attempt}; serial log has Xen's reason): creating it again`);
+    await labExec(`xl destroy ${g.xlName} 2>/dev/null; true`, { timeoutMs: 120000 });
+    await labExec(`: > ${g.consoleLog}`);
+    const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
+    if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
+    const domid = Number(r.stdout.trim());
+    updateState((s) => { s.guests[name].domid = domid; });
+  }
+}
+
 /**
  * What lab.sh start runs once dom0 is up: create the guests with xl (in parallel),
  * wait for the Linux guests' init, start the stubs, mark the state ready.
@@ -321,9 +358,7 @@ export async function setup(log: (m: string) => void = (m) => process.stderr.wri
   const started: Record<string, LabStub> = {};
   await Promise.all(names.map(async (n) => {
     const g = st.guests[n];
-    if (g.ramdisk && !(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', 300000))) {
-      throw new Error(`guest ${n} did not boot in 300 s (its console in dom0: ${g.consoleLog})`);
-    }
+    if (g.ramdisk) await waitBooted(n, log);
     tBooted = Math.max(tBooted, Date.now());
     if (stubs) {
       const s = await startStub(n, { record: false });
@@ -332,7 +367,8 @@ export async function setup(log: (m: string) => void = (m) => process.stderr.wri
     }
   }));
   const tStubs = Date.now();
-  log(`guests up: ${names.map((n) => `${n}=${st.guests[n].domid}`).join(' ')} (created in ${((tCreated - t0) / 1000).toFixed(1)} s, ` +
+  const now = readState();
+  log(`guests up: ${names.map((n) => `${n}=${now.guests[n].domid}`).join(' ')} (created in ${((tCreated - t0) / 1000).toFixed(1)} s, ` +
     `booted in ${((tBooted - t0) / 1000).toFixed(1)} s, stubs ready in ${((tStubs - t0) / 1000).toFixed(1)} s)`);
   // one writer: the stubs were not recorded one by one
   if (stubs) updateState((s) => { for (const n of names) s.guests[n].stub = started[n]; });
