@@ -282,9 +282,7 @@ export async function recreateGuest(name: string, opts: { stub?: boolean; timeou
   if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
   const domid = Number(r.stdout.trim());
   updateState((s) => { s.guests[name].domid = domid; });
-  if (g.ramdisk && !(await labClient().waitFile(g.consoleLog, 'GDBSX-LAB-GUEST-READY', opts.timeoutMs ?? 300000))) {
-    throw new Error(`guest ${name} did not boot (its console in dom0: ${g.consoleLog})`);
-  }
+  if (g.ramdisk) await waitBooted(name, (m) => process.stderr.write(`[lab] ${m}\n`), 6, opts.timeoutMs ?? 300000);
   if (opts.stub !== false && st.stub.enabled) await startStub(name);
   return guest(name);
 }
