@@ -2,19 +2,9 @@
 // guest, the x86_32 compat layout for 32-bit PV; what set accepts, refuses and changes.
 import { strict as assert } from 'assert';
 import { CTX32, CTX64, EFLAGS_IF, EFLAGS_TF, Vgcf, readField, writeField } from '../../src/xg/context';
-import { Errno, XenError } from '../../src/xg/errors';
+import { Errno } from '../../src/xg/errors';
 import { MemoryMap } from '../../src/xg/sim';
-import { startGuest } from './helpers';
-
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof XenError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
+import { startGuest, errnoOf } from './helpers';
 
 describe('sim VCPU contexts', () => {
   it('64-bit PV: the loader state in the native layout, and a get/set round trip', () => {

@@ -4,18 +4,8 @@
 import { strict as assert } from 'assert';
 import { CTX32, CTX64, EFLAGS_TF, readField, writeField } from '../../src/xg/context';
 import { ShutdownReason, VcpuEvent } from '../../src/xg/domctl';
-import { Errno, XenError } from '../../src/xg/errors';
-import { nextEvent, sleep, startGuest, waitFor } from './helpers';
-
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof XenError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
+import { Errno } from '../../src/xg/errors';
+import { nextEvent, sleep, startGuest, waitFor, errnoOf } from './helpers';
 
 /** Timers and immediates alive in this process (the simulator's own show up here). */
 function liveTimers(): number {

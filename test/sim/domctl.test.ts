@@ -6,17 +6,7 @@ import { DomInf, DomctlCmd, Off, ShutdownReason, newDomctl } from '../../src/xg/
 import { Errno, XenError } from '../../src/xg/errors';
 import { SimXen } from '../../src/xg/sim';
 import { XenControl } from '../../src/xg/xenctl';
-import { startGuest } from './helpers';
-
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof XenError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
+import { startGuest, errnoOf } from './helpers';
 
 describe('sim domctls: versions and domain info', () => {
   it('accepts only its interface version; XenControl probes down to it', () => {

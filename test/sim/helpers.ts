@@ -3,6 +3,7 @@
 import { CreateDomainOptions, SimEvent, SimXen, SimXenOptions } from '../../src/xg/sim';
 import { StepResult, X86Cpu } from '../../src/xg/sim/cpu';
 import { XenControl } from '../../src/xg/xenctl';
+import { XenError } from '../../src/xg/errors';
 
 export interface TestGuest {
   sim: SimXen;
@@ -94,4 +95,15 @@ export function runCode(cpu: X86Cpu, hex: string, steps = 1): StepResult {
   let r = StepResult.Ok;
   for (let i = 0; i < steps && r !== StepResult.Fault; i++) r = cpu.step();
   return r;
+}
+
+/** The errno of the XenError `fn` throws; 0 if it succeeds. */
+export function errnoOf(fn: () => unknown): number {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof XenError) return e.errno;
+    throw e;
+  }
+  return 0;
 }

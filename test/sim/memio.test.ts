@@ -2,22 +2,12 @@
 // writes, the partial failure at an unmapped page, pgd3val, and Xen's PV/HVM differences.
 import { strict as assert } from 'assert';
 import { DomctlCmd, Off, newDomctl } from '../../src/xg/domctl';
-import { Errno, XenError } from '../../src/xg/errors';
+import { Errno } from '../../src/xg/errors';
 import { SimXen } from '../../src/xg/sim';
 import { XenControl } from '../../src/xg/xenctl';
-import { startGuest } from './helpers';
+import { startGuest, errnoOf } from './helpers';
 
 const BANNER = 'Xen gdbsx demo guest: hello from the simulated hypervisor';
-
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof XenError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 /** A raw memio domctl, so that the struct's copy-back can be seen. */
 function rawMemio(sim: SimXen, domid: number, gva: bigint, buf: Buffer, write = false, pgd3val = 0n): { errno: number; op: Buffer } {
