@@ -288,7 +288,7 @@ export async function recreateGuest(name: string, opts: { stub?: boolean; timeou
 }
 
 /** The xl state letters of a guest ('r', 'b', 'p', 's', 'c', 'd'), '' if it is gone. */
-async function xlStateOf(xlName: string): Promise<string> {
+export async function xlStateOf(xlName: string): Promise<string> {
   const line = (await labExec(`xl list ${xlName} 2>/dev/null`)).stdout.split('\n').find((l) => l.startsWith(xlName));
   return line ? line.trim().split(/\s+/)[4] ?? '' : '';
 }

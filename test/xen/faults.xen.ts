@@ -3,7 +3,7 @@
 // guest running with its memory as before; a thousand continue -> breakpoint -> step
 // cycles lose no stop.
 import assert from 'assert';
-import { readState, labExec, guest, LabGuest } from '../lab/client';
+import { readState, labExec, guest, xlStateOf, LabGuest } from '../lab/client';
 import { RspClient } from '../e2e/rspClient';
 import { frame } from '../../src/gx/packet';
 import { sleep } from '../e2e/harness';
@@ -25,8 +25,7 @@ async function session(g: LabGuest): Promise<RspClient> {
 }
 
 async function paused(g: LabGuest): Promise<boolean> {
-  const line = (await labExec(`xl list ${g.xlName}`)).stdout.split('\n').find((l) => l.startsWith(g.xlName)) ?? '';
-  return /p/.test(line.trim().split(/\s+/)[4] ?? '');
+  return /p/.test(await xlStateOf(g.xlName));
 }
 
 describe('real Xen: faults and soak (PV guest)', function () {

@@ -8,7 +8,7 @@
 import assert from 'assert';
 import fs from 'fs';
 import path from 'path';
-import { readState, labExec, labClient, guest, recreateGuest, LabGuest } from '../lab/client';
+import { readState, labExec, labClient, guest, recreateGuest, xlStateOf, LabGuest } from '../lab/client';
 import { gdbBatch, MiClient, sleep } from '../e2e/harness';
 
 const XENCTX = '/tmp/xenctx';
@@ -43,10 +43,9 @@ async function xenctx(domid: number, vcpu: number): Promise<Record<string, bigin
 }
 
 async function xlState(name: string): Promise<string> {
-  const r = await labExec(`xl list ${name}`);
-  const line = r.stdout.split('\n').find((l) => l.startsWith(name));
-  assert.ok(line, r.stdout + r.stderr);
-  return line.trim().split(/\s+/)[4];
+  const state = await xlStateOf(name);
+  assert.ok(state, `${name} is not in xl list`);
+  return state;
 }
 
 function regValue(text: string, number: number): bigint {
@@ -97,7 +96,7 @@ describe('real Xen: the lab guests', function () {
         g = guest(name);
         // Under nested TCG SVM a PVH guest now and then triple-faults on its own (see
         // docs/lab.md); start each guest's tests from a live guest, and say so.
-        const state = (await labExec(`xl list ${g.xlName} 2>/dev/null | tail -1`)).stdout.trim().split(/\s+/)[4] ?? '';
+        const state = await xlStateOf(g.xlName);
         if (state === '' || /[sc]/.test(state)) {
           process.stderr.write(`      (${name} was found shut down (xl state '${state}'): created again)\n`);
           g = await recreateGuest(name);
