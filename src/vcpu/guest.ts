@@ -8,7 +8,7 @@ import { Errno, UserError, XenError, isXenError } from '../xg/errors';
 import { EFLAGS_TF, Vgcf, readField, writeField } from '../xg/context';
 import { Arch, VcpuContext, archFor, contextLayoutFor, readReg, writeReg } from './registers';
 import { GuestMemory } from './memory';
-import { INT3, SwBreakpoints } from './breakpoints';
+import { SwBreakpoints } from './breakpoints';
 import { HwBreakpoints } from './hwBreakpoints';
 
 const log = createDebug('gdbsx:vcpu');
@@ -688,4 +688,3 @@ export class Guest {
   }
 }
 
-export { INT3 };

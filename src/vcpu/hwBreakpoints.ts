@@ -96,8 +96,4 @@ export class HwBreakpoints {
     for (const [v, s] of this.saved) restore(v, s.dr, s.dr7);
     this.saved.clear();
   }
-
-  get touched(): boolean {
-    return this.saved.size > 0;
-  }
 }

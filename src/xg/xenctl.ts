@@ -3,7 +3,7 @@
 // probed once instead of compiled in.
 import createDebug from 'debug';
 import {
-  DOMCTL_INTERFACE_VERSIONS, DomctlCmd, DebugOp, DomainInfo, DomStatus, Hypercall, Off,
+  DOMCTL_INTERFACE_VERSIONS, DomctlCmd, DebugOp, DomainInfo, DomStatus, Off,
   VCPU_CONTEXT_ANY_SIZE, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
@@ -184,7 +184,4 @@ export class XenControl {
     const cstr = (b: Buffer) => b.subarray(0, Math.max(0, b.indexOf(0) < 0 ? b.length : b.indexOf(0))).toString('latin1');
     return { major: v >>> 16, minor: v & 0xffff, extra: cstr(extraBuf), capabilities: cstr(capBuf) };
   }
-
-  /** Hypercall number, for callers that need the raw transport (benchmarks). */
-  static readonly hypercall = Hypercall;
 }
