@@ -40,6 +40,8 @@ interface PendingEvent {
   vcpu: number;
   /** The int3 address when the event was one of our breakpoints. */
   bp?: bigint;
+  /** The int3 address when it was the guest's own (e.g. Linux patching its code). */
+  guestInt3?: bigint;
 }
 
 /**
@@ -398,10 +400,33 @@ export class Guest {
         if (this.bps.has(bp)) {
           this.setPc(st.vcpuId, bp);
           ev.bp = bp;
+        } else if (this.isInt3At(bp)) {
+          // The guest's own int3 (Xen gives every kernel int3 to the debugger). Linux
+          // plants them while patching live code: resuming after it would run the
+          // middle of the instruction being patched. Back onto it instead, so the
+          // VCPU runs whatever is there when it resumes (the finished patch).
+          this.setPc(st.vcpuId, bp);
+          ev.guestInt3 = bp;
         }
       }
       this.pending.push(ev);
     }
+  }
+
+  private isInt3At(addr: bigint): boolean {
+    try {
+      const b = this.mem.read(addr, 1);
+      return b.length === 1 && b[0] === 0xcc;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A queued trap whose int3 is gone since (removed by gdb, or the guest's patch done) is stale. */
+  private stale(ev: PendingEvent): boolean {
+    if (ev.bp !== undefined) return !this.bps.has(ev.bp);
+    if (ev.guestInt3 !== undefined) return !this.isInt3At(ev.guestInt3);
+    return false;
   }
 
   /** A queued event still worth reporting for a VCPU about to run. */
@@ -411,7 +436,7 @@ export class Guest {
       const runs = plan.cont.has(ev.vcpu) || plan.step === ev.vcpu;
       if (!runs) continue;
       // A breakpoint gdb removed since: the VCPU just runs the original instruction.
-      if (ev.bp !== undefined && !this.bps.has(ev.bp)) {
+      if (this.stale(ev)) {
         this.pending.splice(i--, 1);
         continue;
       }
@@ -516,7 +541,7 @@ export class Guest {
       const ev = this.pending[i];
       if (!vcpus.has(ev.vcpu)) continue;
       this.pending.splice(i--, 1);
-      if (ev.bp === undefined || this.bps.has(ev.bp)) return ev;
+      if (!this.stale(ev)) return ev;
     }
     return undefined;
   }

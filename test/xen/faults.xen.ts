@@ -70,10 +70,18 @@ describe('real Xen: faults and soak (PV guest)', function () {
     const c = await session(g);
     const bp = sites.__schedule;
     const t0 = Date.now();
+    // While a debugger is attached Xen reports every guest-kernel int3 to it, Linux's
+    // own too (live code patching): a T05 without swbreak at another pc. Such a stop
+    // is reported correctly (not lost); count it and continue.
+    const foreign: string[] = [];
     for (let i = 0; i < CYCLES; i++) {
       assert.strictEqual(await c.request(`Z0,${bp},1`, 60000), 'OK');
       const stop = await c.request('vCont;c', 120000);
       const m = /^T05swbreak:;thread:p[0-9a-f]+\.(\d+);/.exec(stop);
+      if (!m && /^T05thread:p[0-9a-f]+\.\d+;/.test(stop) && foreign.length < 10) {
+        foreign.push(/;10:([0-9a-f]{16});/.exec(stop)?.[1] ?? stop);
+        continue;
+      }
       assert.ok(m, `cycle ${i}: ${stop}`);
       assert.strictEqual(await c.request(`z0,${bp},1`, 60000), 'OK');
       assert.match(await c.request(`vCont;s:p${g.domid?.toString(16)}.${m[1]}`, 120000), new RegExp(`^T05thread:p[0-9a-f]+\\.${m[1]};`), `cycle ${i}`);
@@ -83,7 +91,7 @@ describe('real Xen: faults and soak (PV guest)', function () {
     c.close();
     await sleep(1000);
     assert.strictEqual(await paused(g), false);
-    process.stderr.write(`      (${CYCLES} cycles, ${perCycle.toFixed(1)} ms each)\n`);
+    process.stderr.write(`      (${CYCLES} cycles, ${perCycle.toFixed(1)} ms each; ${foreign.length} stop(s) on the guest's own int3${foreign.length ? `: pc ${foreign.map((h) => '0x' + Buffer.from(h, 'hex').readBigUInt64LE().toString(16)).join(', ')}` : ''})\n`);
     const stub = await labExec(`ps -o pid,rss,args | grep 'gdbsx -a' | grep -v grep; ls /proc/${g.stub.dom0Pid}/fd 2>/dev/null | wc -l`);
     process.stderr.write(`      stub in dom0 after the soak: ${stub.stdout.trim().replace(/\n/g, ' | ')}\n`);
   });
