@@ -4,7 +4,7 @@
 import { Socket } from 'net';
 import createDebug from 'debug';
 import { Framer } from './framer';
-import { ProtocolError, errorReply, frame, rleEncode } from './packet';
+import { ProtocolError, closeFrame, errorReply, frame, hexBlocksInto, hexRleInto, rleEncode } from './packet';
 import { Guest, StopEvent } from '../vcpu/guest';
 import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
@@ -16,7 +16,12 @@ const logPkt = createDebug('gdbsx:packets');
 /** Largest packet we accept (advertised as PacketSize): gdb then reads 512 KiB per `m`. */
 export const PACKET_SIZE = 0x100000;
 
-export type Reply = string | Buffer | null;
+/** A reply already framed ($payload#cs), sent as it is. */
+export class Framed {
+  constructor(readonly bytes: Buffer) {}
+}
+
+export type Reply = string | Buffer | Framed | null;
 
 export interface Packet {
   /** The payload as latin1 text (command letters, hex). */
@@ -35,6 +40,10 @@ export class Session {
   private readonly queue: Buffer[] = [];
   private closed = false;
   private readonly onClose: () => void;
+  // Reused for memory replies: a fresh megabyte per `m` costs more than the read itself
+  // in a PV dom0 (see hexRleInto).
+  private readBuf = Buffer.alloc(0);
+  private outBuf = Buffer.alloc(0);
 
   // Negotiated features.
   multiprocess = false;
@@ -134,9 +143,33 @@ export class Session {
     return errorReply(0x05 /* EIO */);
   }
 
+  /** A scratch buffer for guest memory read for a reply (valid until the next request). */
+  readBuffer(n: number): Buffer {
+    if (this.readBuf.length < n) this.readBuf = Buffer.allocUnsafe(Math.max(n, 4096));
+    return this.readBuf.subarray(0, n);
+  }
+
+  /** `data` as a framed, run-length encoded hex reply, built in a reused buffer. */
+  hexReply(data: Buffer): Framed {
+    const need = 2 * data.length + 4;
+    let out = this.outBuf;
+    // The socket may still hold the previous reply (a slow reader): never overwrite it.
+    if (this.sock.writableLength > 0) out = Buffer.allocUnsafe(need);
+    else if (out.length < need) out = this.outBuf = Buffer.allocUnsafe(Math.max(need, 4096));
+    out[0] = 0x24;
+    const end = data.length > 1024 ? hexBlocksInto(data, out, 1) : hexRleInto(data, out, 1);
+    return new Framed(closeFrame(out, end));
+  }
+
   /** Send one reply packet ('O' console packets included). Hex replies get RLE. */
-  send(reply: string | Buffer, rle = typeof reply === 'string'): void {
+  send(reply: string | Buffer | Framed, rle = typeof reply === 'string'): void {
     if (this.closed) return;
+    if (reply instanceof Framed) {
+      logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
+      this.lastSent = reply.bytes;
+      this.sock.write(reply.bytes);
+      return;
+    }
     let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
     if (rle && payload.length > 8) payload = rleEncode(payload);
     const framed = frame(payload);

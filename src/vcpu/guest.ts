@@ -366,8 +366,9 @@ export class Guest {
     return undefined;
   }
 
-  readMemory(addr: bigint, len: number): Buffer {
-    return this.bps.shadowRead(addr, this.mem.read(addr, len));
+  /** Reads up to `len` bytes (the readable prefix), into `into` if it is given and large enough. */
+  readMemory(addr: bigint, len: number, into?: Buffer): Buffer {
+    return this.bps.shadowRead(addr, this.mem.read(addr, len, undefined, into));
   }
 
   writeMemory(addr: bigint, data: Buffer): void {

@@ -30,8 +30,9 @@ export class GuestMemory {
    * Reads up to `len` bytes; returns the readable prefix (possibly empty).
    * `pgd3` overrides the current translation (breakpoints keep the one they were set with).
    */
-  read(addr: bigint, len: number, pgd3 = this.pgd3): Buffer {
-    const out = Buffer.alloc(len);
+  read(addr: bigint, len: number, pgd3 = this.pgd3, into?: Buffer): Buffer {
+    // A caller's buffer (reused across requests) spares a fresh allocation per read.
+    const out = into && into.length >= len ? into.subarray(0, len) : Buffer.alloc(len);
     let done = 0;
     while (done < len) {
       const n = Math.min(MAX_CHUNK, len - done);

@@ -17,8 +17,9 @@ function addrLen(spec: string): [bigint, number] {
 export function handleM(s: Session, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1));
   if (len === 0) return '';
-  const data = s.guest.readMemory(addr, Math.min(len, PACKET_SIZE / 2));
-  return data.length === 0 ? EFAULT : data.toString('hex');
+  const n = Math.min(len, PACKET_SIZE / 2);
+  const data = s.guest.readMemory(addr, n, s.readBuffer(n));
+  return data.length === 0 ? EFAULT : s.hexReply(data);
 }
 
 export function handleSmallX(s: Session, t: string): Reply {
