@@ -130,10 +130,22 @@ export function rleEncode(data: Buffer): Buffer {
 }
 
 const HEX_CHARS = Buffer.from('0123456789abcdef', 'latin1');
-const ZEROS = Buffer.alloc(4096);
+const ZEROS = Buffer.alloc(65536);
+
+/** "c*~": c and 97 more copies, the longest run one RLE group can say, per character. */
+const FULL_GROUPS = new Map<number, Buffer>();
 
 /** Write a run of `count` copies of `c` in RLE form (as rleEncode does); returns the new end. */
 function putRun(out: Buffer, j: number, c: number, count: number): number {
+  if (count >= 2 * 98) {
+    // Megabytes of zeros are tens of thousands of identical groups: one native fill.
+    let g = FULL_GROUPS.get(c);
+    if (!g) FULL_GROUPS.set(c, (g = Buffer.from([c, 0x2a, 97 + 29])));
+    const full = Math.floor(count / 98);
+    out.fill(g, j, j + 3 * full);
+    j += 3 * full;
+    count -= 98 * full;
+  }
   while (count > 0) {
     out[j++] = c;
     count--;
@@ -204,6 +216,8 @@ export function hexBlocksInto(data: Buffer, out: Buffer, pos: number): number {
   let i = 0;
   while (i < n) {
     let z = i;
+    // Biggest blocks first: under TCG each compare call costs about as much as 4 KiB of it.
+    while (z + 65536 <= n && data.compare(ZEROS, 0, 65536, z, z + 65536) === 0) z += 65536;
     while (z + 4096 <= n && data.compare(ZEROS, 0, 4096, z, z + 4096) === 0) z += 4096; // free pages
     while (z + BLOCK <= n && data.compare(ZEROS, 0, BLOCK, z, z + BLOCK) === 0) z += BLOCK;
     if (z > i) {

@@ -13,8 +13,8 @@ import { stopReply } from './stopReply';
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
 
-/** Largest packet we accept (advertised as PacketSize): gdb then reads 512 KiB per `m`. */
-export const PACKET_SIZE = 0x100000;
+/** Largest packet we accept (advertised as PacketSize): gdb then reads 2 MiB per `m`. */
+export const PACKET_SIZE = 0x400000;
 
 /** A reply already framed ($payload#cs), sent as it is. */
 export class Framed {
