@@ -237,6 +237,7 @@ export class Guest {
     }
     this.putContext(vcpu, copy);
     this.ctxCache.set(vcpu, copy);
+    this.mem.invalidate(); // VCPU0's cr3 may be what changed
   }
 
   pc(vcpu: number): bigint {
@@ -460,6 +461,7 @@ export class Guest {
    * from just after an int3).
    */
   private unpauseFully(): void {
+    this.mem.invalidate(); // the guest is about to run: cached memory goes stale
     let info = this.xc.getDomainInfo(this.domid);
     for (let i = 0; i < 256 && info.paused; i++) {
       const ran = info.cpuTimeNs;
@@ -585,7 +587,9 @@ export class Guest {
     } catch (e) {
       log('clearing single-step on vcpu %d: %s', armed.vcpu, (e as Error).message);
     }
-    this.ctxCache.clear();
+    // The stepped VCPU's cached context is the one just written (fetched after the run,
+    // TF cleared): the stop reply reads it without another getvcpucontext.
+    if (armed.mtf) this.ctxCache.clear();
   }
 
   /**
