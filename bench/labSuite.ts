@@ -22,6 +22,7 @@ import { roundTrips } from './profile';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, summarize } from './stats';
 import { judgeRead, judgeStepi, judgeStopLatency } from './targets';
+import { RawRsp, TransportFloor, rawRsp, transportFloor } from './transport';
 
 export interface LabConfig {
   runs: number;
@@ -38,6 +39,11 @@ const READ_ADDR: Record<string, bigint> = {
   pv: 0xffff888000000000n, // Linux's direct map (PV guests have no KASLR)
   testkernel64: 0xffffffff80200000n, // phys 2 MiB.. (2 MiB pages), see test/lab/testkernel/layout.h
   testkernel32: 0xc0200000n,
+};
+
+/** Dense memory (kernel text: few zero blocks, so little for run-length encoding) per lab guest. */
+const DENSE_ADDR: Record<string, bigint> = {
+  pv: 0xffffffff81000000n, // the kernel's text (PV: no KASLR)
 };
 
 /** Functions a guest calls all the time (first one found is used), for continue-to-breakpoint. */
@@ -133,10 +139,8 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   }
   const stepper = pick('BENCH_LAB_STEP_GUEST', ['testkernel64', 'testkernel32', 'pv', 'pvh']);
   for (const p of ['step', 'regs', 'attach'] as const) add(stepper, p, `${p}: no guest with a running stub`);
-  // Opt-in for now: a breakpoint hit racing the stub's resume can leave a VCPU just after
-  // the int3 and crash the guest (docs/benchmark.md, "Known problems").
-  const stopsWanted = process.env.BENCH_LAB_STOPS === '1';
-  if (!stopsWanted) res.skipped.push('lab: stop latency: off by default (BENCH_LAB_STOPS=1 turns it on): with this stub a breakpoint hit can crash the PV guest, see docs/benchmark.md');
+  const stopsWanted = process.env.BENCH_LAB_STOPS !== '0';
+  if (!stopsWanted) res.skipped.push('lab: stop latency: turned off (BENCH_LAB_STOPS=0)');
   const stopper = stopsWanted ? add(pick('BENCH_LAB_STOP_GUEST', ['pv']), 'stop', 'stop latency: no PV guest with a running stub (PVH breakpoints do not trap to Xen under QEMU/TCG)') : undefined;
   if (stopper) {
     const syms = await symbolsOf(stopper.g, agent);
@@ -149,10 +153,25 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
     }
   }
   res.config.labGuests = [...plan.values()].map((r) => `${r.g.name}:${[...r.parts].join('+')}`).join(' ');
+  // The forward's own floor, on a forwarded port no guest uses.
+  let floor: TransportFloor | undefined;
+  const used = new Set(Object.values(st.guests).map((g) => g.stub.port));
+  const spare = [...st.ports.forwarded].reverse().find((p) => p !== st.agent.port && !used.has(p));
+  if (spare === undefined) res.skipped.push('lab: transport floor: no spare forwarded port');
+  else {
+    try {
+      log(`lab: transport floor (TCP echo in dom0 on ${spare})`);
+      floor = await transportFloor(agent, spare, cfg.runs);
+      res.profile.roundTripMs['lab: 1-byte TCP echo in dom0 through the QEMU forward (the floor of any round trip)'] = r3(summarize(floor.echoMs).median);
+      res.profile.notes.push(`lab: the QEMU forward moves ${summarize(floor.mibPerS).median.toFixed(1)} MiB/s from dom0 to the host (1 MiB from a dom0 TCP server, median of ${floor.mibPerS.length})`);
+    } catch (e) {
+      res.skipped.push(`lab: transport floor failed: ${(e as Error).message}`);
+    }
+  }
   for (const run of plan.values()) {
     if (!run.parts.size) continue;
     try {
-      await runGuest(run, agent, cfg, res);
+      await runGuest(run, agent, cfg, res, floor);
     } catch (e) {
       log(`lab: ${run.g.name}: ${(e as Error).stack ?? String(e)}`);
       res.skipped.push(`lab ${run.g.name}: failed: ${(e as Error).message.split('\n')[0]}`);
@@ -161,7 +180,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   return undefined;
 }
 
-async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results): Promise<void> {
+async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results, floor?: TransportFloor): Promise<void> {
   const { g, parts } = run;
   const { runs, readRuns, log } = cfg;
   const domid = g.domid as number;
@@ -181,6 +200,9 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   const gdb = new MiGdb(g.symbols ? [g.symbols] : []);
   const dumps: Record<string, number[]> = {};
   const gdbCpu: Record<string, number> = {};
+  let dense: number[] = [];
+  const denseAddr = DENSE_ADDR[g.name];
+  let raw: RawRsp | undefined;
   let stepi: number[] = [];
   let stops: number[] = [];
   let regs: number[] = [];
@@ -200,6 +222,14 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
           gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / ((b >= 4 * MiB ? readRuns : runs) + 1);
         } catch (e) {
           res.profile.notes.push(`${tag}: dump ${b / MiB} MiB at 0x${addr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+      if (denseAddr !== undefined) {
+        log('lab: dump 4 MiB of kernel text through gdb');
+        try {
+          dense = await dumpTimes(gdb, denseAddr, 4 * MiB, readRuns);
+        } catch (e) {
+          res.profile.notes.push(`${tag}: dump of kernel text at 0x${denseAddr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
         }
       }
       const tr = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${addr.toString(16)} 0x${(addr + BigInt(MiB)).toString(16)}`, { strict: false }));
@@ -267,6 +297,18 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     gdb.kill();
   }
 
+  // -- our stub without gdb (raw RSP, the same m requests) --
+  if (parts.has('read') && run.addr !== undefined && sizes.includes(16 * MiB)) {
+    log('lab: raw RSP reads (no gdb)');
+    try {
+      raw = await rawRsp(g.stub.port, run.addr, 16 * MiB, runs, readRuns);
+      res.profile.roundTripMs[`${tag}: raw RSP qC (no gdb)`] = r3(summarize(raw.qcMs).median);
+      res.profile.roundTripMs[`${tag}: raw RSP m addr,1 (no gdb)`] = r3(summarize(raw.m1Ms).median);
+    } catch (e) {
+      res.profile.notes.push(`${tag}: raw RSP reads failed: ${(e as Error).message}`);
+    }
+  }
+
   // -- the limit, in dom0 --
   let direct: LabDirectResult | undefined;
   const remoteDir = '/opt/gdbsx/dist/bench';
@@ -314,6 +356,21 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
     }
   }
+  const lim16 = direct?.read[String(16 * MiB)];
+  if (raw) {
+    figs.push(figure({
+      id: 'lab.read.raw.16MiB', env: 'lab', group: 'Bulk memory read', name: `16 MiB, no gdb (${G})`,
+      ours: measure(`raw RSP client on the host: the ${raw.chunk / MiB} MiB m requests gdb sends, no gdb`, 'MiB/s', raw.readMiBps),
+      limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
+    }));
+  }
+  if (dense.length && denseAddr !== undefined) {
+    figs.push(figure({
+      id: 'lab.read.dense.4MiB', env: 'lab', group: 'Bulk memory read', name: `4 MiB of kernel text (${G})`,
+      ours: measure(`dump binary memory, 4 MiB at 0x${denseAddr.toString(16)} (dense: little run-length encoding), host gdb -> stub`, 'MiB/s', throughput(4 * MiB, dense)),
+      limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls (the 16 MiB range: the hypercall does not care what the bytes are)'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
+    }));
+  }
   if (direct?.read64k) res.profile.notes.push(`${tag} (dom0): direct reads at gdb's request size (64 KiB calls): ${summarize(throughput(16 * MiB, direct.read64k)).median.toFixed(1)} MiB/s`);
   if (stepi.length) {
     const f = figure({
@@ -331,6 +388,24 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       }));
     }
   }
+  // The same figures less the forward's floor for each packet gdb exchanged: what they
+  // would be if reaching dom0 cost nothing (indicative: the floor is a median).
+  const floorMs = floor ? summarize(floor.echoMs).median : undefined;
+  const lessFloor = (ms: number[], key: string): { ms: number[]; packets: number } | undefined => {
+    const packets = res.profile.packets[`${tag}: ${key}`]?.sent;
+    if (floorMs === undefined || !packets || !ms.length) return undefined;
+    return { ms: ms.map((x) => Math.max(0.001, x - packets * floorMs)), packets };
+  };
+  const stepiNet = lessFloor(stepi, 'stepi');
+  if (stepiNet && direct?.step) {
+    const f = figure({
+      id: 'lab.stepi.net', env: 'lab', group: 'Single-step', name: `stepi less the forward's floor (${G})`,
+      ours: measure(`stepi time less ${stepiNet.packets} packets x ${r3(floorMs as number)} ms (the echo floor)`, 'steps/s', rate(stepiNet.ms)),
+      limit: measure(D('Guest.resume({step}) with the same plan'), 'steps/s', rate(direct.step)),
+    });
+    f.target = judgeStepi(f, 'indicative');
+    figs.push(f);
+  }
   if (stops.length && run.bp) {
     const dst = direct?.stops?.map((x) => x.totalMs);
     const f = figure({
@@ -342,6 +417,16 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     });
     f.target = judgeStopLatency(f, 'official', 'difference');
     figs.push(f);
+    const net = lessFloor(stops, 'continue to a breakpoint');
+    if (net && dst?.length) {
+      const n = figure({
+        id: 'lab.stop.net', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint less the forward's floor (${G})`,
+        ours: measure(`the same, less ${net.packets} packets x ${r3(floorMs as number)} ms (the echo floor)`, 'ms', net.ms),
+        limit: measure(D('Guest: step over + insert + continue VCPU 0 until the hit'), 'ms', dst),
+      });
+      n.target = judgeStopLatency(n, 'indicative', 'difference');
+      figs.push(n);
+    }
   }
   if (regs.length) {
     figs.push(figure({

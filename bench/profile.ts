@@ -1,6 +1,6 @@
 // Where the time goes: the stub's reply encoding per packet, the simulator's own
 // speed, and the fixed cost of one packet round trip through gdb.
-import { frame, rleEncode, escapeBinary } from '../src/gx/packet';
+import { closeFrame, escapeBinary, frame, hexBlocksInto, hexRleInto, rleEncode } from '../src/gx/packet';
 import { SimXen } from '../src/xg/sim';
 import { MiGdb } from './mi';
 import { now, summarize } from './stats';
@@ -26,31 +26,23 @@ function timeLoop(fn: () => void, minMs = 150): number {
 }
 
 /**
- * The Buffer-based encoder this what-if was written to show is now the stub's own
- * (src/gx/packet.ts); kept as a name so the what-if rows still read the same.
- */
-export const rleEncodeBuffer = rleEncode;
-
-/**
- * µs to turn a 64 KiB read into the framed `m` reply, step by step, the way the
- * stub's Session.send does it (hex string -> latin1 Buffer -> RLE -> frame).
+ * µs to turn a 64 KiB read into the framed `m` reply: the stub's path (hexBlocksInto
+ * into a reused buffer + closeFrame, src/gx/session.ts hexReply), the path before it
+ * (hex string -> latin1 Buffer -> rleEncode -> frame), the character-level RLE used for
+ * small replies, and what a binary `x` reply (gdb >= 16) would cost.
  */
 export function encodeCosts(data: Buffer, label: string): Record<string, number> {
-  const hex = data.toString('hex');
-  const payload = Buffer.from(hex, 'latin1');
-  const rle = rleEncode(payload);
-  const fast = rleEncodeBuffer(payload);
-  if (!fast.equals(rle)) throw new Error('rleEncodeBuffer differs from rleEncode');
+  const out = Buffer.allocUnsafe(2 * data.length + 4);
   const r: Record<string, number> = {};
-  r[`${label}: hex (toString)`] = timeLoop(() => { data.toString('hex'); });
-  r[`${label}: latin1 Buffer`] = timeLoop(() => { Buffer.from(hex, 'latin1'); });
-  r[`${label}: rleEncode (src/gx/packet.ts)`] = timeLoop(() => { rleEncode(payload); });
-  r[`${label}: frame (checksum + copy)`] = timeLoop(() => { frame(rle); });
-  r[`${label}: whole m reply path`] = timeLoop(() => { frame(rleEncode(Buffer.from(data.toString('hex'), 'latin1'))); });
-  r[`${label}: same, Buffer-based RLE`] = timeLoop(() => { frame(rleEncodeBuffer(Buffer.from(data.toString('hex'), 'latin1'))); });
-  r[`${label}: same, no RLE`] = timeLoop(() => { frame(Buffer.from(data.toString('hex'), 'latin1')); });
+  r[`${label}: m reply path (hexBlocksInto + closeFrame, reused buffer)`] = timeLoop(() => {
+    out[0] = 0x24;
+    closeFrame(out, hexBlocksInto(data, out, 1));
+  });
+  r[`${label}: before: hex string, latin1, rleEncode, frame`] = timeLoop(() => { frame(rleEncode(Buffer.from(data.toString('hex'), 'latin1'))); });
+  r[`${label}: character-level RLE (hexRleInto, small replies)`] = timeLoop(() => { hexRleInto(data, out, 1); });
   r[`${label}: binary x reply (escape + frame)`] = timeLoop(() => { frame(escapeBinary(data)); });
-  r[`${label}: RLE output bytes`] = rle.length;
+  out[0] = 0x24;
+  r[`${label}: m reply bytes`] = closeFrame(out, hexBlocksInto(data, out, 1)).length;
   return r;
 }
 

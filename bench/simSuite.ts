@@ -15,8 +15,7 @@ import {
   directAttach, directBacktrace, directContext, directRawSteps, directRead, directThreads, guestStops, guestSteps, rawAttach,
 } from './direct';
 import { CeilingResult, runCeiling } from './ceiling';
-import { encodeCosts, miBaseline, rleEncodeBuffer, roundTrips, simSpeed } from './profile';
-import * as packetModule from '../src/gx/packet';
+import { encodeCosts, miBaseline, roundTrips, simSpeed } from './profile';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, selfCpuMs, summarize } from './stats';
 import { judgeCeiling, judgeRead, judgeStepi, judgeStopLatency } from './targets';
@@ -233,14 +232,6 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
           gdbCpuMs: round3(gdbCpu / nDumps), stubCpuMs: round3(selfCpu / nDumps),
         });
       }
-      // What-if: the same 16 MiB dump with the stub's RLE swapped for a Buffer-based one
-      // (bench/profile.ts), to show what that change in src/gx/packet.ts would buy.
-      const big = Math.max(...cfg.sizes);
-      const alt = await withRle(rleEncodeBuffer, () => dumpTimes(gdb, dm, big, readRunsFor(big)));
-      if (alt) prof.whatIf[`sim: dump ${big / MiB} MiB with a Buffer-based RLE in the stub (MiB/s)`] = round3(summarize(throughput(big, alt)).median);
-      const none = await withRle((b) => b, () => dumpTimes(gdb, dm, big, readRunsFor(big)));
-      if (none) prof.whatIf[`sim: dump ${big / MiB} MiB with no RLE in the stub (MiB/s)`] = round3(summarize(throughput(big, none)).median);
-      prof.whatIf[`sim: dump ${big / MiB} MiB as it is (MiB/s)`] = round3(summarize(throughput(big, dumps[big])).median);
       prof.packets['sim: dump 1 MiB'] = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${dm.toString(16)} 0x${(dm + BigInt(MiB)).toString(16)}`));
 
       log('sim: continue to a breakpoint through gdb');
@@ -359,7 +350,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       Object.assign(prof.encodeUsPer64KiB, roundAll(encodeCosts(Buffer.alloc(65536), 'zeros')));
       for (const d of prof.dumps) {
         if (d.env !== 'sim') continue;
-        const enc = prof.encodeUsPer64KiB['dense data: whole m reply path'] ?? 0;
+        const enc = prof.encodeUsPer64KiB['dense data: m reply path (hexBlocksInto + closeFrame, reused buffer)'] ?? 0;
         d.encodeMsPerPacket = round3((enc / 1000) * (d.requestBytes / 65536));
         d.restMsPerPacket = round3(d.perPacketMs - (d.hypercallMsPerPacket ?? 0) - d.encodeMsPerPacket);
       }
@@ -443,25 +434,6 @@ async function runScale(cfg: SimConfig, res: Results): Promise<void> {
   }
 }
 
-/**
- * Run `fn` with src/gx/packet.ts's rleEncode replaced (the compiled module's export,
- * which Session.send looks up at each call); undefined if it cannot be replaced.
- */
-async function withRle<T>(alt: (b: Buffer) => Buffer, fn: () => Promise<T>): Promise<T | undefined> {
-  const mod = packetModule as { rleEncode: (b: Buffer) => Buffer };
-  const orig = mod.rleEncode;
-  try {
-    mod.rleEncode = alt;
-  } catch {
-    return undefined;
-  }
-  if (mod.rleEncode !== alt) return undefined;
-  try {
-    return await fn();
-  } finally {
-    mod.rleEncode = orig;
-  }
-}
 
 /** Hypercalls per operation, from the tracing wrapper (counts since its last reset). */
 function countDomctls(res: Results, trace: TracingHypercalls, label: string, ops: number): void {

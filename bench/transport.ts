@@ -1,0 +1,177 @@
+// What the lab's transport costs by itself, and what the stub does without gdb:
+//  - the floor of any round trip: a 1-byte TCP echo served in dom0, through the same
+//    QEMU port forward the stubs are reached by (and its bulk throughput);
+//  - raw RSP against our stub (no gdb): `m` round trips and bulk reads, so gdb's own
+//    share of a figure shows.
+import net from 'net';
+import { checksum, frame, rleDecode } from '../src/gx/packet';
+import type { LabClient } from '../test/lab/client';
+import { now } from './stats';
+
+/** A dom0 TCP server: echoes each chunk, answers 'b' with 1 MiB; exits when its client leaves. */
+const ECHO_JS = `
+const net = require('net');
+const big = Buffer.alloc(1 << 20, 0x61);
+const srv = net.createServer((s) => {
+  s.setNoDelay(true);
+  s.on('data', (d) => s.write(d[0] === 0x62 ? big : d));
+  s.on('close', () => process.exit(0));
+  s.on('error', () => process.exit(0));
+});
+srv.listen(+process.argv[2], '0.0.0.0');
+setTimeout(() => process.exit(0), +process.argv[3]);
+`;
+
+/** One TCP connection with "send, wait until `done(bytes so far)`" timing. */
+class Conn {
+  private readonly sock: net.Socket;
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private waiter: (() => void) | undefined;
+  private until: ((all: Buffer[], size: number) => boolean) | undefined;
+
+  private constructor(sock: net.Socket) {
+    this.sock = sock;
+    sock.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.size += d.length;
+      if (this.until && this.until(this.chunks, this.size)) {
+        const w = this.waiter;
+        this.waiter = this.until = undefined;
+        w?.();
+      }
+    });
+    sock.on('error', () => undefined);
+  }
+
+  static open(port: number, timeoutMs: number): Promise<Conn> {
+    const end = Date.now() + timeoutMs;
+    const attempt = (): Promise<Conn> => new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.setNoDelay(true);
+        resolve(new Conn(s));
+      });
+      s.once('error', reject);
+    }).catch(async (e: Error) => {
+      if (Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 300));
+      return attempt();
+    }) as Promise<Conn>;
+    return attempt();
+  }
+
+  /** Send `data`, resolve with the ms until `until` says the answer is complete. */
+  exchange(data: Buffer | string, until: (all: Buffer[], size: number) => boolean, timeoutMs = 30000): Promise<number> {
+    this.chunks = [];
+    this.size = 0;
+    return new Promise((resolve, reject) => {
+      const t0 = now();
+      const timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+      this.until = until;
+      this.waiter = () => {
+        clearTimeout(timer);
+        resolve(now() - t0);
+      };
+      this.sock.write(data);
+    });
+  }
+
+  write(data: Buffer | string): void {
+    this.sock.write(data);
+  }
+
+  get received(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** A reply packet is complete at '#' + 2 checksum digits (payloads never hold '#': RLE, hex). */
+function packetDone(all: Buffer[], size: number): boolean {
+  if (size < 4) return false;
+  const last = all[all.length - 1];
+  const tail = last.length >= 3 ? last.subarray(last.length - 3) : Buffer.concat(all).subarray(size - 3);
+  return tail[0] === 0x23;
+}
+
+export interface TransportFloor {
+  /** 1-byte echo round trips, ms. */
+  echoMs: number[];
+  /** 1 MiB sent by dom0 to the host, MiB/s per transfer. */
+  mibPerS: number[];
+}
+
+/** The forward's own round trip and throughput, from a throwaway echo server in dom0 on `port`. */
+export async function transportFloor(agent: LabClient, port: number, runs: number): Promise<TransportFloor> {
+  const file = '/tmp/gdbsx-bench-echo.js';
+  await agent.put(file, ECHO_JS);
+  const server = agent.exec(`node ${file} ${port} 120000`, { timeoutMs: 130000 }).catch(() => undefined);
+  const c = await Conn.open(port, 20000);
+  try {
+    const echoMs: number[] = [];
+    const mibPerS: number[] = [];
+    await c.exchange('x', (_a, n) => n >= 1);
+    for (let i = 0; i < runs * 10; i++) echoMs.push(await c.exchange('x', (_a, n) => n >= 1));
+    await c.exchange('b', (_a, n) => n >= 1 << 20);
+    for (let i = 0; i < Math.max(3, runs >> 1); i++) mibPerS.push(1000 / (await c.exchange('b', (_a, n) => n >= 1 << 20)));
+    return { echoMs, mibPerS };
+  } finally {
+    c.close();
+    await server;
+  }
+}
+
+export interface RawRsp {
+  /** `qC` round trips, ms. */
+  qcMs: number[];
+  /** `m addr,1` round trips, ms (the stub's line cache serves all but the first). */
+  m1Ms: number[];
+  /** Reads of `bytes` in `chunk`-byte `m` packets, MiB/s per read. */
+  readMiBps: number[];
+  chunk: number;
+}
+
+/**
+ * Our stub spoken to directly (no gdb): the same `m` requests gdb makes for a dump,
+ * so the difference to gdb's figure is gdb's own work. Connecting attaches (pauses)
+ * the guest; closing detaches it.
+ */
+export async function rawRsp(port: number, addr: bigint, bytes: number, runs: number, readRuns: number): Promise<RawRsp> {
+  const c = await Conn.open(port, 10000);
+  const req = (p: string) => c.exchange(frame(Buffer.from(p, 'latin1')), packetDone);
+  try {
+    await c.exchange(frame(Buffer.from('QStartNoAckMode')), (all, n) => n >= 1 && packetDone(all, n));
+    c.write('+'); // ack the OK; from here on no acks
+    await req('qSupported:multiprocess+;swbreak+;hwbreak+');
+    const sup = c.received.toString('latin1');
+    const size = /PacketSize=([0-9a-f]+)/.exec(sup);
+    const chunk = Math.min(bytes, size ? Math.floor(parseInt(size[1], 16) / 2) : 4096);
+    await req('?');
+    const qcMs: number[] = [];
+    const m1Ms: number[] = [];
+    for (let i = 0; i < runs * 5; i++) qcMs.push(await req('qC'));
+    for (let i = 0; i < runs * 5; i++) m1Ms.push(await req(`m${addr.toString(16)},1`));
+    // Check once that a chunk decodes to what was asked for (the timed loop only frames).
+    await req(`m${addr.toString(16)},${chunk.toString(16)}`);
+    const got = c.received;
+    const payload = got.subarray(got.indexOf(0x24) + 1, got.length - 3);
+    if (checksum(payload) !== parseInt(got.subarray(got.length - 2).toString(), 16)) throw new Error('raw read: bad checksum');
+    const hex = rleDecode(payload).toString('latin1');
+    if (hex.length !== 2 * chunk) throw new Error(`raw read: asked for ${chunk} bytes, got ${hex.length / 2} (${hex.slice(0, 8)})`);
+    const readMiBps: number[] = [];
+    for (let r = 0; r < readRuns; r++) {
+      let ms = 0;
+      for (let off = 0; off < bytes; off += chunk) {
+        ms += await req(`m${(addr + BigInt(off)).toString(16)},${Math.min(chunk, bytes - off).toString(16)}`);
+      }
+      readMiBps.push(bytes / (1 << 20) / (ms / 1000));
+    }
+    await req('D');
+    return { qcMs, m1Ms, readMiBps, chunk };
+  } finally {
+    c.close();
+  }
+}
