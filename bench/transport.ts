@@ -108,7 +108,8 @@ export interface TransportFloor {
 export async function transportFloor(agent: LabClient, port: number, runs: number): Promise<TransportFloor> {
   const file = '/tmp/gdbsx-bench-echo.js';
   await agent.put(file, ECHO_JS);
-  const server = agent.exec(`node ${file} ${port} 120000`, { timeoutMs: 130000 }).catch(() => undefined);
+  // Not awaited: the server exits when our connection closes (or after 60 s at most).
+  void agent.exec(`node ${file} ${port} 60000`, { timeoutMs: 70000 }).catch(() => undefined);
   const c = await Conn.open(port, 20000);
   try {
     const echoMs: number[] = [];
@@ -120,7 +121,6 @@ export async function transportFloor(agent: LabClient, port: number, runs: numbe
     return { echoMs, mibPerS };
   } finally {
     c.close();
-    await server;
   }
 }
 
@@ -146,7 +146,7 @@ export async function rawRsp(port: number, addr: bigint, bytes: number, runs: nu
     await c.exchange(frame(Buffer.from('QStartNoAckMode')), (all, n) => n >= 1 && packetDone(all, n));
     c.write('+'); // ack the OK; from here on no acks
     await req('qSupported:multiprocess+;swbreak+;hwbreak+');
-    const sup = c.received.toString('latin1');
+    const sup = rleDecode(c.received).toString('latin1'); // replies may be run-length encoded
     const size = /PacketSize=([0-9a-f]+)/.exec(sup);
     const chunk = Math.min(bytes, size ? Math.floor(parseInt(size[1], 16) / 2) : 4096);
     await req('?');
