@@ -110,11 +110,23 @@ export async function transportFloor(agent: LabClient, port: number, runs: numbe
   await agent.put(file, ECHO_JS);
   // Not awaited: the server exits when our connection closes (or after 60 s at most).
   void agent.exec(`node ${file} ${port} 60000`, { timeoutMs: 70000 }).catch(() => undefined);
-  const c = await Conn.open(port, 20000);
+  // QEMU's forward accepts a connection before anything listens in dom0 (then drops
+  // it): a connection counts once it has echoed.
+  let c: Conn | undefined;
+  for (const end = Date.now() + 30000; !c; ) {
+    const t = await Conn.open(port, 5000);
+    try {
+      await t.exchange('x', (_a, n) => n >= 1, 2000);
+      c = t;
+    } catch (e) {
+      t.close();
+      if (Date.now() > end) throw new Error(`no echo from dom0 on port ${port}: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   try {
     const echoMs: number[] = [];
     const mibPerS: number[] = [];
-    await c.exchange('x', (_a, n) => n >= 1);
     for (let i = 0; i < runs * 10; i++) echoMs.push(await c.exchange('x', (_a, n) => n >= 1));
     await c.exchange('b', (_a, n) => n >= 1 << 20);
     for (let i = 0; i < Math.max(3, runs >> 1); i++) mibPerS.push(1000 / (await c.exchange('b', (_a, n) => n >= 1 << 20)));

@@ -190,7 +190,7 @@ export class Session {
     this.lastStop = ev;
     if (ev.kind === 'stopped') {
       this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
-      this.guest.refreshVcpus();
+      this.guest.refreshVcpusAfterStop();
       if (this.guest.vcpu0InUserMode() && !this.warnedUserMode) {
         this.warnedUserMode = true;
         this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +

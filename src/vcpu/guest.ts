@@ -68,6 +68,8 @@ export class Guest {
   private maxVcpuId: number;
   private online: number[] = [];
   private readonly ctxCache = new Map<number, VcpuContext>();
+  /** The online VCPUs were refreshed from the state read at the last stop. */
+  private vcpusFresh = false;
   private readonly pending: PendingEvent[] = [];
   private readonly wasPausedAtAttach: boolean;
   private resumedOnce = false;
@@ -179,6 +181,15 @@ export class Guest {
    * Which VCPUs are up. getdomaininfo's online count saves probing each VCPU
    * (which matters with many VCPUs) when all of them are up.
    */
+  /**
+   * After a stop: the VCPUs that are up now. Free when the wait for this stop already
+   * read the domain's state (it refreshed them then).
+   */
+  refreshVcpusAfterStop(): void {
+    if (this.vcpusFresh) this.vcpusFresh = false;
+    else this.refreshVcpus();
+  }
+
   refreshVcpus(info = this.xc.getDomainInfo(this.domid)): void {
     this.maxVcpuId = info.maxVcpuId;
     if (info.nrOnlineVcpus === info.maxVcpuId + 1) {
@@ -460,15 +471,16 @@ export class Guest {
    * stop: leave it for the wait to report (unpausing it would let a VCPU run on
    * from just after an int3).
    */
-  private unpauseFully(): void {
+  private unpauseFully(): DomainInfo {
     this.mem.invalidate(); // the guest is about to run: cached memory goes stale
     let info = this.xc.getDomainInfo(this.domid);
     for (let i = 0; i < 256 && info.paused; i++) {
       const ran = info.cpuTimeNs;
       this.xc.unpauseDomain(this.domid);
       info = this.xc.getDomainInfo(this.domid);
-      if (info.paused && info.cpuTimeNs !== ran) return;
+      if (info.paused && info.cpuTimeNs !== ran) break;
     }
+    return info; // the latest state: a step has often trapped already
   }
 
   /**
@@ -501,13 +513,14 @@ export class Guest {
     }
 
     this.ctxCache.clear();
+    this.vcpusFresh = false;
     this.running = true;
     this.resumedOnce = true;
     this.interruptRequested = false;
     let outcome: 'paused' | 'interrupted' | 'timeout' | StopEvent;
     try {
-      this.unpauseFully();
-      outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.stepTimeoutMs : 0);
+      const latest = this.unpauseFully();
+      outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.stepTimeoutMs : 0, latest);
     } finally {
       this.running = false;
     }
@@ -596,15 +609,20 @@ export class Guest {
    * Wait until the domain is paused (trap, our interrupt, or someone else), or gone.
    * Event-driven where the hypervisor offers it, otherwise a short poll that backs off.
    */
-  private async waitForPause(timeoutMs: number): Promise<'paused' | 'interrupted' | 'timeout' | StopEvent> {
+  private async waitForPause(timeoutMs: number, latest?: DomainInfo): Promise<'paused' | 'interrupted' | 'timeout' | StopEvent> {
     const start = Date.now();
     let tries = 0;
     for (;;) {
       // detach() ran (connection lost, signal): it has restored the guest; touch nothing.
       if (!this.attached) return 'interrupted';
-      const info = this.poll();
+      const info = this.poll(latest); // the state unpauseFully() just read saves the first call
+      latest = undefined;
       if ('kind' in info) return info;
-      if (info.paused) return this.interruptRequested ? 'interrupted' : 'paused';
+      if (info.paused) {
+        this.refreshVcpus(info); // VCPUs may have come or gone while it ran
+        this.vcpusFresh = true;
+        return this.interruptRequested ? 'interrupted' : 'paused';
+      }
       if (this.interruptRequested) {
         this.xc.pauseDomain(this.domid);
         continue;
@@ -632,10 +650,10 @@ export class Guest {
   }
 
   /** The domain's state, or the event to report (once) if it died, shut down or vanished. */
-  private poll(): DomainInfo | StopEvent {
+  private poll(known?: DomainInfo): DomainInfo | StopEvent {
     let info: DomainInfo;
     try {
-      info = this.xc.getDomainInfo(this.domid);
+      info = known ?? this.xc.getDomainInfo(this.domid);
     } catch (e) {
       if (isXenError(e, Errno.ESRCH)) return { kind: 'terminated', signal: Sig.KILL, message: `domain ${this.domid} no longer exists\n` };
       throw e;
