@@ -397,24 +397,17 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       }));
     }
   }
-  // The same figures less the forward's floor for each packet gdb exchanged: what they
-  // would be if reaching dom0 cost nothing (indicative: the floor is a median).
+  // How much of an operation the forward's floor alone accounts for: gdb's packets for
+  // it times the echo round trip (a note, not a figure: both are medians of noisy runs).
   const floorMs = floor ? summarize(floor.echoMs).median : undefined;
-  const lessFloor = (ms: number[], key: string): { ms: number[]; packets: number } | undefined => {
+  const share = (what: string, ms: number[], key: string, directMs?: number[]) => {
     const packets = res.profile.packets[`${tag}: ${key}`]?.sent;
-    if (floorMs === undefined || !packets || !ms.length) return undefined;
-    return { ms: ms.map((x) => Math.max(0.001, x - packets * floorMs)), packets };
+    if (floorMs === undefined || !packets || !ms.length) return;
+    const m = summarize(ms).median;
+    const d = directMs?.length ? `; the same done directly in dom0: ${summarize(directMs).median.toFixed(2)} ms` : '';
+    res.profile.notes.push(`${tag}: ${what} takes ${m.toFixed(2)} ms (median); gdb exchanges ${packets} packets for it, and ${packets} x the ${floorMs.toFixed(2)} ms echo floor is ${(packets * floorMs).toFixed(2)} ms (${Math.round((100 * packets * floorMs) / m)}%)${d}`);
   };
-  const stepiNet = lessFloor(stepi, 'stepi');
-  if (stepiNet && direct?.step) {
-    const f = figure({
-      id: 'lab.stepi.net', env: 'lab', group: 'Single-step', name: `stepi less the forward's floor (${G})`,
-      ours: measure(`stepi time less ${stepiNet.packets} packets x ${r3(floorMs as number)} ms (the echo floor, this guest stopped)`, 'steps/s', rate(stepiNet.ms)),
-      limit: measure(D('Guest.resume({step}) with the same plan'), 'steps/s', rate(direct.step)),
-    });
-    f.target = judgeStepi(f, 'indicative');
-    figs.push(f);
-  }
+  share('a stepi', stepi, 'stepi', direct?.step);
   if (stops.length && run.bp) {
     const dst = direct?.stops?.map((x) => x.totalMs);
     const f = figure({
@@ -426,16 +419,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     });
     f.target = judgeStopLatency(f, 'official', 'difference');
     figs.push(f);
-    const net = lessFloor(stops, 'continue to a breakpoint');
-    if (net && dst?.length) {
-      const n = figure({
-        id: 'lab.stop.net', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint less the forward's floor (${G})`,
-        ours: measure(`the same, less ${net.packets} packets x ${r3(floorMs as number)} ms (the echo floor, this guest stopped)`, 'ms', net.ms),
-        limit: measure(D('Guest: step over + insert + continue VCPU 0 until the hit'), 'ms', dst),
-      });
-      n.target = judgeStopLatency(n, 'indicative', 'difference');
-      figs.push(n);
-    }
+    share('a continue to the breakpoint', stops, 'continue to a breakpoint', dst);
   }
   if (regs.length) {
     figs.push(figure({
