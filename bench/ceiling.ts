@@ -138,8 +138,10 @@ export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (
     const stopMs = (await continueStops(gdb, 'tick', o.runs)).map((s) => s.totalMs);
     const stepiMs = await stepiTimes(gdb, o.runs);
     const g2 = gdb;
-    const stepiTrace = await tracePackets(g2, () => stepiTimes(g2, 1));
-    const stopTrace = await tracePackets(g2, () => continueStops(g2, 'tick', 1));
+    const stepiTrace = await tracePackets(g2, () => stepiTimes(g2, 0));
+    // One continue from the breakpoint, as the timed ones (the first lands on it).
+    await continueStops(g2, 'tick', 0);
+    const stopTrace = await tracePackets(g2, () => continueStops(g2, 'tick', 0));
     const infoRegistersMs = (await cliTimes(gdb, 'bench-regs', o.runs, false)).ms;
     const btMs = (await cliTimes(gdb, 'bench-bt', o.runs, false)).ms;
     const roundTripMs = await roundTrips(gdb, o.runs);

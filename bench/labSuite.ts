@@ -266,7 +266,9 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
           stops = got.map((x) => x.totalMs); // what was measured before a failure still counts
         }
         await gdb.cmd('-gdb-set scheduler-locking on');
-        res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 1, 120000));
+        // One continue from the breakpoint, as the timed ones (the first lands on it).
+        await continueStops(gdb, loc, 0, 120000);
+        res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 0, 120000));
         await gdb.cmd('-gdb-set scheduler-locking off');
       });
     }
@@ -274,7 +276,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       log('lab: stepi through gdb');
       await attempt('stepi', async () => {
         stepi = await stepiTimes(gdb, runs);
-        res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 1));
+        res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 0));
       });
     }
     if (parts.has('regs')) {
