@@ -19,6 +19,7 @@ import {
   attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, tracePackets, GdbStop,
 } from './gdbFigures';
 import { roundTrips } from './profile';
+import { PACKET_SIZE } from '../src/gx/session';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, summarize } from './stats';
 import { judgeRead, judgeStepi, judgeStopLatency } from './targets';
@@ -238,7 +239,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       for (const b of sizes) {
         if (!dumps[b]) continue;
         const ms = summarize(dumps[b]).median;
-        const req = tr.largestRead || 65536;
+        const req = Math.min(b, PACKET_SIZE / 2); // what gdb asks per m (the trace's 1 MiB dump is one request)
         const packets = Math.ceil(b / req);
         res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets), gdbCpuMs: r3(gdbCpu[b]) });
       }
@@ -361,9 +362,10 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     f.target = judgeRead(f, 'official');
     figs.push(f);
     const d = res.profile.dumps.find((x) => x.env === 'lab' && x.bytes === b);
-    const hc = direct?.hypercallsUs['guestmemio 64 KiB'];
-    if (d && hc !== undefined) {
-      d.hypercallMsPerPacket = r3((hc / 1000) * (d.requestBytes / 65536));
+    // The hypercall share: the request's bytes at the direct reads' own speed.
+    const mibps = lim?.length ? summarize(throughput(b, lim)).median : undefined;
+    if (d && mibps) {
+      d.hypercallMsPerPacket = r3((d.requestBytes / MiB / mibps) * 1000);
       d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
     }
   }

@@ -16,6 +16,7 @@ import {
 } from './direct';
 import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, roundTrips, simSpeed } from './profile';
+import { PACKET_SIZE } from '../src/gx/session';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, selfCpuMs, summarize } from './stats';
 import { judgeCeiling, judgeRead, judgeStepi, judgeStopLatency } from './targets';
@@ -160,9 +161,12 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     s.xc.pauseDomain(DOMID);
     hcUs('getdomaininfo', () => s.xc.getDomainInfo(DOMID));
     hcUs('getvcpucontext', () => s.xc.getVcpuContext(DOMID, 0));
-    hcUs('guestmemio 8 bytes', () => s.xc.guestMemIo(DOMID, dm, Buffer.alloc(8), false));
-    hcUs('guestmemio 64 KiB', () => s.xc.guestMemIo(DOMID, dm, Buffer.alloc(65536), false));
-    hcUs('guestmemio 1 MiB', () => s.xc.guestMemIo(DOMID, dm, Buffer.alloc(MiB), false));
+    const b8 = Buffer.alloc(8);
+    const b64k = Buffer.alloc(65536);
+    const b1m = Buffer.alloc(MiB);
+    hcUs('guestmemio 8 bytes', () => s.xc.guestMemIo(DOMID, dm, b8, false));
+    hcUs('guestmemio 64 KiB', () => s.xc.guestMemIo(DOMID, dm, b64k, false));
+    hcUs('guestmemio 1 MiB', () => s.xc.guestMemIo(DOMID, dm, b1m, false));
     s.xc.unpauseDomain(DOMID);
 
     const g = Guest.attach(s.xc, DOMID);
@@ -223,7 +227,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
         const selfCpu = selfCpuMs() - c0;
         const mio = s.trace.stats.get('gdbsx_guestmemio');
         const nDumps = readRunsFor(b) + 1;
-        const packets = (mio?.count ?? 0) / nDumps;
+        const packets = Math.ceil(b / Math.min(b, PACKET_SIZE / 2)); // gdb's m requests (each may be several hypercalls)
         const ms = summarize(dumps[b]).median;
         const hcMs = (mio?.ms ?? 0) / nDumps;
         prof.dumps.push({
