@@ -471,14 +471,27 @@ export class Guest {
    * stop: leave it for the wait to report (unpausing it would let a VCPU run on
    * from just after an int3).
    */
-  private unpauseFully(): DomainInfo {
+  private unpauseFully(stepFrom?: bigint): DomainInfo {
     this.mem.invalidate(); // the guest is about to run: cached memory goes stale
+    const armed = this.armed;
     let info = this.xc.getDomainInfo(this.domid);
     for (let i = 0; i < 256 && info.paused; i++) {
       const ran = info.cpuTimeNs;
       this.xc.unpauseDomain(this.domid);
       info = this.xc.getDomainInfo(this.domid);
-      if (info.paused && info.cpuTimeNs !== ran) break;
+      if (!info.paused) break;
+      if (info.cpuTimeNs !== ran) break;
+      // Still paused and no CPU time seen: another pause, or a trap so quick that Xen's
+      // CPU time (coarse, not even monotonic under nested virtualization) missed it.
+      // Look for the trap itself before unpausing again: undoing a breakpoint's pause
+      // runs the VCPU on from after the int3 (seen in the lab: #UD at ktime_get+1).
+      const queued = this.pending.length;
+      this.drainEvents();
+      if (this.pending.length > queued) break;
+      if (armed !== undefined && stepFrom !== undefined) {
+        this.ctxCache.delete(armed.vcpu);
+        if (this.pc(armed.vcpu) !== stepFrom) break; // the step has been taken
+      }
     }
     return info; // the latest state: a step has often trapped already
   }
@@ -501,6 +514,7 @@ export class Guest {
     const held = this.online.filter((v) => !runs.has(v));
     if (runs.size === 0) return { kind: 'stopped', vcpu: this.online[0], signal: Sig.TRAP };
 
+    const stepFrom = plan.step !== undefined ? this.pc(plan.step) : undefined;
     if (plan.step !== undefined) this.armed = { vcpu: plan.step, mtf: this.armStep(plan.step) };
     try {
       for (const v of held) {
@@ -519,7 +533,7 @@ export class Guest {
     this.interruptRequested = false;
     let outcome: 'paused' | 'interrupted' | 'timeout' | StopEvent;
     try {
-      const latest = this.unpauseFully();
+      const latest = this.unpauseFully(stepFrom);
       outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.stepTimeoutMs : 0, latest);
     } finally {
       this.running = false;
