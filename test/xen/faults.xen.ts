@@ -109,8 +109,16 @@ describe('real Xen: faults and soak (PV guest)', function () {
     for (let i = 0; i < 300; i++) {
       assert.strictEqual(await c.request(`Z0,${bp},1`, 60000), 'OK');
       const stop = await c.request(`vCont;c:${t}`, 120000);
-      // The guest's own int3 (live patching, as in the soak above): a stop without swbreak.
-      if (/^T05thread:p[0-9a-f]+\.1;/.test(stop) && !stop.includes(`;10:${bpLE};`) && foreign++ < 10) continue;
+      // The guest's own int3 (live patching, as in the soak above): a stop without
+      // swbreak elsewhere. The VCPU patching may be the one held: let all run a moment.
+      if (/^T05thread:p[0-9a-f]+\.1;/.test(stop) && !stop.includes(`;10:${bpLE};`) && foreign++ < 10) {
+        assert.strictEqual(await c.request(`z0,${bp},1`, 60000), 'OK');
+        c.writeRaw(frame(Buffer.from('vCont;c')));
+        await sleep(300);
+        c.writeRaw(Buffer.from([3]));
+        await c.readPacket(60000);
+        continue;
+      }
       assert.match(stop, /^T05swbreak:;thread:p[0-9a-f]+\.1;/, `cycle ${i}: ${stop}`);
       assert.ok(stop.includes(`;10:${bpLE};`), `cycle ${i}: pc is not the breakpoint: ${stop}`);
       assert.strictEqual(await c.request(`z0,${bp},1`, 60000), 'OK');
