@@ -116,7 +116,7 @@ describe('real Xen: faults and soak (PV guest)', function () {
         c.writeRaw(frame(Buffer.from('vCont;c')));
         await sleep(300);
         c.writeRaw(Buffer.from([3]));
-        await c.readPacket(60000);
+        while (!/^[TSWX]/.test(await c.readPacket(60000))); // the stop (after any console output)
         continue;
       }
       assert.match(stop, /^T05swbreak:;thread:p[0-9a-f]+\.1;/, `cycle ${i}: ${stop}`);
