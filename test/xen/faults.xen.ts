@@ -24,6 +24,20 @@ async function session(g: LabGuest): Promise<RspClient> {
   return c;
 }
 
+/**
+ * After a stop on the guest's own int3 (Linux live patching): detach and attach again.
+ * While a debugger is attached Xen gives every guest-kernel int3 to it, so the guest's
+ * own int3 handler cannot finish the patch; a VCPU resumed onto such an int3 can meet
+ * it again and again while the patching VCPU waits (seen: 10 stops in a row). Detached,
+ * the guest handles it; the test then goes on.
+ */
+async function reattach(c: RspClient, g: LabGuest): Promise<RspClient> {
+  assert.strictEqual(await c.request('D', 60000), 'OK');
+  c.close();
+  await sleep(500);
+  return session(g);
+}
+
 async function paused(g: LabGuest): Promise<boolean> {
   return /p/.test(await xlStateOf(g.xlName));
 }
@@ -67,7 +81,7 @@ describe('real Xen: faults and soak (PV guest)', function () {
   });
 
   it(`${CYCLES} continue -> breakpoint -> step cycles, no stop lost`, async () => {
-    const c = await session(g);
+    let c = await session(g);
     const bp = sites.__schedule;
     const t0 = Date.now();
     // While a debugger is attached Xen reports every guest-kernel int3 to it, Linux's
@@ -78,8 +92,9 @@ describe('real Xen: faults and soak (PV guest)', function () {
       assert.strictEqual(await c.request(`Z0,${bp},1`, 60000), 'OK');
       const stop = await c.request('vCont;c', 120000);
       const m = /^T05swbreak:;thread:p[0-9a-f]+\.(\d+);/.exec(stop);
-      if (!m && /^T05thread:p[0-9a-f]+\.\d+;/.test(stop) && foreign.length < 10) {
+      if (!m && /^T05thread:p[0-9a-f]+\.\d+;/.test(stop) && foreign.length < 20) {
         foreign.push(/;10:([0-9a-f]{16});/.exec(stop)?.[1] ?? stop);
+        c = await reattach(c, g);
         continue;
       }
       assert.ok(m, `cycle ${i}: ${stop}`);
@@ -101,7 +116,7 @@ describe('real Xen: faults and soak (PV guest)', function () {
   // always show such a quick trap, and the stub undid its pause: the guest died with
   // #UD at ktime_get+1 within 10-400 cycles (fixed; test/sim/unpauseRace.test.ts).
   it('300 scheduler-locked continue -> breakpoint -> step cycles stop on the breakpoint every time', async () => {
-    const c = await session(g);
+    let c = await session(g);
     const bp = sites.ktime_get;
     const bpLE = Buffer.from(bp, 'hex').reverse().toString('hex');
     const t = `p${g.domid?.toString(16)}.1`;
@@ -110,13 +125,9 @@ describe('real Xen: faults and soak (PV guest)', function () {
       assert.strictEqual(await c.request(`Z0,${bp},1`, 60000), 'OK');
       const stop = await c.request(`vCont;c:${t}`, 120000);
       // The guest's own int3 (live patching, as in the soak above): a stop without
-      // swbreak elsewhere. The VCPU patching may be the one held: let all run a moment.
-      if (/^T05thread:p[0-9a-f]+\.1;/.test(stop) && !stop.includes(`;10:${bpLE};`) && foreign++ < 10) {
-        assert.strictEqual(await c.request(`z0,${bp},1`, 60000), 'OK');
-        c.writeRaw(frame(Buffer.from('vCont;c')));
-        await sleep(300);
-        c.writeRaw(Buffer.from([3]));
-        while (!/^[TSWX]/.test(await c.readPacket(60000))); // the stop (after any console output)
+      // swbreak elsewhere. Let the guest finish its patch undebugged, then go on.
+      if (/^T05thread:p[0-9a-f]+\.1;/.test(stop) && !stop.includes(`;10:${bpLE};`) && foreign++ < 20) {
+        c = await reattach(c, g);
         continue;
       }
       assert.match(stop, /^T05swbreak:;thread:p[0-9a-f]+\.1;/, `cycle ${i}: ${stop}`);
