@@ -52,15 +52,7 @@ async function main(a: LabDirectArgs): Promise<LabDirectResult> {
   const hc = new TracingHypercalls(PrivcmdHypercalls.open());
   const xc = new XenControl(hc);
   const count = (label: string, ops: number) => {
-    const byCmd: Record<string, number> = {};
-    let n = 0;
-    let ms = 0;
-    for (const [k, v] of hc.stats) {
-      byCmd[k] = Math.round((v.count / ops) * 10) / 10;
-      n += v.count;
-      ms += v.ms;
-    }
-    r.domctls[label] = { perOp: Math.round((n / ops) * 10) / 10, msPerOp: Math.round((ms / ops) * 1000) / 1000, byCmd };
+    r.domctls[label] = hc.perOp(ops);
   };
   const addr = BigInt(a.addr);
   const MiB = 1 << 20;

@@ -445,15 +445,7 @@ async function runScale(cfg: SimConfig, res: Results): Promise<void> {
 
 /** Hypercalls per operation, from the tracing wrapper (counts since its last reset). */
 function countDomctls(res: Results, trace: TracingHypercalls, label: string, ops: number): void {
-  const byCmd: Record<string, number> = {};
-  let count = 0;
-  let ms = 0;
-  for (const [k, v] of trace.stats) {
-    byCmd[k] = Math.round((v.count / ops) * 10) / 10;
-    count += v.count;
-    ms += v.ms;
-  }
-  res.profile.domctls[label] = { perOp: Math.round((count / ops) * 10) / 10, msPerOp: round3(ms / ops), byCmd };
+  res.profile.domctls[label] = trace.perOp(ops);
 }
 
 /** Mean µs-resolution cost of a synchronous call: ms per call over `n` calls. */

@@ -73,6 +73,19 @@ export class TracingHypercalls implements Hypercalls {
     this.events = [];
   }
 
+  /** Domctls per operation since the last reset: how many, their time (ms), by domctl. */
+  perOp(ops: number): { perOp: number; msPerOp: number; byCmd: Record<string, number> } {
+    const byCmd: Record<string, number> = {};
+    let n = 0;
+    let ms = 0;
+    for (const [k, v] of this.stats) {
+      byCmd[k] = Math.round((v.count / ops) * 10) / 10;
+      n += v.count;
+      ms += v.ms;
+    }
+    return { perOp: Math.round((n / ops) * 10) / 10, msPerOp: Math.round((ms / ops) * 1000) / 1000, byCmd };
+  }
+
   /** Totals since the last reset. */
   totals(): { count: number; ms: number } {
     let count = 0;

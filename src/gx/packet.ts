@@ -105,26 +105,16 @@ export function unescapeBinary(data: Buffer): Buffer {
  * Only worth it for runs of 4 or more.
  */
 export function rleEncode(data: Buffer): Buffer {
-  // Encoding never grows the data, so one output buffer of the input's size will do
-  // (this runs on every hex reply, up to a megabyte: no per-byte arrays).
+  // Encoding never grows the data, so one output buffer of the input's size will do.
   const out = Buffer.allocUnsafe(data.length);
   let j = 0;
-  let i = 0;
-  const n = data.length;
-  while (i < n) {
-    const b = data[i];
-    let run = 1;
-    while (i + run < n && data[i + run] === b && run < 98) run++;
-    out[j++] = b;
-    let extra = run - 1;
-    if (extra >= 3 && b !== 0x2a && b !== 0x23 && b !== 0x24 && b !== 0x7d) {
-      if (extra === 6 || extra === 7) extra = 5; // 29+6='#', 29+7='$' are forbidden
-      out[j++] = 0x2a;
-      out[j++] = extra + 29;
-      i += extra + 1;
-    } else {
-      i += 1;
-    }
+  for (let i = 0; i < data.length; ) {
+    const c = data[i];
+    let n = 1;
+    while (i + n < data.length && data[i + n] === c) n++;
+    if (c === 0x2a || c === 0x23 || c === 0x24 || c === 0x7d) for (let k = 0; k < n; k++) out[j++] = c; // never repeated by count
+    else j = putRun(out, j, c, n);
+    i += n;
   }
   return out.subarray(0, j);
 }

@@ -315,21 +315,21 @@ export class Guest {
 
   /** Insert a breakpoint, getting VCPU0 back into the kernel first if it must (gdb inserts just before resuming). */
   insertBreakpoint(addr: bigint): void {
-    try {
-      this.bps.insert(addr);
-    } catch (e) {
-      if (!isXenError(e, Errno.EFAULT) || !this.vcpu0InUserMode() || !this.reachKernelMode()) throw e;
-      this.bps.insert(addr);
-    }
+    this.inKernelIfNeeded(() => this.bps.insert(addr));
   }
 
   /** Remove one of our breakpoints, getting VCPU0 back into the kernel first if it must. */
   removeBreakpoint(addr: bigint): void {
+    this.inKernelIfNeeded(() => this.bps.remove(addr));
+  }
+
+  /** Run a memory operation; if it faults because VCPU0 is in user mode, get it into the kernel and retry once. */
+  private inKernelIfNeeded(op: () => void): void {
     try {
-      this.bps.remove(addr);
+      op();
     } catch (e) {
       if (!isXenError(e, Errno.EFAULT) || !this.vcpu0InUserMode() || !this.reachKernelMode()) throw e;
-      this.bps.remove(addr);
+      op();
     }
   }
 

@@ -45,10 +45,7 @@ describe('faults: gdb or the connection dies at any stage', function () {
   afterEach(async () => stub.close());
 
   async function stoppedAtBreakpoint(): Promise<RspClient> {
-    const c = await RspClient.connect(stub.port);
-    await c.request('qSupported:multiprocess+;swbreak+');
-    await c.request('QStartNoAckMode');
-    c.noAck = true;
+    const c = await RspClient.session(stub.port);
     for (const f of ['demo_tick', 'demo_work', 'demo_rare']) assert.strictEqual(await c.request(`Z0,${stub.sim.symbol(stub.domid, f).toString(16)},1`), 'OK');
     assert.match(await c.request('vCont;c'), /^T05swbreak/);
     return c;
@@ -123,10 +120,7 @@ describe('faults: the guest changes under the debugger', function () {
   afterEach(async () => stub.close());
 
   async function running(): Promise<RspClient> {
-    const c = await RspClient.connect(stub.port);
-    await c.request('qSupported:multiprocess+;swbreak+');
-    await c.request('QStartNoAckMode');
-    c.noAck = true;
+    const c = await RspClient.session(stub.port);
     c.writeRaw(frame(Buffer.from('vCont;c')));
     await sleep(50);
     return c;
@@ -266,10 +260,7 @@ describe('soak: continue -> breakpoint -> step cycles', function () {
   it(`${CYCLES} cycles with no lost stop and no growth in memory or file descriptors`, async () => {
     const stub = await startStub({ vcpus: 2 });
     try {
-      const c = await RspClient.connect(stub.port);
-      await c.request('qSupported:multiprocess+;swbreak+');
-      await c.request('QStartNoAckMode');
-      c.noAck = true;
+      const c = await RspClient.session(stub.port);
       const tick = stub.sim.symbol(stub.domid, 'demo_tick').toString(16);
       const fds = () => fs.readdirSync('/proc/self/fd').length;
       let fd0 = 0;

@@ -31,6 +31,15 @@ export class RspClient {
     });
   }
 
+  /** Connect and do what gdb does first: multiprocess + swbreak, then no-ack mode. */
+  static async session(port: number, timeoutMs = 5000): Promise<RspClient> {
+    const c = await RspClient.connect(port);
+    await c.request('qSupported:multiprocess+;swbreak+', timeoutMs);
+    await c.request('QStartNoAckMode', timeoutMs);
+    c.noAck = true;
+    return c;
+  }
+
   writeRaw(b: Buffer | string): void {
     this.sock.write(b);
   }

@@ -276,12 +276,7 @@ export async function recreateGuest(name: string, opts: { stub?: boolean; timeou
   const st = readState();
   const g = guest(name, st);
   if (g.stub.dom0Pid) await stopStub(name);
-  await labExec(`xl destroy ${g.xlName} 2>/dev/null; true`, { timeoutMs: 120000 });
-  await labExec(`: > ${g.consoleLog}`);
-  const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
-  if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
-  const domid = Number(r.stdout.trim());
-  updateState((s) => { s.guests[name].domid = domid; });
+  await createAgain(name, g);
   if (g.ramdisk) await waitBooted(name, (m) => process.stderr.write(`[lab] ${m}\n`), 6, opts.timeoutMs ?? 300000);
   if (opts.stub !== false && st.stub.enabled) await startStub(name);
   return guest(name);
@@ -315,13 +310,18 @@ export async function waitBooted(name: string, log: (m: string) => void, tries =
       throw new Error(`guest ${name} did not boot${died ? ` (it shut down during boot, ${attempt} tries)` : ` in ${timeoutMs / 1000} s`} (its console in dom0: ${g.consoleLog}; Xen's: the serial log)`);
     }
     log(`guest ${name} died while booting (try ${attempt}; serial log has Xen's reason): creating it again`);
-    await labExec(`xl destroy ${g.xlName} 2>/dev/null; true`, { timeoutMs: 120000 });
-    await labExec(`: > ${g.consoleLog}`);
-    const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
-    if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
-    const domid = Number(r.stdout.trim());
-    updateState((s) => { s.guests[name].domid = domid; });
+    await createAgain(name, g);
   }
+}
+
+/** Destroy the guest's domain (if any) and create it from its config; records the new domid. */
+async function createAgain(name: string, g: LabGuest): Promise<void> {
+  await labExec(`xl destroy ${g.xlName} 2>/dev/null; true`, { timeoutMs: 120000 });
+  await labExec(`: > ${g.consoleLog}`);
+  const r = await labExec(`xl create ${g.cfg} >&2 && xl domid ${g.xlName}`, { timeoutMs: 300000 });
+  if (r.code !== 0) throw new Error(`xl create ${g.cfg} failed (${r.code}): ${r.stderr}`);
+  const domid = Number(r.stdout.trim());
+  updateState((s) => { s.guests[name].domid = domid; });
 }
 
 /**

@@ -16,12 +16,8 @@ async function sym(name: string): Promise<string> {
   return addr;
 }
 
-async function session(g: LabGuest): Promise<RspClient> {
-  const c = await RspClient.connect(g.stub.port);
-  await c.request('qSupported:multiprocess+;swbreak+', 60000);
-  await c.request('QStartNoAckMode', 60000);
-  c.noAck = true;
-  return c;
+function session(g: LabGuest): Promise<RspClient> {
+  return RspClient.session(g.stub.port, 60000);
 }
 
 /**
