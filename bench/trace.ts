@@ -1,7 +1,7 @@
 // A Hypercalls wrapper that times every domctl and timestamps debugger events, so
 // the benchmark can say where a figure's time goes (hypercalls vs the rest of the
 // stub) and when the hypervisor signalled a trap.
-import type { DomctlData, Hypercalls } from '../src/xg/hypercalls';
+import type { DomctlData, EventPort, ForeignMapping, Hypercalls } from '../src/xg/hypercalls';
 import { DomctlCmd, Off } from '../src/xg/domctl';
 import { now } from './stats';
 
@@ -61,6 +61,36 @@ export class TracingHypercalls implements Hypercalls {
 
   xenVersion(cmd: number, arg?: Buffer): number {
     return this.inner.xenVersion(cmd, arg);
+  }
+
+  /** Foreign mappings are timed under the name "mapForeign" (bytes: frames mapped x 4 KiB). */
+  mapForeign(domid: number, frames: readonly bigint[], writable: boolean): ForeignMapping {
+    const t0 = now();
+    try {
+      return this.inner.mapForeign(domid, frames, writable);
+    } finally {
+      const s = this.stats.get('mapForeign') ?? { count: 0, ms: 0, bytes: 0 };
+      s.count++;
+      s.ms += now() - t0;
+      s.bytes += frames.length * 4096;
+      this.stats.set('mapForeign', s);
+    }
+  }
+
+  hvmOp(cmd: number, arg: Buffer): number {
+    return this.inner.hvmOp(cmd, arg);
+  }
+
+  memoryOp(cmd: number, arg: Buffer, data?: DomctlData): number {
+    return this.inner.memoryOp(cmd, arg, data);
+  }
+
+  dmOp(domid: number, bufs: Buffer[]): number {
+    return this.inner.dmOp(domid, bufs);
+  }
+
+  bindInterdomain(domid: number, remotePort: number, onEvent: () => void): EventPort {
+    return this.inner.bindInterdomain(domid, remotePort, onEvent);
   }
 
   onDebuggerEvent(listener: () => void): () => void {

@@ -22,6 +22,10 @@ export const DomctlCmd = {
   getvcpucontext: 13,
   setdebugging: 18,
   get_address_size: 36,
+  gethvmcontext_partial: 55,
+  vm_event_op: 56,
+  getpageframeinfo3: 61,
+  monitor_op: 77,
   debug_op: 54,
   gdbsx_guestmemio: 1000,
   gdbsx_pausevcpu: 1001,
@@ -62,6 +66,22 @@ export const Off = {
   // debug_op
   debugOpOp: 16,
   debugOpVcpu: 20,
+  // gethvmcontext_partial: type, instance, bufsz, buffer handle
+  hvmCtxType: 16,
+  hvmCtxInstance: 20,
+  hvmCtxBufsz: 24,
+  hvmCtxHandle: 32,
+  // vm_event_op: op, mode, u.enable.port (OUT) / u.version (OUT)
+  vmeOp: 16,
+  vmeMode: 20,
+  vmePort: 24,
+  // getpageframeinfo3: num, array handle (u64 frames in, types out)
+  pfiNum: 16,
+  pfiHandle: 24,
+  // monitor_op: op, event (capabilities OUT), u (sync byte first for debug_exception etc.)
+  monOp: 16,
+  monEvent: 20,
+  monSync: 24,
   // gdbsx_guestmemio
   memPgd3val: 16,
   memGva: 24,
@@ -101,7 +121,51 @@ export const DebugOp = { singleStepOff: 0, singleStepOn: 1 } as const;
 export const VcpuEvent = { none: 0, breakpoint: 3 } as const;
 
 /** __HYPERVISOR_* numbers and XENVER_* sub-ops. */
-export const Hypercall = { xen_version: 17, domctl: 36 } as const;
+export const Hypercall = { memory_op: 12, xen_version: 17, hvm_op: 34, domctl: 36, dm_op: 41 } as const;
+
+/** XEN_VM_EVENT_* ops and modes (vm_event_op). */
+export const VmEventOp = { enable: 0, disable: 1, resume: 2, getVersion: 3 } as const;
+export const VmEventMode = { paging: 1, monitor: 2, sharing: 3 } as const;
+
+/** XEN_DOMCTL_MONITOR_OP_* and XEN_DOMCTL_MONITOR_EVENT_* (monitor_op). */
+export const MonitorOp = { enable: 0, disable: 1, getCapabilities: 2 } as const;
+export const MonitorEvent = {
+  writeCtrlreg: 0, movToMsr: 1, singlestep: 2, softwareBreakpoint: 3, guestRequest: 4, debugException: 5, cpuid: 6,
+} as const;
+
+/** HVM_SAVE_CODE(CPU): the per-VCPU CPU record of gethvmcontext_partial (struct hvm_hw_cpu, 1032 bytes). */
+export const HVM_SAVE_CODE_CPU = 2;
+export const HVM_HW_CPU_SIZE = 1032;
+/** Offsets inside struct hvm_hw_cpu. */
+export const HvmCpu = {
+  rax: 512, rbx: 520, rcx: 528, rdx: 536, rbp: 544, rsi: 552, rdi: 560, rsp: 568,
+  r8: 576, r9: 584, r10: 592, r11: 600, r12: 608, r13: 616, r14: 624, r15: 632,
+  rip: 640, rflags: 648, cr0: 656, cr2: 664, cr3: 672, cr4: 680,
+  dr0: 688, dr1: 696, dr2: 704, dr3: 712, dr6: 720, dr7: 728,
+  msrEfer: 992,
+} as const;
+
+/** HVMOP_get_param and the parameter the monitor ring lives in. */
+export const HvmOp = { setParam: 0, getParam: 1 } as const;
+export const HVM_PARAM_MONITOR_RING_PFN = 28;
+/** struct xen_hvm_param: domid u16 @0, index u32 @4, value u64 @8. */
+export const HVM_PARAM_SIZE = 16;
+
+/** XENMEM_* sub-ops and struct xen_memory_reservation (32 bytes). */
+export const XenMem = { increaseReservation: 0, decreaseReservation: 1, populatePhysmap: 6 } as const;
+export const MemRes = { extentStart: 0, nrExtents: 8, extentOrder: 16, memFlags: 20, domid: 24, size: 32 } as const;
+
+/** XEN_DMOP_inject_event: struct xen_dm_op (op u32 @0, then the inject_event payload). */
+export const DMOP_INJECT_EVENT = 13;
+export const DmOpInject = { op: 0, vcpu: 8, vector: 12, type: 13, insnLen: 14, errorCode: 16, cr2: 24, size: 32 } as const;
+/** X86_EVENTTYPE_*: how an injected event is delivered. */
+export const X86EventType = { hwException: 3, privSwException: 5, swException: 6 } as const;
+
+/** getpageframeinfo3 types (top nibble of each returned entry). */
+export const PageType = { none: 0, l1: 1 << 28, l2: 2 << 28, l3: 3 << 28, l4: 4 << 28, broken: 0xd << 28, xtab: 0xf << 28, mask: 0xf << 28 } as const;
+
+/** DOMID_INVALID, the domain vm_event GET_VERSION is asked with. */
+export const DOMID_INVALID = 0x7ff4;
 export const XenVer = { version: 0, extraversion: 1, capabilities: 3 } as const;
 
 /** Sizes of the VCPU context union and its two layouts (see context.ts). */

@@ -6,7 +6,7 @@ import * as path from 'path';
 import createDebug from 'debug';
 import { VIRQ_DEBUGGER, XenVer, domctlName } from './domctl';
 import { Errno, XenError } from './errors';
-import { DomctlData, Hypercalls } from './hypercalls';
+import { DomctlData, EventPort, ForeignMapping, Hypercalls } from './hypercalls';
 
 const log = createDebug('gdbsx:privcmd');
 
@@ -205,6 +205,26 @@ export class PrivcmdHypercalls implements Hypercalls {
       if (!isNativeSysError(e)) throw e;
       throw new XenError(`__HYPERVISOR_xen_version(${cmd})`, e.errno);
     }
+  }
+
+  mapForeign(_domid: number, _frames: readonly bigint[], _writable: boolean): ForeignMapping {
+    throw new XenError('IOCTL_PRIVCMD_MMAPBATCH_V2', Errno.ENOSYS, 'not implemented yet');
+  }
+
+  hvmOp(cmd: number, _arg: Buffer): number {
+    throw new XenError(`__HYPERVISOR_hvm_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  }
+
+  memoryOp(cmd: number, _arg: Buffer, _data?: DomctlData): number {
+    throw new XenError(`__HYPERVISOR_memory_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  }
+
+  dmOp(_domid: number, _bufs: Buffer[]): number {
+    throw new XenError('IOCTL_PRIVCMD_DM_OP', Errno.ENOSYS, 'not implemented yet');
+  }
+
+  bindInterdomain(_domid: number, _remotePort: number, _onEvent: () => void): EventPort {
+    throw new XenError('IOCTL_EVTCHN_BIND_INTERDOMAIN', Errno.ENOSYS, 'not implemented yet');
   }
 
   /**

@@ -3,8 +3,9 @@
 // probed once instead of compiled in.
 import createDebug from 'debug';
 import {
-  DOMCTL_INTERFACE_VERSIONS, DomctlCmd, DebugOp, DomainInfo, DomStatus, Off,
-  VCPU_CONTEXT_ANY_SIZE, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
+  DOMCTL_INTERFACE_VERSIONS, DMOP_INJECT_EVENT, DOMID_INVALID, DmOpInject, DomctlCmd, DebugOp, DomainInfo, DomStatus,
+  HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off,
+  VCPU_CONTEXT_ANY_SIZE, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
 import { Hypercalls } from './hypercalls';
@@ -172,6 +173,115 @@ export class XenControl {
     } catch (e) {
       if (e instanceof XenError && e.errno === Errno.ENOSYS) return false;
       return true;
+    }
+  }
+
+  /** The VCPU's CPU record (struct hvm_hw_cpu, HVM/PVH only): EFER, segment bases, the real CR3. */
+  getHvmCpu(domid: number, vcpu: number): Buffer {
+    const buf = Buffer.alloc(HVM_HW_CPU_SIZE);
+    this.call(DomctlCmd.gethvmcontext_partial, domid, (op) => {
+      op.writeUInt32LE(HVM_SAVE_CODE_CPU, Off.hvmCtxType);
+      op.writeUInt32LE(vcpu, Off.hvmCtxInstance);
+      op.writeBigUInt64LE(BigInt(buf.length), Off.hvmCtxBufsz);
+    }, { buf, handleOffset: Off.hvmCtxHandle });
+    return buf;
+  }
+
+  /** getpageframeinfo3: each frame's page type (PageType.*: l1..l4 tables, xtab for none). */
+  getPageFrameInfo(domid: number, frames: readonly bigint[]): number[] {
+    const buf = Buffer.alloc(frames.length * 8);
+    frames.forEach((f, i) => buf.writeBigUInt64LE(f, i * 8));
+    this.call(DomctlCmd.getpageframeinfo3, domid, (op) => op.writeBigUInt64LE(BigInt(frames.length), Off.pfiNum),
+      { buf, handleOffset: Off.pfiHandle });
+    return frames.map((_, i) => Number(buf.readBigUInt64LE(i * 8) & 0xffffffffn));
+  }
+
+  /** XEN_VM_EVENT_ENABLE in monitor mode: returns Xen's event channel port for the ring. */
+  monitorRingEnable(domid: number): number {
+    return this.call(DomctlCmd.vm_event_op, domid, (op) => {
+      op.writeUInt32LE(VmEventOp.enable, Off.vmeOp);
+      op.writeUInt32LE(VmEventMode.monitor, Off.vmeMode);
+    }).readUInt32LE(Off.vmePort);
+  }
+
+  /** XEN_VM_EVENT_DISABLE: frees the ring and resets every monitor event (VCPUs waiting on a response stay paused!). */
+  monitorRingDisable(domid: number): void {
+    this.call(DomctlCmd.vm_event_op, domid, (op) => {
+      op.writeUInt32LE(VmEventOp.disable, Off.vmeOp);
+      op.writeUInt32LE(VmEventMode.monitor, Off.vmeMode);
+    });
+  }
+
+  /** XEN_VM_EVENT_RESUME: have Xen process the responses on the ring (as a notify does). */
+  monitorRingResume(domid: number): void {
+    this.call(DomctlCmd.vm_event_op, domid, (op) => {
+      op.writeUInt32LE(VmEventOp.resume, Off.vmeOp);
+      op.writeUInt32LE(VmEventMode.monitor, Off.vmeMode);
+    });
+  }
+
+  /** VM_EVENT_INTERFACE_VERSION of this hypervisor (7 for 4.17-4.22). */
+  vmEventVersion(): number {
+    return this.call(DomctlCmd.vm_event_op, DOMID_INVALID, (op) => op.writeUInt32LE(VmEventOp.getVersion, Off.vmeOp))
+      .readUInt32LE(Off.vmePort);
+  }
+
+  /** monitor_op GET_CAPABILITIES: bit n set = MonitorEvent n available (PV: 0). */
+  monitorCapabilities(domid: number): number {
+    return this.call(DomctlCmd.monitor_op, domid, (op) => op.writeUInt32LE(MonitorOp.getCapabilities, Off.monOp))
+      .readUInt32LE(Off.monEvent);
+  }
+
+  /** Enable or disable one monitor event (`sync`: the trapping VCPU waits for our response). */
+  monitorEvent(domid: number, event: number, enable: boolean, sync = true): void {
+    this.call(DomctlCmd.monitor_op, domid, (op) => {
+      op.writeUInt32LE(enable ? MonitorOp.enable : MonitorOp.disable, Off.monOp);
+      op.writeUInt32LE(event, Off.monEvent);
+      op.writeUInt8(sync ? 1 : 0, Off.monSync);
+    });
+  }
+
+  /** HVMOP_get_param. */
+  hvmGetParam(domid: number, index: number): bigint {
+    const arg = Buffer.alloc(HVM_PARAM_SIZE);
+    arg.writeUInt16LE(domid, 0);
+    arg.writeUInt32LE(index, 4);
+    this.named(`HVMOP_get_param(dom${domid}, ${index})`, () => this.hc.hvmOp(HvmOp.getParam, arg));
+    return arg.readBigUInt64LE(8);
+  }
+
+  /** XENMEM_populate_physmap / XENMEM_decrease_reservation of single 4 KiB frames; returns how many were done. */
+  reservation(domid: number, which: 'populate' | 'decrease', gfns: readonly bigint[]): number {
+    const arg = Buffer.alloc(MemRes.size);
+    const list = Buffer.alloc(gfns.length * 8);
+    gfns.forEach((g, i) => list.writeBigUInt64LE(g, i * 8));
+    arg.writeBigUInt64LE(BigInt(gfns.length), MemRes.nrExtents);
+    arg.writeUInt16LE(domid, MemRes.domid);
+    const cmd = which === 'populate' ? XenMem.populatePhysmap : XenMem.decreaseReservation;
+    return this.named(`XENMEM_${which === 'populate' ? 'populate_physmap' : 'decrease_reservation'}(dom${domid})`,
+      () => this.hc.memoryOp(cmd, arg, { buf: list, handleOffset: MemRes.extentStart }));
+  }
+
+  /** XEN_DMOP_inject_event: deliver an exception to `vcpu` at its next entry (HVM/PVH). */
+  injectEvent(domid: number, vcpu: number, vector: number, type: number, insnLen: number, cr2 = 0n): void {
+    const b = Buffer.alloc(DmOpInject.size);
+    b.writeUInt32LE(DMOP_INJECT_EVENT, DmOpInject.op);
+    b.writeUInt32LE(vcpu, DmOpInject.vcpu);
+    b.writeUInt8(vector, DmOpInject.vector);
+    b.writeUInt8(type, DmOpInject.type);
+    b.writeUInt8(insnLen, DmOpInject.insnLen);
+    b.writeUInt32LE(0xffffffff, DmOpInject.errorCode);
+    b.writeBigUInt64LE(cr2, DmOpInject.cr2);
+    this.named(`XEN_DMOP_inject_event(dom${domid}, vcpu ${vcpu}, vector ${vector})`, () => this.hc.dmOp(domid, [b]));
+  }
+
+  /** Run a non-domctl hypercall, renaming its error after the call. */
+  private named<T>(name: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof XenError) throw new XenError(name, e.errno, e.hint || hintFor(-1, e.errno));
+      throw e;
     }
   }
 

@@ -4,7 +4,7 @@ import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
 import { XenControl } from '../../src/xg/xenctl';
 import { DomctlCmd, Off } from '../../src/xg/domctl';
-import type { DomctlData, Hypercalls } from '../../src/xg/hypercalls';
+import { DomctlData, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
 import { sleep, startGuest, TestGuest } from './helpers';
 
 /** Counts gdbsx_guestmemio calls on their way to the simulated Xen. */
@@ -17,6 +17,7 @@ function counting(inner: Hypercalls): Hypercalls & { memio: number } {
       return inner.domctl(op, data);
     },
     xenVersion: inner.xenVersion.bind(inner),
+    ...forwardBeyondDomctl(inner),
     close: () => inner.close(),
   };
   return h;

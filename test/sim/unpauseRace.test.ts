@@ -8,7 +8,7 @@ import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
 import { XenControl } from '../../src/xg/xenctl';
 import { DomctlCmd, Off } from '../../src/xg/domctl';
-import type { DomctlData, Hypercalls } from '../../src/xg/hypercalls';
+import { DomctlData, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
 import { startGuest, TestGuest } from './helpers';
 
 function racing(t: TestGuest): Hypercalls {
@@ -25,6 +25,7 @@ function racing(t: TestGuest): Hypercalls {
       return r;
     },
     xenVersion: inner.xenVersion.bind(inner),
+    ...forwardBeyondDomctl(inner),
     close: () => inner.close(),
   };
 }

@@ -6,7 +6,7 @@ import fs from 'fs';
 import path from 'path';
 import { ShutdownReason, XenVer } from '../domctl';
 import { Errno, XenError } from '../errors';
-import { DomctlData, Hypercalls } from '../hypercalls';
+import { DomctlData, EventPort, ForeignMapping, Hypercalls } from '../hypercalls';
 import { X86Cpu } from './cpu';
 import { Gpr, GprName } from './cpu-core';
 import { DomainType, SimDomain, SimVcpu } from './domain';
@@ -165,6 +165,26 @@ export class SimXen implements Hypercalls {
       case 7: return 4096; // XENVER_pagesize
       default: throw new XenError(op, Errno.ENOSYS);
     }
+  }
+
+  mapForeign(_domid: number, _frames: readonly bigint[], _writable: boolean): ForeignMapping {
+    throw new XenError('IOCTL_PRIVCMD_MMAPBATCH_V2', Errno.ENOSYS, 'not implemented yet');
+  }
+
+  hvmOp(cmd: number, _arg: Buffer): number {
+    throw new XenError(`__HYPERVISOR_hvm_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  }
+
+  memoryOp(cmd: number, _arg: Buffer, _data?: DomctlData): number {
+    throw new XenError(`__HYPERVISOR_memory_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  }
+
+  dmOp(_domid: number, _bufs: Buffer[]): number {
+    throw new XenError('IOCTL_PRIVCMD_DM_OP', Errno.ENOSYS, 'not implemented yet');
+  }
+
+  bindInterdomain(_domid: number, _remotePort: number, _onEvent: () => void): EventPort {
+    throw new XenError('IOCTL_EVTCHN_BIND_INTERDOMAIN', Errno.ENOSYS, 'not implemented yet');
   }
 
   /**
