@@ -28,6 +28,20 @@ export interface LabStub {
   error?: string;
 }
 
+/**
+ * The Linux guests' user-mode workload: on VCPU i a process pinned to it spins in user
+ * mode with `strings[i]` (NUL-terminated) at user address `address` in its own address
+ * space (test/lab/guest/userspin.c).
+ */
+export interface LabUserWorkload {
+  /** "0x5a5a0000" */
+  address: string;
+  /** Per VCPU: the string at `address` in the process pinned to that VCPU. */
+  strings: string[];
+  /** Per VCPU: the program's path in the guest. */
+  programs: string[];
+}
+
 export interface LabGuest {
   /** pv, pvh, testkernel64, ... */
   name: string;
@@ -48,6 +62,8 @@ export interface LabGuest {
   stub: LabStub;
   /** The gdb command line for the user. */
   gdb: string;
+  /** The user-mode workload of a Linux guest (null for the test kernels; absent in older states). */
+  userWorkload?: LabUserWorkload | null;
 }
 
 export interface LabState {

@@ -13,6 +13,7 @@ LAB_REPO=$(cd "$LAB_SRC/../.." && pwd)
 . "$LAB_SRC/lib/run.sh"
 # shellcheck source=lib/selftest.sh
 . "$LAB_SRC/lib/selftest.sh"
+lab_err_trap
 
 usage() {
   cat <<'EOF2'
@@ -53,6 +54,7 @@ case "$cmd" in
   console) tail -n +1 -f "$SERIAL_LOG" ;;
   paths)
     cache_paths
+    echo "qemu       $CACHE_QEMU"
     echo "xen-gdbsx  $CACHE_XEN_GDBSX"; echo "xen-stock  $CACHE_XEN_STOCK"
     echo "linux      $CACHE_LINUX"; echo "dom0-base  $CACHE_BASE"
     echo "state      $LAB_STATE"; echo "serial     $SERIAL_LOG" ;;

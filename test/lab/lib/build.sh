@@ -56,6 +56,59 @@ build_xen_gdbsx() {
   log "xen-gdbsx: built in $((SECONDS - t0)) s -> $CACHE_XEN_GDBSX/xen"
 }
 
+# The lab's QEMU: qemu-system-x86_64 from Debian's qemu source (Debian's patches
+# applied by dpkg-source) plus the lab's patches in test/lab/qemu/ (INT3 and the SVM #BP
+# intercept: see docs/lab.md), x86_64-softmmu only. About 12 minutes on 2 cores.
+build_qemu() {
+  [ -x "$CACHE_QEMU/qemu-system-x86_64" ] && return 0
+  apt_ensure "${QEMU_BUILD_PACKAGES[@]}"
+  local t0=$SECONDS
+  local work=$LAB_CACHE/work/qemu-src.$$ tmp=$CACHE_QEMU.tmp.$$ log
+  log "qemu: Debian source qemu $LAB_V_QEMU_SRC + $(basename -a "${QEMU_PATCHES[@]}" | tr '\n' ' ')(about 12 min; log: $tmp/build.log)"
+  rm -rf "$work" "$tmp"; mkdir -p "$work" "$tmp"
+  log=$tmp/build.log
+  (cd "$work" && apt-get source --download-only -q "qemu=$LAB_V_QEMU_SRC" > "$log" 2>&1) \
+    || { tail -20 "$log" >&2; die "apt-get source qemu=$LAB_V_QEMU_SRC failed"; }
+  (cd "$work" && dpkg-source -x ./qemu_*.dsc src >> "$log" 2>&1) || { tail -20 "$log" >&2; die "dpkg-source -x (qemu) failed"; }
+  local src=$work/src p
+  for p in "${QEMU_PATCHES[@]}"; do
+    if ! patch -d "$src" -p1 --forward --batch < "$p" >> "$log" 2>&1; then
+      tail -20 "$log" >&2
+      die "the lab's QEMU patch $(basename "$p") does not apply to qemu $LAB_V_QEMU_SRC"
+    fi
+  done
+  # the INT3 patch did what it says (and not into a .rej)
+  grep -q 'SVM_EXIT_EXCP_BASE + EXCP03_INT3' "$src/target/i386/tcg/excp_helper.c" \
+    || die "the INT3 intercept patch is not in $src/target/i386/tcg/excp_helper.c"
+  ! find "$src" -name '*.rej' | grep -q . || die "QEMU patch left .rej files in $src"
+  mkdir -p "$src/build-lab"
+  if ! (cd "$src/build-lab" && ../configure "${QEMU_CONFIGURE_FLAGS[@]}") >> "$log" 2>&1; then
+    tail -30 "$log" >&2
+    die "QEMU configure failed (log: $log)"
+  fi
+  if ! (cd "$src/build-lab" && ninja -j"$LAB_JOBS" qemu-system-x86_64) >> "$log" 2>&1; then
+    tail -30 "$log" >&2
+    die "QEMU build failed (log: $log)"
+  fi
+  cp "$src/build-lab/qemu-system-x86_64" "$tmp/qemu-system-x86_64"
+  strip "$tmp/qemu-system-x86_64" 2>/dev/null || true
+  cp "${QEMU_PATCHES[@]}" "$tmp/"
+  "$tmp/qemu-system-x86_64" --version | head -1 > "$tmp/VERSION.qemu" || die "the built QEMU does not run"
+  echo "qemu source $LAB_V_QEMU_SRC + $(basename -a "${QEMU_PATCHES[@]}" | tr '\n' ' ')(recipe $QEMU_RECIPE), built in $((SECONDS - t0)) s" > "$tmp/VERSION"
+  rm -rf "$work"
+  publish_dir "$tmp" "$CACHE_QEMU"
+  log "qemu: built in $((SECONDS - t0)) s -> $CACHE_QEMU/qemu-system-x86_64"
+}
+
+# The QEMU command for this lab: the patched build unless LAB_QEMU names another binary.
+qemu_cmd() {
+  if [ -n "${LAB_QEMU:-}" ]; then
+    echo "$LAB_QEMU"
+  else
+    echo "$CACHE_QEMU/qemu-system-x86_64"
+  fi
+}
+
 # Debian's kernel package, unpacked (vmlinuz for dom0 and the guests, modules for dom0).
 build_linux() {
   [ -f "$CACHE_LINUX/.done" ] && return 0
@@ -153,19 +206,52 @@ make_cpio() {
   (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$2"
 }
 
-# The guests' initramfs: busybox and an init that says hello and loops forever.
+# The guests' user-mode workload (test/lab/guest/userspin.c), one static program per
+# VCPU: userspin0 pinned to CPU 0, userspin1 to CPU 1, each with its string at
+# LAB_USER_ADDR (common.sh). Built into directory $1.
+build_userspin() {
+  local dir=$1 cpu text
+  local src=$LAB_SRC/guest/userspin.c
+  for cpu in 0 1; do
+    text=${LAB_USER_TEXTS[$cpu]}
+    gcc -static -O2 -Wall -Wextra -Werror -DUSERSPIN_CPU="$cpu" -DUSERSPIN_ADDR="${LAB_USER_ADDR}UL" \
+      -DUSERSPIN_TEXT="\"$text\"" -o "$dir/userspin$cpu" "$src" \
+      || die "gcc -static $src failed (needs gcc and libc6-dev)"
+    strip "$dir/userspin$cpu"
+  done
+}
+
+# The guests' initramfs: busybox, the user-mode workload, and an init that starts the
+# workload, says hello and loops forever.
 build_guest_initrd() {
   local out=$1 r
   r=$(mktemp -d)
   mkdir -p "$r"/{bin,proc,sys,dev,tmp}
   cp /bin/busybox "$r/bin/busybox"
   ln -s busybox "$r/bin/sh"
+  build_userspin "$r/bin"
   cat > "$r/init" <<'EOF'
 #!/bin/sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-echo "GDBSX-LAB-GUEST-READY $(uname -r) vcpus=$(grep -c ^processor /proc/cpuinfo)"
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# the user-mode workload: one spinning process per VCPU (see docs/lab.md)
+user=0
+for cpu in 0 1; do
+  if [ -d /sys/devices/system/cpu/cpu$cpu ]; then
+    /bin/userspin$cpu > /tmp/userspin$cpu.log 2>&1 &
+  fi
+done
+i=0
+while [ $i -lt 100 ]; do
+  user=$(cat /tmp/userspin*.log 2>/dev/null | grep -c '^GDBSX-LAB-USER ')
+  [ "$user" -ge "$(grep -c ^processor /proc/cpuinfo)" ] && break
+  i=$((i + 1))
+  sleep 0.1
+done
+cat /tmp/userspin*.log
+echo "GDBSX-LAB-GUEST-READY $(uname -r) vcpus=$(grep -c ^processor /proc/cpuinfo) userspin=$user"
 n=0
 while :; do
   n=$((n + 1))
@@ -252,6 +338,7 @@ build_all() {
   flock 9
   # leftovers of interrupted builds (we hold the lock: nobody else is building)
   rm -rf "$LAB_CACHE"/*/*.tmp.* "$LAB_CACHE/work"
+  build_qemu
   build_xen_stock
   build_xen_gdbsx
   build_linux
@@ -259,6 +346,7 @@ build_all() {
   flock -u 9
   exec 9>&-
   log "cache ready in $((SECONDS - t0)) s: $LAB_CACHE"
+  log "  qemu:        $CACHE_QEMU/qemu-system-x86_64"
   log "  xen (gdbsx): $CACHE_XEN_GDBSX/xen"
   log "  xen (stock): $CACHE_XEN_STOCK/xen"
   log "  linux:       $CACHE_LINUX/vmlinuz"

@@ -51,6 +51,7 @@ elf_width() {
 # LAB_GUESTS picks among pv, pvh and the test kernels' names (default: all).
 lab_guest_list() {
   local port=$((LAB_PORT_BASE + 1)) g want=${LAB_GUESTS:-all}
+  want=${want//,/ }   # LAB_GUESTS=pv,pvh or "pv pvh"
   local cands=("pv pv 64 /lab/vmlinuz /lab/guest-initrd.gz 256 2"
                "pvh pvh 64 /lab/vmlinuz /lab/guest-initrd.gz 256 2")
   local elf
@@ -143,6 +144,7 @@ write_initial_state() {
   LAB_J_STUB=${LAB_STUB:-on} LAB_J_KSYMS=$CACHE_LINUX/kallsyms.elf LAB_J_TK=$TESTKERNEL_DIR \
   LAB_J_EXTRA=${LAB_EXTRA_FILES:-} LAB_J_BASE=$LAB_PORT_BASE LAB_J_N=$LAB_NPORTS LAB_J_XEN=$LAB_XEN \
   LAB_J_CACHE=$LAB_CACHE LAB_J_RUN=$LAB_RUN LAB_J_SERIAL=$SERIAL_LOG LAB_J_STATE=$LAB_STATE \
+  LAB_J_USER_ADDR=$LAB_USER_ADDR LAB_J_USER_TEXTS=$(printf '%s\n' "${LAB_USER_TEXTS[@]}") \
   node -e '
     const e = process.env;
     const base = Number(e.LAB_J_BASE);
@@ -157,6 +159,13 @@ write_initial_state() {
         cfg: "/lab/guests/" + name + ".cfg", consoleLog: "/var/log/xen/console/guest-lab-" + name + ".log",
         symbols,
         stub: { port: Number(port), dom0Pid: null, log: "/var/log/stub-" + name + ".log", running: false },
+        // the Linux guests run one user process per VCPU, pinned to it, each with its
+        // own string at the same user address (test/lab/guest/userspin.c)
+        userWorkload: tk ? null : {
+          address: e.LAB_J_USER_ADDR,
+          strings: e.LAB_J_USER_TEXTS.split("\n").filter(Boolean).slice(0, Number(vcpus)),
+          programs: Array.from({ length: Number(vcpus) }, (_, i) => "/bin/userspin" + i),
+        },
         gdb: "gdb " + symbols + " -ex \x27set remotetimeout 30\x27 -ex \x27target remote 127.0.0.1:" + port + "\x27",
       };
     }
@@ -217,7 +226,10 @@ lab_start() {
   rm -f "$SERIAL_LOG" "$QEMU_PIDFILE"
   local xen_args="dom0_mem=$LAB_DOM0_MEM,max:$LAB_DOM0_MEM console=com1 com1=115200,8n1 guest_loglvl=all noreboot ${LAB_XEN_ARGS:-}"
   local dom0_args="console=hvc0 quiet ${LAB_DOM0_ARGS:-}"
-  local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt -m "$LAB_QEMU_MEM" -smp 2
+  local qemu_bin fwdir fw=()
+  qemu_bin=$(qemu_cmd)
+  for fwdir in "${QEMU_FIRMWARE_DIRS[@]}"; do fw+=(-L "$fwdir"); done
+  local qemu=("$qemu_bin" "${fw[@]}" -accel tcg -cpu qemu64,+svm,+npt -m "$LAB_QEMU_MEM" -smp 2
     -nographic -no-reboot -monitor none
     -kernel "$xen_image" -append "$xen_args"
     -initrd "$CACHE_LINUX/vmlinuz $dom0_args,$LAB_RUN/dom0-initrd.cpio"
@@ -270,6 +282,8 @@ lab_summary() {
     const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     for (const g of Object.values(s.guests)) {
       console.log(`  ${g.name.padEnd(13)} domid ${String(g.domid).padEnd(3)} ${g.type.toUpperCase().padEnd(3)} ${g.width}-bit  stub ${g.stub.running ? "listening" : "NOT running"} on ${g.stub.port}`);
+      if (!g.stub.running && g.stub.error) console.log(`      stub: ${g.stub.error.split("\n").slice(-3).join(" | ")}`);
+      if (g.userWorkload) console.log(`      user workload: ${g.userWorkload.strings.map((t, i) => `VCPU ${i} "${t}"`).join(", ")} at ${g.userWorkload.address}`);
       console.log(`      ${g.gdb}`);
     }
     console.log(`  timings: ${JSON.stringify(s.timings)}`);
