@@ -6,6 +6,7 @@
         "native/xg/addon.cc",
         "native/xg/abi_check.cc",
         "native/xg/evtchn.cc",
+        "native/xg/foreign.cc",
         "native/xg/hcbuf.cc",
         "native/xg/privcmd.cc"
       ],

@@ -9,14 +9,19 @@
 
 namespace xg {
 
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
 Napi::Error SysError(Napi::Env env, int err, const char* syscall, const std::string& path) {
   std::string message = syscall;
   if (!path.empty()) message += " " + path;
   message += ": ";
   message += std::strerror(err);
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", Napi::String::New(env, syscall));
+  Napi::Error e = ErrnoError(env, err, syscall, message);
   if (!path.empty()) e.Set("path", Napi::String::New(env, path));
   return e;
 }
@@ -37,6 +42,15 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("IOCTL_PRIVCMD_HYPERCALL", Napi::Number::New(env, kIoctlPrivcmdHypercall));
   c.Set("IOCTL_EVTCHN_BIND_VIRQ", Napi::Number::New(env, kIoctlEvtchnBindVirq));
   c.Set("IOCTL_EVTCHN_UNBIND", Napi::Number::New(env, kIoctlEvtchnUnbind));
+  c.Set("IOCTL_EVTCHN_BIND_INTERDOMAIN", Napi::Number::New(env, kIoctlEvtchnBindInterdomain));
+  c.Set("IOCTL_EVTCHN_NOTIFY", Napi::Number::New(env, kIoctlEvtchnNotify));
+  c.Set("IOCTL_PRIVCMD_MMAPBATCH_V2", Napi::Number::New(env, kIoctlPrivcmdMmapBatchV2));
+  c.Set("IOCTL_PRIVCMD_DM_OP", Napi::Number::New(env, kIoctlPrivcmdDmOp));
+  c.Set("DM_OP_MAX_BUFS", Napi::Number::New(env, kDmOpMaxBufs));
+  c.Set("DM_OP_MAX_BUF_SIZE", Napi::Number::New(env, kDmOpMaxBufSize));
+  c.Set("XEN_PAGE_SIZE", Napi::Number::New(env, kXenPageSize));
+  c.Set("LOOPBACK_GUEST_FRAMES", Napi::Number::New(env, kLoopbackGuestFrames));
+  c.Set("LOOPBACK_ERROR_FRAMES", Napi::Number::New(env, static_cast<double>(kLoopbackErrorFrames)));
   c.Set("PRIVCMD_HYPERCALL_SIZE", Napi::Number::New(env, sizeof(PrivcmdHypercall)));
   c.Set("DOMCTL_SIZE", Napi::Number::New(env, kDomctlSize));
   c.Set("PAGE_SIZE", Napi::Number::New(env, HypercallBuffer::PageSize()));
@@ -47,10 +61,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->privcmd = Napi::Persistent(DefinePrivcmd(env));
   data->event_channel = Napi::Persistent(DefineEventChannel(env));
+  data->foreign_mapping = Napi::Persistent(DefineForeignMapping(env));
   env.SetInstanceData(data);  // deleted with the environment
 
   exports.Set("open", Napi::Function::New<OpenPrivcmd>(env, "open"));
   exports.Set("bindVirq", Napi::Function::New<BindVirq>(env, "bindVirq"));
+  exports.Set("bindInterdomain", Napi::Function::New<BindInterdomain>(env, "bindInterdomain"));
   exports.Set("constants", Constants(env));
   exports.Set("_openLoopback", Napi::Function::New<OpenLoopback>(env, "_openLoopback"));
   exports.Set("_testEventChannel", Napi::Function::New<TestEventChannel>(env, "_testEventChannel"));

@@ -1,5 +1,7 @@
 // EventChannel: one bound event-channel port whose events reach a JS callback.
-//   bindVirq(virq, onEvent(port), path?) -> { port, close() }
+//   bindVirq(virq, onEvent(port), path?) -> { port, notify(), close() }
+//   bindInterdomain(domid, remotePort, onEvent(port), path?) -> the same, port = the local port
+// Both bind on their own /dev/xen/evtchn fd and share everything after the bind.
 // A background thread sleeps in poll() on the channel fd (and on an eventfd
 // that close() uses to stop it), reads the pending ports, unmasks them by
 // writing them back, and queues one call of onEvent per port through a
@@ -13,9 +15,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "abi.h"
 #include "common.h"
@@ -35,16 +40,19 @@ using EventTsfn = Napi::TypedThreadSafeFunction<void, uint32_t, DeliverEvent>;
 
 class EventChannel : public Napi::ObjectWrap<EventChannel> {
  public:
-  // JS: new EventChannel(fd, port, onEvent); only created by bindVirq() and
-  // _testEventChannel(). Owns fd from here on.
+  // JS: new EventChannel(fd, port, onEvent, test); only created by bindVirq(),
+  // bindInterdomain() and _testEventChannel(). Owns fd from here on. A test
+  // channel records its port ioctls (notify, unbind) instead of issuing them.
   explicit EventChannel(const Napi::CallbackInfo& info);
   ~EventChannel() override { Stop(); }
 
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "EventChannel",
                        {
+                           InstanceMethod<&EventChannel::NotifyJs>("notify"),
                            InstanceMethod<&EventChannel::CloseJs>("close"),
                            InstanceAccessor<&EventChannel::Port>("port"),
+                           InstanceAccessor<&EventChannel::IoctlLog>("_ioctls"),
                        });
   }
 
@@ -53,8 +61,12 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     Stop();
     return info.Env().Undefined();
   }
+  Napi::Value NotifyJs(const Napi::CallbackInfo& info);
   Napi::Value Port(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_); }
+  Napi::Value IoctlLog(const Napi::CallbackInfo& info);
 
+  // An ioctl whose argument is our port (IOCTL_EVTCHN_NOTIFY, _UNBIND): 0 or -errno.
+  int PortIoctl(unsigned long request);
   void Run();
   void Stop();
   static void OnEnvCleanup(void* self) {
@@ -70,11 +82,14 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
   std::thread thread_;
   bool running_ = false;
   bool hooked_ = false;
+  bool test_ = false;
+  std::vector<std::pair<unsigned long, uint32_t>> ioctl_log_;  // test channels: (request, port)
 };
 
 EventChannel::EventChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventChannel>(info), env_(info.Env()) {
   fd_ = info[0].As<Napi::Number>().Int32Value();
   port_ = info[1].As<Napi::Number>().Uint32Value();
+  test_ = info[3].ToBoolean();
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (stop_fd_ < 0) {
     const int err = errno;
@@ -115,6 +130,38 @@ void EventChannel::Run() {
   }
 }
 
+int EventChannel::PortIoctl(unsigned long request) {
+  static_assert(sizeof(EvtchnNotify) == sizeof(EvtchnUnbind), "both take just the port");
+  if (test_) {
+    ioctl_log_.emplace_back(request, port_);
+    return 0;
+  }
+  EvtchnNotify arg{port_};
+  return ioctl(fd_, request, &arg) < 0 ? -errno : 0;
+}
+
+Napi::Value EventChannel::NotifyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!running_) throw Napi::Error::New(env, "evtchn: the event channel is closed");
+  if (const int err = PortIoctl(kIoctlEvtchnNotify)) {
+    throw ErrnoError(env, -err, "ioctl",
+                     "ioctl IOCTL_EVTCHN_NOTIFY (port " + std::to_string(port_) + "): " + std::strerror(-err));
+  }
+  return env.Undefined();
+}
+
+Napi::Value EventChannel::IoctlLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, ioctl_log_.size());
+  for (size_t i = 0; i < ioctl_log_.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("request", Napi::Number::New(env, static_cast<double>(ioctl_log_[i].first)));
+    o.Set("port", Napi::Number::New(env, ioctl_log_[i].second));
+    a.Set(static_cast<uint32_t>(i), o);
+  }
+  return a;
+}
+
 void EventChannel::Stop() {
   if (!running_) return;
   running_ = false;
@@ -124,11 +171,39 @@ void EventChannel::Stop() {
   }
   thread_.join();
   close(stop_fd_);
-  close(fd_);  // closing an evtchn fd unbinds every port bound through it
+  // Unbind explicitly; closing the fd would too (it unbinds every port bound
+  // through it), so a failure here changes nothing.
+  PortIoctl(kIoctlEvtchnUnbind);
+  close(fd_);
   stop_fd_ = fd_ = -1;
   tsfn_.Abort();  // drop events still queued: none is delivered after close()
   if (hooked_) napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
   hooked_ = false;
+}
+
+// Opens `path`, binds with `request` (whose result is the local port), and
+// wraps the fd in an EventChannel delivering to `on_event`.
+template <typename Arg>
+Napi::Value BindOnDevice(Napi::Env env, const std::string& path, unsigned long request, Arg& arg,
+                         const Napi::Value& on_event) {
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw SysError(env, errno, "open", path);
+  const int port = ioctl(fd, request, &arg);
+  if (port < 0) {
+    const int err = errno;
+    close(fd);
+    throw SysError(env, err, "ioctl", path);
+  }
+  return env.GetInstanceData<AddonData>()->event_channel.New(
+      {Napi::Number::New(env, fd), Napi::Number::New(env, port), on_event, Napi::Boolean::New(env, false)});
+}
+
+// The optional device path at info[i].
+std::string EvtchnPathArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsUndefined() && !info[i].IsString()) {
+    throw Napi::TypeError::New(info.Env(), std::string(what) + ": path must be a string");
+  }
+  return info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : kEvtchnPath;
 }
 
 }  // namespace
@@ -139,28 +214,29 @@ Napi::Value BindVirq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto virq = static_cast<uint32_t>(IntegerArg(info[0], 0, 63, "bindVirq: virq"));
   if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "bindVirq: onEvent must be a function");
-  if (!info[2].IsUndefined() && !info[2].IsString()) throw Napi::TypeError::New(env, "bindVirq: path must be a string");
-  const std::string path = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : kEvtchnPath;
-
-  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw SysError(env, errno, "open", path);
+  const std::string path = EvtchnPathArg(info, 2, "bindVirq");
   EvtchnBindVirq bind{virq};
-  const int port = ioctl(fd, kIoctlEvtchnBindVirq, &bind);
-  if (port < 0) {
-    const int err = errno;
-    close(fd);
-    throw SysError(env, err, "ioctl", path);
-  }
-  return env.GetInstanceData<AddonData>()->event_channel.New(
-      {Napi::Number::New(env, fd), Napi::Number::New(env, port), info[1]});
+  return BindOnDevice(env, path, kIoctlEvtchnBindVirq, bind, info[1]);
+}
+
+Napi::Value BindInterdomain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EvtchnBindInterdomain bind{};
+  bind.remote_domain = static_cast<uint32_t>(IntegerArg(info[0], 0, UINT16_MAX, "bindInterdomain: domid"));
+  bind.remote_port = static_cast<uint32_t>(IntegerArg(info[1], 0, UINT32_MAX, "bindInterdomain: remotePort"));
+  if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "bindInterdomain: onEvent must be a function");
+  const std::string path = EvtchnPathArg(info, 3, "bindInterdomain");
+  return BindOnDevice(env, path, kIoctlEvtchnBindInterdomain, bind, info[2]);
 }
 
 // Test double: an EventChannel on one end of a socketpair instead of a bound
-// port. Writing 4-byte port numbers to .peerFd raises events; the channel's
-// unmask writes come back on .peerFd.
+// port (`port`, default 0). Writing 4-byte port numbers to .peerFd raises
+// events; the channel's unmask writes come back on .peerFd; notify() and the
+// unbind in close() are recorded in ._ioctls instead of issued.
 Napi::Value TestEventChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "_testEventChannel: onEvent must be a function");
+  const int64_t port = info[1].IsUndefined() ? 0 : IntegerArg(info[1], 0, UINT32_MAX, "_testEventChannel: port");
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw SysError(env, errno, "socketpair", "");
   if (fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0) {
@@ -172,7 +248,8 @@ Napi::Value TestEventChannel(const Napi::CallbackInfo& info) {
   Napi::Object channel;
   try {
     channel = env.GetInstanceData<AddonData>()->event_channel.New(
-        {Napi::Number::New(env, sv[0]), Napi::Number::New(env, 0), info[0]});
+        {Napi::Number::New(env, sv[0]), Napi::Number::New(env, static_cast<double>(port)), info[0],
+         Napi::Boolean::New(env, true)});
   } catch (...) {
     close(sv[1]);
     throw;
