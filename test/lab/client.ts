@@ -64,6 +64,11 @@ export interface LabGuest {
   gdb: string;
   /** The user-mode workload of a Linux guest (null for the test kernels; absent in older states). */
   userWorkload?: LabUserWorkload | null;
+  /**
+   * Credit2 cap (% of one CPU) set once the guest is up (its workload spins on every
+   * VCPU, and under TCG a spinning VCPU costs a host core and starves dom0); null: none.
+   */
+  capAfterBoot?: number | null;
 }
 
 export interface LabState {
@@ -294,8 +299,17 @@ export async function recreateGuest(name: string, opts: { stub?: boolean; timeou
   if (g.stub.dom0Pid) await stopStub(name);
   await createAgain(name, g);
   if (g.ramdisk) await waitBooted(name, (m) => process.stderr.write(`[lab] ${m}\n`), 6, opts.timeoutMs ?? 300000);
+  await capAfterBoot(name);
   if (opts.stub !== false && st.stub.enabled) await startStub(name);
   return guest(name);
+}
+
+/** Once a guest is up: its cap, if the state gives one (see LabGuest.capAfterBoot). */
+export async function capAfterBoot(name: string): Promise<void> {
+  const g = guest(name);
+  if (!g.capAfterBoot) return;
+  const r = await labExec(`xl sched-credit2 -d ${g.xlName} -c ${g.capAfterBoot} || xl sched-credit -d ${g.xlName} -c ${g.capAfterBoot}`);
+  if (r.code !== 0) process.stderr.write(`[lab] could not cap ${g.xlName}: ${r.stderr}\n`);
 }
 
 /** The xl state letters of a guest ('r', 'b', 'p', 's', 'c', 'd'), '' if it is gone. */
@@ -374,6 +388,7 @@ export async function setup(log: (m: string) => void = (m) => process.stderr.wri
     const g = st.guests[n];
     if (g.ramdisk) await waitBooted(n, log);
     tBooted = Math.max(tBooted, Date.now());
+    await capAfterBoot(n);
     if (stubs) {
       const s = await startStub(n, { record: false });
       started[n] = s;

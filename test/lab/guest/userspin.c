@@ -31,7 +31,7 @@
 #error "build with -DUSERSPIN_TEXT='\"...\"'"
 #endif
 #define PAGE 4096UL
-#define SPIN_MS 50
+#define SPIN_MS 20
 #define SLEEP_US 1000
 
 static double now_ms(void)
@@ -72,7 +72,7 @@ int main(void)
     double next_sleep = now_ms() + SPIN_MS;
     for (;;) {
         n++;
-        if ((n & 0xfffff) == 0) {
+        if ((n & 0x3ffff) == 0) {
             page[PAGE - 1] = (char)(n >> 20); /* touch the page now and then */
             if (now_ms() >= next_sleep) {
                 usleep(SLEEP_US);
