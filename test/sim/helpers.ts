@@ -2,6 +2,7 @@
 // through XenControl like the stub drives it.
 import { CreateDomainOptions, SimEvent, SimXen, SimXenOptions } from '../../src/xg/sim';
 import { StepResult, X86Cpu } from '../../src/xg/sim/cpu';
+import { CPU_RULES, UNMAPPED, walk4, walkPae } from '../../src/xg/sim/paging';
 import { XenControl } from '../../src/xg/xenctl';
 import { XenError } from '../../src/xg/errors';
 
@@ -106,4 +107,20 @@ export function errnoOf(fn: () => unknown): number {
     throw e;
   }
   return 0;
+}
+
+/** A copy of all of a domain's RAM, for walking its page tables with paging.ts. */
+export function guestRam(sim: SimXen, domid: number): Buffer {
+  const pages = Number(new XenControl(sim).getDomainInfo(domid).totPages);
+  return sim.readPhys(domid, 0, pages * 4096);
+}
+
+/**
+ * Guest-physical address of `va` through the tables at `cr3` (4-level for 64-bit, PAE for
+ * 32-bit; the CPU's rules), or UNMAPPED. Low cr3 bits (PCID, flags) are ignored.
+ */
+export function walkVa(mem: Buffer, cr3: bigint, va: bigint, width: 32 | 64): number {
+  const root = Number(BigInt.asUintN(52, cr3));
+  if (width === 32) return va >> 32n ? UNMAPPED : walkPae(mem, root, Number(va), CPU_RULES);
+  return walk4(mem, root, Number(va & 0xffffffffn), Number((va >> 32n) & 0xffffffffn), CPU_RULES);
 }

@@ -3,6 +3,7 @@
 import { CTX32, CTX64, ContextLayout } from '../context';
 import { ShutdownReason } from '../domctl';
 import { X86Cpu } from './cpu';
+import type { UserProcess } from './userMode';
 
 export type DomainType = 'pv' | 'pvh';
 export type SegName = 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs';
@@ -36,6 +37,16 @@ export class SimVcpu {
    * in the domain's context layout, so that get -> set round trips keep them.
    */
   readonly ctxExtra: Buffer;
+  /**
+   * 64-bit PV: v->arch.guest_table (the kernel top-level table) and guest_table_user
+   * (0: none), as cr3 values. cpu.cr3 is the active one: guestTable while `kernelMode`
+   * (TF_kernel_mode), guestTableUser in guest user mode (Xen's update_cr3).
+   */
+  guestTable = 0n;
+  guestTableUser = 0n;
+  kernelMode = true;
+  /** In guest user mode via SimXen.enterUserMode: its process and the kernel state to go back to. */
+  user: UserProcess | undefined;
 
   constructor(id: number, cpu: X86Cpu, layout: ContextLayout) {
     this.id = id;
@@ -75,6 +86,20 @@ export class SimDomain {
   dying = false;
   /** A placeholder that never executes (dom0). */
   placeholder = false;
+  /**
+   * PV page-table pages by frame: PageType level bits (l1..l4), plus PFINFO_LPINTAB for
+   * pinned roots. Xen's type counts: such a frame cannot be mapped writable (get_page_type
+   * wants PGT_writable_page). Filled by the loader and by user-mode processes; HVM
+   * memory has no PV types, so it is ignored for 'pvh' domains.
+   */
+  pageTables = new Map<number, number>();
+  /**
+   * Frames outside RAM that are populated all the same (the HVM special pages, e.g. the
+   * monitor ring): frame -> its 4 KiB. Foreign mappings reach them like RAM.
+   */
+  readonly specialFrames = new Map<number, Buffer>();
+  /** RAM frames taken out of the physmap (XENMEM_decrease_reservation): holes for foreign mappings. */
+  readonly removedFrames = new Set<number>();
 
   constructor(c: DomainConfig) {
     this.domid = c.domid;

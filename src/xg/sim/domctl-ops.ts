@@ -6,8 +6,9 @@ import { DOMCTL_SIZE, DomInf, DomctlCmd, Off, domctlName, encodeDomainInfo } fro
 import { Errno, XenError } from '../errors';
 import { DomctlData } from '../hypercalls';
 import { MAX_PAUSE_COUNT, SimDomain } from './domain';
+import { getPageFrameInfo } from './foreign';
 import { guestMemIo } from './memio';
-import { applyContext, encodeContext } from './vcpu-context';
+import { applyContext, encodeContext, getHvmContextPartial } from './vcpu-context';
 
 /** The simulated toolstack runs in dom0: that is "current->domain" for the checks. */
 export const CALLER_DOMID = 0;
@@ -18,6 +19,8 @@ const FIRST_EXACT_GETDOMAININFO = 0x16;
 /** What the domctl code needs from the simulated hypervisor. */
 export interface DomctlHost {
   readonly interfaceVersion: number;
+  /** Xen 4.21.0/4.21.1: get/setvcpucontext lose r8-r15 (see ContextQuirks). */
+  readonly dropsHighGprs?: boolean;
   readonly gdbsx: boolean;
   readonly mtf: boolean;
   domain(domid: number): SimDomain | undefined;
@@ -68,7 +71,7 @@ const handlers: Record<number, Handler> = {
     if (c.d.domid === CALLER_DOMID && v.id === 0) fail(c, Errno.EINVAL, 'the calling VCPU');
     if (!v.initialised) fail(c, Errno.ENODATA);
     if (!c.data || c.data.buf.length < c.d.layout.size) fail(c, Errno.EFAULT);
-    encodeContext(c.d, v, c.data.buf);
+    encodeContext(c.d, v, c.data.buf, { dropHighGprs: c.host.dropsHighGprs });
     return true;
   },
 
@@ -81,9 +84,18 @@ const handlers: Record<number, Handler> = {
       v.down = true;
     } else {
       if (c.data.buf.length < c.d.layout.size) fail(c, Errno.EFAULT);
-      applyContext(c.d, v, c.data.buf, c.name);
+      applyContext(c.d, v, c.data.buf, c.name, { dropHighGprs: c.host.dropsHighGprs });
     }
     c.host.changed(c.d, `vcpu ${v.id} context set`);
+    return false;
+  },
+
+  [DomctlCmd.gethvmcontext_partial](c) {
+    return getHvmContextPartial(c.d, c.op, c.data, c.name, CALLER_DOMID);
+  },
+
+  [DomctlCmd.getpageframeinfo3](c) {
+    getPageFrameInfo(c.d, c.op, c.data, c.name);
     return false;
   },
 

@@ -1,6 +1,7 @@
 // Puts a guest kernel ELF into a fresh domain's memory the way a PV domain builder
 // would: segments at their physical addresses, real page tables (4-level or PAE)
 // built in guest memory, a per-VCPU stack and per-cpu area. docs/sim.md has the map.
+import { PageType } from '../domctl';
 import { ElfImage } from './elf';
 import { PAGE_SIZE, PTE_P, PTE_RW } from './paging';
 
@@ -9,8 +10,14 @@ export const MemoryMap = {
   /** VCPU n's area: a stack, then its per-cpu page (up to maxVcpus of them). */
   vcpuAreas: 0x100000,
   vcpuAreaSize: 0x8000,
-  /** Page tables built by the loader live in [pageTables, imageMinPhys). */
+  /** Page tables built by the loader live in [pageTables, userProcesses) (1 GiB of RAM needs ~2 MiB). */
   pageTables: 0x600000,
+  /**
+   * Guest user-mode processes (SimXen.enterUserMode, userMode.ts): VCPU n's page tables,
+   * code, data and stack in the userProcessSize bytes at userProcesses + n * userProcessSize.
+   */
+  userProcesses: 0xa00000,
+  userProcessSize: 0xc000,
   stackSize: 0x6000,
   /** Below this the loader owns memory; images must be linked above (Linux puts text at 16 MiB). */
   imageMinPhys: 0x1000000,
@@ -21,22 +28,31 @@ export const MemoryMap = {
 } as const;
 
 const PTE_G = 0x100;
+/** XEN_DOMCTL_PFINFO_LPINTAB: a pinned page table (the domain builder pins the root). */
+export const PFINFO_LPINTAB = 0x80000000;
+const LEVEL_TYPES = [PageType.none, PageType.l1, PageType.l2, PageType.l3, PageType.l4];
 
 /** Writes page-table entries into guest memory, allocating tables as it goes. */
 class PageTableBuilder {
   readonly root: number;
+  /** Every table built, by frame: its PV page type (what Xen's validation would give it). */
+  readonly tables = new Map<number, number>();
   private next: number;
 
   constructor(private readonly mem: Buffer, private readonly long: boolean) {
     this.next = MemoryMap.pageTables;
-    this.root = this.alloc();
+    const top = long ? 4 : 3;
+    this.root = this.alloc(top);
+    this.tables.set(this.root / PAGE_SIZE, (LEVEL_TYPES[top] | PFINFO_LPINTAB) >>> 0);
   }
 
-  private alloc(): number {
+  /** A zeroed table of `level` (4..1; PAE: 3 is the PDPT). */
+  private alloc(level: number): number {
     const p = this.next;
-    if (p + PAGE_SIZE > MemoryMap.imageMinPhys) throw new Error('simulated loader: out of page-table space');
+    if (p + PAGE_SIZE > MemoryMap.userProcesses) throw new Error('simulated loader: out of page-table space');
     this.next += PAGE_SIZE;
     this.mem.fill(0, p, p + PAGE_SIZE);
+    this.tables.set(p / PAGE_SIZE, LEVEL_TYPES[level]);
     return p;
   }
 
@@ -56,7 +72,7 @@ class PageTableBuilder {
       if ((e & PTE_P) === 0) {
         if (!create) return -1;
         // PAE PDPTEs have no RW/US bits (they are reserved there).
-        e = this.alloc() | PTE_P | (!this.long && level === 0 ? 0 : PTE_RW);
+        e = this.alloc(idx.length - level - 1) | PTE_P | (!this.long && level === 0 ? 0 : PTE_RW);
         this.mem.writeUInt32LE(e >>> 0, slot);
       }
       table = (e & 0xfffff000) >>> 0;
@@ -98,6 +114,8 @@ export interface LoadedGuest {
   directMap: bigint;
   symbols: Map<string, bigint>;
   vcpus: VcpuStart[];
+  /** The tables built, by frame, with their PV page types (SimDomain.pageTables). */
+  pageTables: Map<number, number>;
 }
 
 function roundUp(v: bigint): bigint {
@@ -152,5 +170,5 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
 
   const symbols = new Map<string, bigint>();
   for (const s of elf.symbols) if (!symbols.has(s.name)) symbols.set(s.name, s.value);
-  return { entry: elf.entry, cr3: pt.root, imageEnd, directMap, symbols, vcpus };
+  return { entry: elf.entry, cr3: pt.root, imageEnd, directMap, symbols, vcpus, pageTables: pt.tables };
 }

@@ -11,7 +11,12 @@ function toRoot(v: bigint): number {
   return Number(BigInt.asUintN(52, v));
 }
 
-/** Guest-virtual to guest-physical the way Xen's debugger path does it, or UNMAPPED. */
+/**
+ * Guest-virtual to guest-physical the way Xen's debugger path does it, or UNMAPPED.
+ * Always VCPU0's *active* table (cpu.cr3; v->arch.cr3 in dbg_pv_va2mfn): with VCPU0 in
+ * guest user mode that is the process's user PGD, where kernel addresses do not
+ * translate. That is the gdbsx limitation the stub's own page walk works around.
+ */
 export function debuggerTranslate(d: SimDomain, va: bigint, pgd3val: bigint): number {
   const v0 = d.vcpus[0];
   if (!v0 || !v0.initialised) return UNMAPPED;

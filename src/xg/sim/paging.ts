@@ -6,7 +6,11 @@
 export const PAGE_SIZE = 4096;
 export const PTE_P = 0x1;
 export const PTE_RW = 0x2;
+/** User-accessible (the simulated CPU runs everything alike and does not check it). */
+export const PTE_US = 0x4;
 export const PTE_PS = 0x80;
+/** Bit 63 (no-execute), as a bit of an entry's high 32-bit word; walks ignore it. */
+export const PTE_NX_HI = 0x80000000;
 
 /**
  * What a walk accepts. The CPU (and Xen's HVM memio walk) takes superpages and faults

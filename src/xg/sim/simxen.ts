@@ -13,14 +13,22 @@ import { DomainType, SimDomain, SimVcpu } from './domain';
 import { CALLER_DOMID, DomctlHost, doDomctl } from './domctl-ops';
 import { parseElf } from './elf';
 import { ExecEvent } from './execute';
+import { ForeignMaps } from './foreign';
 import { LoadedGuest, loadGuest } from './loader';
+import { SimRelease, dropsHighGprs, interfaceVersionOf, parseRelease } from './release';
+import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './userMode';
 import { UNMAPPED } from './paging';
 import { Scheduler } from './scheduler';
 import { bringUp } from './vcpu-context';
 
 export interface SimXenOptions {
-  /** The domctl interface version accepted (others get EACCES). Default 0x15 (Xen 4.17). */
+  /** The domctl interface version accepted (others get EACCES). Default 0x15 (Xen 4.17), or the release's. */
   interfaceVersion?: number;
+  /**
+   * The Xen release shown by xen_version, e.g. '4.21.1' (default: the interface version's
+   * release, extraversion ".5-sim"). 4.21.0 and 4.21.1 reproduce their r8-r15 bug.
+   */
+  release?: string;
   /** Hypervisor built with CONFIG_GDBSX (false: domctls 1000-1003 give ENOSYS). Default true. */
   gdbsx?: boolean;
   /** The CPU has the monitor trap flag (VMX): debug_op single-step works for PVH. Default false. */
@@ -123,15 +131,19 @@ export class SimXen implements Hypercalls {
   readonly interfaceVersion: number;
   readonly gdbsx: boolean;
   readonly mtf: boolean;
+  private readonly release: SimRelease | undefined;
+  private readonly foreign = new ForeignMaps((id) => this.doms.get(id));
 
   constructor(o: SimXenOptions = {}) {
-    this.interfaceVersion = o.interfaceVersion ?? 0x15;
+    this.release = o.release === undefined ? undefined : parseRelease(o.release);
+    this.interfaceVersion = o.interfaceVersion ?? (this.release ? interfaceVersionOf(this.release) : 0x15);
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
     this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
       { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true });
     this.host = {
       interfaceVersion: this.interfaceVersion,
+      dropsHighGprs: this.release !== undefined && dropsHighGprs(this.release),
       gdbsx: this.gdbsx,
       mtf: this.mtf,
       domain: (id) => this.doms.get(id),
@@ -155,11 +167,11 @@ export class SimXen implements Hypercalls {
   }
 
   xenVersion(cmd: number, arg?: Buffer): number {
-    const [major, minor] = RELEASE_BY_INTERFACE[this.interfaceVersion] ?? [4, 17];
+    const [major, minor] = this.release ? [this.release.major, this.release.minor] : RELEASE_BY_INTERFACE[this.interfaceVersion] ?? [4, 17];
     const op = `XENVER_${cmd}`;
     switch (cmd) {
       case XenVer.version: return (major << 16) | minor;
-      case XenVer.extraversion: putCString(arg, '.5-sim', 16, op); return 0;
+      case XenVer.extraversion: putCString(arg, this.release ? this.release.extra : '.5-sim', 16, op); return 0;
       case XenVer.capabilities: putCString(arg, XEN_CAPABILITIES, 1024, op); return 0;
       case 4: putCString(arg, 'gdbsx simulated hypervisor', 64, op); return 0; // XENVER_changeset
       case 7: return 4096; // XENVER_pagesize
@@ -167,8 +179,9 @@ export class SimXen implements Hypercalls {
     }
   }
 
-  mapForeign(_domid: number, _frames: readonly bigint[], _writable: boolean): ForeignMapping {
-    throw new XenError('IOCTL_PRIVCMD_MMAPBATCH_V2', Errno.ENOSYS, 'not implemented yet');
+  /** privcmd mmap + MMAPBATCH_V2 over the domain's memory (foreign.ts). */
+  mapForeign(domid: number, frames: readonly bigint[], writable: boolean): ForeignMapping {
+    return this.foreign.map(domid, frames, writable);
   }
 
   hvmOp(cmd: number, _arg: Buffer): number {
@@ -223,6 +236,7 @@ export class SimXen implements Hypercalls {
     const d = new SimDomain({ domid, name, type, width: o.width, mem: Buffer.alloc(memMiB << 20), handle: domainHandle(domid, name) });
     const g = loadGuest(d.mem, elf, o.vcpus);
     d.symbols = g.symbols;
+    d.pageTables = g.pageTables;
     const online = o.onlineVcpus ?? o.vcpus;
     for (let i = 0; i < o.vcpus; i++) {
       const v = new SimVcpu(i, new X86Cpu(d.mem, o.width === 64, type === 'pv'), d.layout);
@@ -328,6 +342,29 @@ export class SimXen implements Hypercalls {
       ...gprs, rip: c.rip, rflags: BigInt(c.rflags), cr0: c.cr0, cr2: c.cr2, cr3: c.cr3, cr4: c.cr4,
       dr6: c.dr[6], dr7: c.dr[7], fs_base: c.fsBase, gs_base: c.gsBase,
     };
+  }
+
+  /** Foreign mappings not yet unmapped, of `domid` or of all domains (leak checks). */
+  liveMappings(domid?: number): number {
+    return this.foreign.count(domid);
+  }
+
+  /**
+   * Put a VCPU into guest user mode, running a process of its own (userMode.ts): a loop
+   * at codeAddr, its data at dataAddr (the same address in every VCPU's process).
+   */
+  enterUserMode(domid: number, vcpu: number, o: UserModeOptions = {}): UserModeInfo {
+    const info = enterUserMode(this.dom(domid), this.vcpu(domid, vcpu), o);
+    this.emit({ type: 'state', domid, what: `vcpu ${vcpu} in user mode` });
+    this.flushEvents();
+    return info;
+  }
+
+  /** Back to the kernel state the VCPU had before enterUserMode; its process goes away. */
+  leaveUserMode(domid: number, vcpu: number): void {
+    leaveUserMode(this.dom(domid), this.vcpu(domid, vcpu));
+    this.emit({ type: 'state', domid, what: `vcpu ${vcpu} back in kernel mode` });
+    this.flushEvents();
   }
 
   /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
