@@ -130,7 +130,7 @@ export interface StopSample {
  * queued earlier hit.
  */
 export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: (since: number) => number | undefined, only?: number): Promise<StopSample[]> {
-  g.bps.insert(bp);
+  g.insertBreakpoint(bp, g.vcpus()[0]);
   // Every VCPU runs, or only one (gdb's `set scheduler-locking on`).
   const all = new Set(only !== undefined ? [only] : g.vcpus());
   const out: StopSample[] = [];
@@ -141,7 +141,7 @@ export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: 
       if (at !== undefined) {
         g.bps.remove(bp);
         await g.resume({ step: at, cont: new Set() });
-        g.bps.insert(bp);
+        g.insertBreakpoint(bp, g.vcpus()[0]);
       }
       const tc = now();
       const ev = await g.resume({ cont: all });

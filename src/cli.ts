@@ -23,8 +23,10 @@ interface Parsed {
   simVcpus: number;
   simWidth: 32 | 64;
   simType: 'pv' | 'pvh';
+  simXen: 'gdbsx' | 'stock-intel' | 'stock-amd';
   debug: boolean;
   stepTimeout: number;
+  memory: 'pagewalk' | 'gdbsx';
 }
 
 function usage(): string {
@@ -49,7 +51,9 @@ function parse(argv: string[]): Parsed {
     .option('sim', { type: 'boolean', default: false, describe: 'use the simulated Xen with a demo guest (no Xen needed)' })
     .option('sim-vcpus', { type: 'number', default: 2, describe: 'VCPUs of the simulated guest' })
     .option('sim-width', { choices: [32, 64] as const, type: 'number', default: 64, describe: 'width of the simulated guest' })
+    .option('sim-xen', { choices: ['gdbsx', 'stock-intel', 'stock-amd'] as const, default: 'gdbsx' as const, describe: 'the simulated hypervisor: built with CONFIG_GDBSX, or stock (without it) on an Intel (monitor trap flag) or AMD CPU' })
     .option('sim-type', { choices: ['pv', 'pvh'] as const, default: 'pv' as const, describe: 'type of the simulated guest' })
+    .option('memory', { choices: ['pagewalk', 'gdbsx'] as const, default: 'pagewalk' as const, describe: 'how to reach guest memory: our page walk over mapped guest frames (every Xen), or Xen\'s gdbsx_guestmemio (CONFIG_GDBSX builds; VCPU 0\'s view only)' })
     .option('step-timeout', { type: 'number', default: 2000, describe: 'ms to wait for a single-step that does not trap before pausing the guest' })
     .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace the protocol and hypercalls (same as DEBUG=gdbsx:*)' })
     .conflicts('attach', 'context')
@@ -93,8 +97,8 @@ function parse(argv: string[]): Parsed {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UserError(`invalid port '${port}'`);
   return {
     mode, domid: domidArg ?? 1, width, port, vcpu, host: a.host, sim: a.sim,
-    simVcpus: a['sim-vcpus'], simWidth: a['sim-width'] as 32 | 64, simType: a['sim-type'],
-    debug: a.d, stepTimeout: a['step-timeout'],
+    simVcpus: a['sim-vcpus'], simWidth: a['sim-width'] as 32 | 64, simType: a['sim-type'], simXen: a['sim-xen'] as Parsed['simXen'],
+    debug: a.d, stepTimeout: a['step-timeout'], memory: a.memory as 'pagewalk' | 'gdbsx',
   };
 }
 
@@ -109,7 +113,8 @@ async function openBackend(p: Parsed): Promise<Backend> {
   if (p.sim) {
     const { startSimDemo } = await import('./simDemo');
     // The demo guest never takes id 0 (that is dom0, which attach refuses, as on Xen).
-    return startSimDemo({ domid: p.domid === 0 ? 1 : p.domid, vcpus: p.simVcpus, width: p.simWidth, type: p.simType });
+    const xen = p.simXen === 'gdbsx' ? {} : { gdbsx: false, mtf: p.simXen === 'stock-intel' };
+    return startSimDemo({ domid: p.domid === 0 ? 1 : p.domid, vcpus: p.simVcpus, width: p.simWidth, type: p.simType, xen });
   }
   const { PrivcmdHypercalls } = await import('./xg/privcmd');
   const hc = PrivcmdHypercalls.open();
@@ -130,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     backend = await openBackend(p);
     const xc = new XenControl(backend.hc);
     if (p.mode === 'context') {
-      const g = Guest.attach(xc, p.domid, { width: p.width });
+      const g = Guest.attach(xc, p.domid, { width: p.width, memory: p.memory });
       try {
         process.stdout.write(dumpContexts(g, p.vcpu));
       } finally {
@@ -167,12 +172,17 @@ export async function main(argv: string[]): Promise<number> {
 /** Check the domain up front (clear errors at start), then serve until a signal. */
 async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<number> {
   // Attach once to validate (exists, not dom0, gdbsx in the hypervisor), then let it run until gdb comes.
-  const probe = Guest.attach(xc, p.domid, { width: p.width });
+  const probe = Guest.attach(xc, p.domid, { width: p.width, memory: p.memory });
   const width = probe.width;
   const nvcpus = probe.vcpus().length;
+  const how = `${probe.hvm ? 'HVM/PVH' : 'PV'} guest on a ${probe.build === 'gdbsx' ? 'CONFIG_GDBSX' : 'stock'} hypervisor: ` +
+    `memory by ${probe.paths.memory}, run control by ${probe.paths.run}`;
+  const notes = [...probe.notes];
   probe.detach();
+  console.error(`gdbsx: ${how}`);
+  for (const n of notes) console.error(`gdbsx: note: ${n}`);
 
-  const server = new GdbServer(xc, p.domid, { host: p.host, port: p.port ?? 0, width, stepTimeoutMs: p.stepTimeout });
+  const server = new GdbServer(xc, p.domid, { host: p.host, port: p.port ?? 0, width, stepTimeoutMs: p.stepTimeout, memory: p.memory });
   server.onEvent = (m) => console.error(`gdbsx: ${m}`);
   const port = await server.listen();
   const loopback = p.host === '127.0.0.1' || p.host === 'localhost' || p.host === '::1';
@@ -199,5 +209,10 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGHUP', () => stop('SIGHUP'));
+    // A bug of ours must not leave the guest paused, with our int3s or a monitor ring behind.
+    process.once('uncaughtException', (e) => {
+      console.error(`gdbsx: internal error: ${e.stack ?? String(e)}`);
+      stop('internal error');
+    });
   });
 }

@@ -1,7 +1,7 @@
 // The embedded default: a simulated Xen with one demo guest, for `npm start`
 // and the tests. The demo ELF (with symbols) is what gdb should load.
 import path from 'path';
-import { SimXen } from './xg/sim';
+import { SimXen, SimXenOptions } from './xg/sim';
 import type { Backend } from './cli';
 import { guestIntegrity } from './simIntegrity';
 
@@ -10,6 +10,8 @@ export interface SimDemoOptions {
   vcpus: number;
   width: 32 | 64;
   type: 'pv' | 'pvh';
+  /** The simulated hypervisor: e.g. `{ gdbsx: false }` for a stock build, `{ mtf: true }` for Intel VMX. */
+  xen?: SimXenOptions;
 }
 
 export function demoImage(width: 32 | 64): string {
@@ -17,7 +19,7 @@ export function demoImage(width: 32 | 64): string {
 }
 
 export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid: number } {
-  const sim = new SimXen({});
+  const sim = new SimXen(o.xen ?? {});
   const image = demoImage(o.width);
   const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image });
   const close = () => {

@@ -6,6 +6,7 @@ import createDebug from 'debug';
 import { Framer } from './framer';
 import { ProtocolError, closeFrame, errorReply, frame, hexBlocksInto, hexRleInto, rleEncode } from './packet';
 import { Guest, StopEvent } from '../vcpu/guest';
+import { RefusedError } from '../vcpu/runControl';
 import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
 import { stopReply } from './stopReply';
@@ -53,6 +54,8 @@ export class Session {
   gVcpu: number | undefined;
   cVcpu: number | 'all' | undefined;
   private warnedUserMode = false;
+  /** The guest's notes (what this hypervisor allows) go to gdb's console once, at the first resume. */
+  private toldNotes = false;
   /** The last stop, answered again for '?'. */
   lastStop: StopEvent;
 
@@ -156,6 +159,11 @@ export class Session {
   }
 
   private errorFor(e: unknown, what: string): string {
+    if (e instanceof RefusedError) {
+      // gdb prints the text of an `E.` reply ("Remote failure reply: E.…") where it shows errors at all.
+      log('refused %s: %s', what.slice(0, 60), e.message);
+      return `E.${e.message}`;
+    }
     if (e instanceof ProtocolError) {
       log('bad packet %s: %s', what.slice(0, 60), e.message);
       return errorReply(e.errno);
@@ -211,12 +219,16 @@ export class Session {
   /** Resume the guest and answer with the stop; the reported thread becomes the selected one. */
   async runUntilStop(run: () => Promise<StopEvent>): Promise<Reply> {
     const ev = await run();
+    if (!this.toldNotes) {
+      this.toldNotes = true;
+      for (const n of this.guest.notes) this.console(`gdbsx: note: ${n}\n`);
+    }
     if (ev.message) this.console(ev.message);
     this.lastStop = ev;
     if (ev.kind === 'stopped') {
       this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
       this.guest.refreshVcpusAfterStop();
-      if (this.guest.vcpu0InUserMode() && !this.warnedUserMode) {
+      if (this.guest.memioBlindToKernel() && !this.warnedUserMode) {
         this.warnedUserMode = true;
         this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +
           'so kernel addresses may be unreadable (E14) until VCPU 0 is back in the kernel: continue or step it.\n');

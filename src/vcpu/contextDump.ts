@@ -45,7 +45,7 @@ export function dumpContexts(g: Guest, onlyVcpu?: number): string {
 /** Stack words that look like kernel text addresses (up to 10), as gdbsx prints. */
 function callTrace(g: Guest, sp: bigint): string {
   const word = g.width / 8;
-  const stack = g.readMemory(sp, 512 * word);
+  const stack = g.readMemory(sp, 512 * word, g.vcpus()[0]);
   const min = g.width === 64 ? 0xffffffff80000000n : 0xc0000000n;
   const hits: string[] = [];
   for (let off = 0; off + word <= stack.length && hits.length < 10; off += word) {

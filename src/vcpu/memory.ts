@@ -1,50 +1,73 @@
-// Guest virtual memory through XEN_DOMCTL_gdbsx_guestmemio. Xen translates through
-// VCPU0's page tables (or a `pgd3` value for 32-bit PAE module space) and fails a
-// whole call if any page is unmapped, so: try the range in one call (fast path for
-// bulk reads), and on EFAULT walk it page by page to return the readable prefix.
-import { Errno, XenError, isXenError } from '../xg/errors';
-import { XenControl } from '../xg/xenctl';
+// Guest virtual memory, whichever way the hypervisor lets us reach it (a MemoryPath:
+// our own page walk over foreign-mapped frames, or Xen's gdbsx_guestmemio), with what
+// every path needs on top: reads that return the readable prefix, writes that are
+// all-or-nothing, requests split into bounded chunks, and a small line cache for the
+// bytes gdb reads again and again while the guest is stopped.
+import { Errno, XenError } from '../xg/errors';
+
+/** Whose view of memory: a VCPU's page tables, or gdbsx's pgd3 override (32-bit PAE module space). */
+export interface AddressSpace {
+  vcpu: number;
+  /** 0: the VCPU's own tables. */
+  pgd3: bigint;
+}
+
+/** One byte's home, found once: breakpoints are restored where they were written, whatever runs since. */
+export interface MemoryPin {
+  read(): number;
+  write(byte: number): void;
+}
+
+export interface MemoryPath {
+  /** For messages and the benchmark: "page walk" or "gdbsx_guestmemio". */
+  readonly name: string;
+  /** Fill `into` from `addr`; returns how many bytes were read (stops at the first unreadable page). */
+  read(addr: bigint, into: Buffer, space: AddressSpace): number;
+  /** Write all of `data` or nothing (XenError EFAULT naming the first unwritable address). */
+  write(addr: bigint, data: Buffer, space: AddressSpace): void;
+  /** Where the byte at `addr` lives, for a later restore (throws XenError EFAULT if unmapped). */
+  pin(addr: bigint, space: AddressSpace): MemoryPin;
+  /** The guest is about to run: drop mappings and anything derived from its page tables. */
+  release(): void;
+}
 
 const PAGE = 4096n;
 /** Small reads are served from aligned lines of this size (never crossing a page). */
 const LINE = 64n;
 /** Cached lines older than this are read again (bounds staleness if memory changes under a stopped guest). */
 const LINE_TTL_MS = 500;
-/** Largest single hypercall; bigger requests are split (keeps locked buffers bounded). */
-const MAX_CHUNK = 1 << 20;
+/** Largest single path call; bigger requests are split (keeps mappings and buffers bounded). */
+const MAX_CHUNK = 1 << 21;
 
 export class GuestMemory {
-  private readonly xc: XenControl;
-  private readonly domid: number;
+  readonly path: MemoryPath;
   private readonly addrMask: bigint;
-  /** gdbsx's `pgd3val`: 0 = translate through VCPU0's cr3. */
+  /** gdbsx's `pgd3val` (monitor pgd3): 0 = translate through the VCPU's own tables. */
   pgd3 = 0n;
   /**
    * While the guest is stopped gdb reads the same few bytes again and again (the byte at
-   * pc four times per stop, the function's first line for prologue analysis): one hypercall
-   * per 64-byte line serves them. Dropped by invalidate() (the guest runs, registers
+   * pc four times per stop, the function's first line for prologue analysis): one path
+   * call per 64-byte line serves them. Dropped by invalidate() (the guest runs, registers
    * change), by any write, and after LINE_TTL_MS.
    */
   private readonly lines = new Map<string, Buffer>();
   private linesSince = 0;
 
-  constructor(xc: XenControl, domid: number, width: 32 | 64) {
-    this.xc = xc;
-    this.domid = domid;
+  constructor(path: MemoryPath, width: 32 | 64) {
+    this.path = path;
     this.addrMask = width === 64 ? (1n << 64n) - 1n : 0xffffffffn;
   }
 
-  private io(addr: bigint, buf: Buffer, write: boolean, pgd3: bigint): void {
-    this.xc.guestMemIo(this.domid, addr & this.addrMask, buf, write, pgd3);
+  /** The address space of `vcpu` under the current pgd3 setting. */
+  space(vcpu: number): AddressSpace {
+    return { vcpu, pgd3: this.pgd3 };
   }
 
-  /**
-   * Reads up to `len` bytes; returns the readable prefix (possibly empty).
-   * `pgd3` overrides the current translation (breakpoints keep the one they were set with).
-   */
-  read(addr: bigint, len: number, pgd3 = this.pgd3, into?: Buffer): Buffer {
+  /** Reads up to `len` bytes as `space` sees them; returns the readable prefix (possibly empty). */
+  read(addr: bigint, len: number, space: AddressSpace, into?: Buffer): Buffer {
+    addr &= this.addrMask;
     if (!into && len > 0 && len <= 256) {
-      const cached = this.readLines(addr & this.addrMask, len, pgd3);
+      const cached = this.readLines(addr, len, space);
       if (cached) return cached;
     }
     // A caller's buffer (reused across requests) spares a fresh allocation per read.
@@ -52,34 +75,30 @@ export class GuestMemory {
     let done = 0;
     while (done < len) {
       const n = Math.min(MAX_CHUNK, len - done);
-      const got = this.readChunk(addr + BigInt(done), out.subarray(done, done + n), pgd3);
+      const got = this.path.read((addr + BigInt(done)) & this.addrMask, out.subarray(done, done + n), space);
       done += got;
       if (got < n) break;
     }
     return out.subarray(0, done);
   }
 
-  /** Forget cached lines: call whenever guest memory or VCPU0's page tables may have changed. */
+  /** Forget cached lines and mappings: call whenever the guest runs or its page tables may change. */
   invalidate(): void {
     this.lines.clear();
+    this.path.release();
   }
 
   /** A small read through the line cache; undefined if a line is unreadable (the caller reads exactly). */
-  private readLines(addr: bigint, len: number, pgd3: bigint): Buffer | undefined {
+  private readLines(addr: bigint, len: number, space: AddressSpace): Buffer | undefined {
     if (this.lines.size > 0 && performance.now() - this.linesSince > LINE_TTL_MS) this.lines.clear();
     const out = Buffer.allocUnsafe(len);
     let done = 0;
     for (let line = addr - (addr % LINE); done < len; line = (line + LINE) & this.addrMask) {
-      const key = `${pgd3}:${line}`;
+      const key = `${space.vcpu}:${space.pgd3}:${line}`;
       let b = this.lines.get(key);
       if (!b) {
         b = Buffer.alloc(Number(LINE));
-        try {
-          this.io(line, b, false, pgd3);
-        } catch (e) {
-          if (isXenError(e, Errno.EFAULT)) return undefined;
-          throw e;
-        }
+        if (this.path.read(line, b, space) < b.length) return undefined;
         if (this.lines.size === 0) this.linesSince = performance.now();
         this.lines.set(key, b);
       }
@@ -91,49 +110,39 @@ export class GuestMemory {
     return out;
   }
 
-  private readChunk(addr: bigint, dst: Buffer, pgd3: bigint): number {
-    try {
-      this.io(addr, dst, false, pgd3);
-      return dst.length;
-    } catch (e) {
-      if (!isXenError(e, Errno.EFAULT)) throw e;
-    }
-    // Some page is unmapped: find the readable prefix, page by page.
-    let done = 0;
-    while (done < dst.length) {
-      const a = addr + BigInt(done);
-      const n = Math.min(dst.length - done, Number(PAGE - (a % PAGE)));
-      try {
-        this.io(a, dst.subarray(done, done + n), false, pgd3);
-      } catch (e) {
-        if (isXenError(e, Errno.EFAULT)) return done;
-        throw e;
-      }
-      done += n;
-    }
-    return done;
+  /** Writes all of `data` or nothing. */
+  write(addr: bigint, data: Buffer, space: AddressSpace): void {
+    if (data.length === 0) return;
+    this.lines.clear();
+    this.path.write(addr & this.addrMask, data, space);
   }
 
-  /**
-   * Writes all of `data` or nothing: Xen may have written a prefix before failing,
-   * so the old contents are read first and put back on failure.
-   */
-  write(addr: bigint, data: Buffer, pgd3 = this.pgd3): void {
-    if (data.length === 0) return;
-    const before = this.read(addr, data.length, pgd3);
-    this.lines.clear(); // also the lines `before` was just read through
-    if (before.length < data.length) {
-      throw new XenError('XEN_DOMCTL_gdbsx_guestmemio', Errno.EFAULT, `address 0x${(addr + BigInt(before.length)).toString(16)} not mapped`);
-    }
-    try {
-      this.io(addr, Buffer.from(data), true, pgd3);
-    } catch (e) {
-      try {
-        this.io(addr, before, true, pgd3);
-      } catch {
-        // Best effort: the original error is the one to report.
-      }
-      throw e;
-    }
+  /** Pin the byte at `addr` (see MemoryPin); writes through the pin drop the line cache. */
+  pin(addr: bigint, space: AddressSpace): MemoryPin {
+    const p = this.path.pin(addr & this.addrMask, space);
+    return {
+      read: () => p.read(),
+      write: (byte) => {
+        this.lines.clear();
+        p.write(byte);
+      },
+    };
   }
+}
+
+/** The readable prefix of a page-by-page operation, for paths that fail a whole call on one bad page. */
+export function pageChunks(addr: bigint, len: number): { at: bigint; off: number; n: number }[] {
+  const out: { at: bigint; off: number; n: number }[] = [];
+  let done = 0;
+  while (done < len) {
+    const at = addr + BigInt(done);
+    const n = Math.min(len - done, Number(PAGE - (at % PAGE)));
+    out.push({ at, off: done, n });
+    done += n;
+  }
+  return out;
+}
+
+export function unmappedAt(op: string, addr: bigint): XenError {
+  return new XenError(op, Errno.EFAULT, `address 0x${addr.toString(16)} not mapped`);
 }

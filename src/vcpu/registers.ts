@@ -128,13 +128,16 @@ export interface VcpuContext {
   buf: Buffer;
   layout: ContextLayout;
   hvm: boolean;
+  /** Fields this hypervisor does not report truthfully (Xen 4.21.0/.1 drop r8-r15 of PV VCPUs): shown unavailable. */
+  lost?: ReadonlySet<ContextRegName>;
 }
 
 export function contextLayoutFor(width: 32 | 64, hvm: boolean): ContextLayout {
   return width === 32 && !hvm ? CTX32 : CTX64;
 }
 
-function inKernel(c: VcpuContext): boolean {
+/** The VCPU runs guest kernel code: CPL 0 (HVM/PVH) or Xen's VGCF_in_kernel (PV). */
+export function inKernel(c: VcpuContext): boolean {
   if (c.hvm) return (Number(readField(c.buf, c.layout, 'cs') ?? 0n) & 3) === 0;
   return (Number(readField(c.buf, c.layout, 'flags') ?? 0n) & Vgcf.inKernel) !== 0;
 }
@@ -151,6 +154,7 @@ export function readReg(c: VcpuContext, r: RegDef): Buffer | undefined {
     case 'ctx':
     case 'gs_base': {
       const field = r.src.kind === 'ctx' ? r.src.field : gsField(c, r.src.active);
+      if (c.lost?.has(field)) return undefined;
       const v = readField(c.buf, c.layout, field);
       if (v === undefined) return undefined;
       writeLE(out, BigInt.asUintN(r.bits, v));

@@ -13,7 +13,7 @@ export type ContextRegName =
   | 'rax' | 'rbx' | 'rcx' | 'rdx' | 'rsi' | 'rdi' | 'rbp' | 'rsp'
   | 'r8' | 'r9' | 'r10' | 'r11' | 'r12' | 'r13' | 'r14' | 'r15'
   | 'rip' | 'rflags' | 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs'
-  | 'cr0' | 'cr2' | 'cr3' | 'cr4'
+  | 'cr0' | 'cr1' | 'cr2' | 'cr3' | 'cr4'
   | 'dr0' | 'dr1' | 'dr2' | 'dr3' | 'dr6' | 'dr7'
   | 'fs_base' | 'gs_base_kernel' | 'gs_base_user'
   | 'flags';
@@ -58,6 +58,8 @@ export const CTX64: ContextLayout = {
     fs: { off: U64 + 184, size: 2 },
     gs: { off: U64 + 192, size: 2 },
     cr0: { off: 4984, size: 8 },
+    /** ctrlreg[1]: a 64-bit PV VCPU's user page table (guest_table_user). */
+    cr1: { off: 4992, size: 8 },
     cr2: { off: 5000, size: 8 },
     cr3: { off: 5008, size: 8 },
     cr4: { off: 5016, size: 8 },

@@ -162,7 +162,7 @@ export const DmOpInject = { op: 0, vcpu: 8, vector: 12, type: 13, insnLen: 14, e
 export const X86EventType = { hwException: 3, privSwException: 5, swException: 6 } as const;
 
 /** getpageframeinfo3 types (top nibble of each returned entry). */
-export const PageType = { none: 0, l1: 1 << 28, l2: 2 << 28, l3: 3 << 28, l4: 4 << 28, broken: 0xd << 28, xtab: 0xf << 28, mask: 0xf << 28 } as const;
+export const PageType = { none: 0, l1: 0x10000000, l2: 0x20000000, l3: 0x30000000, l4: 0x40000000, pinned: 0x80000000, broken: 0xd0000000, xtab: 0xf0000000, mask: 0xf0000000, levelMask: 0x70000000 } as const;
 
 /** DOMID_INVALID, the domain vm_event GET_VERSION is asked with. */
 export const DOMID_INVALID = 0x7ff4;

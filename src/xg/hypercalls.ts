@@ -38,31 +38,6 @@ export interface EventPort {
   /** IOCTL_EVTCHN_NOTIFY: kick the remote end (Xen processes our ring responses). */
   notify(): void;
   /** Unbind; idempotent. */
-  /**
-   * Map `frames` of `domid` read-only or read-write in one batch. A frame Xen refuses
-   * does not fail the call: its entry in `errors` is set. Throws XenError when the
-   * mapping as a whole cannot be made (no privcmd mmap, bad domain).
-   */
-  mapForeign(domid: number, frames: readonly bigint[], writable: boolean): ForeignMapping;
-
-  /** __HYPERVISOR_hvm_op(cmd, arg): `arg` (e.g. struct xen_hvm_param) in/out. */
-  hvmOp(cmd: number, arg: Buffer): number;
-
-  /**
-   * __HYPERVISOR_memory_op(cmd, arg): `arg` in/out (e.g. struct xen_memory_reservation,
-   * whose extent_start handle points at `data.buf`, written at `data.handleOffset`).
-   */
-  memoryOp(cmd: number, arg: Buffer, data?: DomctlData): number;
-
-  /** __HYPERVISOR_dm_op through IOCTL_PRIVCMD_DM_OP on `domid` with these buffers (in/out). */
-  dmOp(domid: number, bufs: Buffer[]): number;
-
-  /**
-   * Bind an interdomain event channel to `remotePort` of `domid` (/dev/xen/evtchn);
-   * `onEvent` runs on the event loop each time Xen signals it.
-   */
-  bindInterdomain(domid: number, remotePort: number, onEvent: () => void): EventPort;
-
   close(): void;
 }
 

@@ -417,9 +417,7 @@ export class PrivcmdHypercalls implements Hypercalls {
         ch.close();
       },
     };
-    // EventPort in hypercalls.ts also lists Hypercalls' own methods (mapForeign ...
-    // bindInterdomain), evidently pasted there by mistake; an event port has only these three.
-    return port as EventPort;
+    return port;
   }
 
   /**

@@ -5,7 +5,7 @@ import { spawn, ChildProcessWithoutNullStreams, execFileSync } from 'child_proce
 import { XenControl } from '../../src/xg/xenctl';
 import { GdbServer } from '../../src/gx/server';
 import { startSimDemo, demoImage } from '../../src/simDemo';
-import type { SimXen } from '../../src/xg/sim';
+import type { SimXen, SimXenOptions } from '../../src/xg/sim';
 
 export const GDB = process.env.GDB ?? 'gdb';
 
@@ -19,11 +19,11 @@ export interface Stub {
   close(): Promise<void>;
 }
 
-export async function startStub(o: { vcpus?: number; width?: 32 | 64; type?: 'pv' | 'pvh' } = {}): Promise<Stub> {
+export async function startStub(o: { vcpus?: number; width?: 32 | 64; type?: 'pv' | 'pvh'; xen?: SimXenOptions; memory?: 'pagewalk' | 'gdbsx' } = {}): Promise<Stub> {
   const width = o.width ?? 64;
-  const demo = startSimDemo({ domid: 1, vcpus: o.vcpus ?? 2, width, type: o.type ?? 'pv' });
+  const demo = startSimDemo({ domid: 1, vcpus: o.vcpus ?? 2, width, type: o.type ?? 'pv', xen: o.xen });
   const xc = new XenControl(demo.hc);
-  const server = new GdbServer(xc, demo.domid, { host: '127.0.0.1', port: 0 });
+  const server = new GdbServer(xc, demo.domid, { host: '127.0.0.1', port: 0, memory: o.memory });
   const port = await server.listen();
   return {
     port, sim: demo.sim, domid: demo.domid, image: demoImage(width), server, xc,

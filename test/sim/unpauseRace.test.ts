@@ -43,7 +43,7 @@ describe('a trap that Xen\'s CPU time does not show', function () {
       const g = Guest.attach(new XenControl(racing(t)), t.domid, { width: 64 });
       try {
         const bp = t.sym('demo_tick');
-        if (what === 'breakpoint') g.insertBreakpoint(bp);
+        if (what === 'breakpoint') g.insertBreakpoint(bp, 0);
         for (let i = 0; i < 20; i++) {
           traps.length = 0;
           if (what === 'breakpoint') {

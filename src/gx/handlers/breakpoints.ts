@@ -1,6 +1,7 @@
-// Z/z: software breakpoints the stub inserts itself (type 0) and, for PV guests,
-// hardware instruction breakpoints in the debug registers (type 1). Watchpoints
-// (types 2-4) are not offered yet: the empty reply tells gdb so.
+// Z/z: software breakpoints the stub inserts itself (type 0) and hardware instruction
+// breakpoints in the debug registers (type 1), where the target can trap them; where
+// it cannot, an error with the reason (an empty Z0 reply would make gdb write the int3
+// itself). Watchpoints (types 2-4) are not offered yet: the empty reply tells gdb so.
 import type { Reply, Session } from '../session';
 import { ProtocolError, parseHexBig } from '../packet';
 
@@ -10,12 +11,9 @@ export function handleZ(s: Session, t: string): Reply {
   if (parts[0] !== '0' && parts[0] !== '1') return '';
   const addr = parseHexBig(parts[1]);
   if (parts[0] === '1') {
-    // Verified on PV (real Xen) only: in the lab, debug registers set through
-    // setvcpucontext never fired for PVH. Unsupported rather than silently inert.
-    if (s.guest.hvm) return '';
     if (t[0] === 'Z') s.guest.insertHwBreakpoint(addr);
     else s.guest.removeHwBreakpoint(addr);
-  } else if (t[0] === 'Z') s.guest.insertBreakpoint(addr);
+  } else if (t[0] === 'Z') s.guest.insertBreakpoint(addr, s.currentVcpu);
   else s.guest.removeBreakpoint(addr);
   return 'OK';
 }

@@ -8,9 +8,14 @@ const HELP = `gdbsx monitor commands:
   domain | info        the domain being debugged (id, type, width, state, VCPUs)
   vcpus                every VCPU: state, pc, sp, cr3, mode
   breakpoints          the breakpoints the stub has set (int3 in memory, debug registers)
-  xen                  hypervisor version and domctl interface version
+  xen                  hypervisor version, domctl interface, and how this guest is reached
+                       (memory path, run control, what this hypervisor cannot do here)
+  translate <addr> [thread]
+                       walk the page tables for <addr> as a thread (VCPU) sees it (default:
+                       the selected thread): each level's entry and flags, the frame
+  cr3                  the table each thread's memory reads start from (cr3, mode, root frame)
   pgd3 <hex>           (gdbsx) translate through this PAE L2 table (init_mm.pgd[3]) for
-                       32-bit guest module addresses; "pgd3 0" goes back to VCPU0's cr3
+                       32-bit guest module addresses; "pgd3 0" goes back to the thread's cr3
 `;
 
 function hex(v: bigint | undefined, w: number): string {
@@ -70,9 +75,29 @@ function monitorOutput(s: Session, line: string): string {
       break;
     case 'xen': {
       const v = s.guest.xc.version();
-      out = `Xen ${v.major}.${v.minor}${v.extra} (${s.guest.xc.hc.kind}), domctl interface 0x${s.guest.xc.interfaceVersion.toString(16)}\n  capabilities: ${v.capabilities}\n`;
+      const p = s.guest.paths;
+      const lim = s.guest.limits;
+      out = `Xen ${v.major}.${v.minor}${v.extra} (${s.guest.xc.hc.kind}), domctl interface 0x${s.guest.xc.interfaceVersion.toString(16)}, ` +
+        `${s.guest.build === 'gdbsx' ? 'built with CONFIG_GDBSX' : 'stock (no CONFIG_GDBSX)'}\n  capabilities: ${v.capabilities}\n` +
+        `  memory: ${p.memory}; run control: ${p.run}\n` +
+        Object.entries(lim).filter(([, why]) => why).map(([what, why]) => `  no ${what}: ${why}\n`).join('');
       break;
     }
+    case 'translate': {
+      const m = /^(0x)?([0-9a-fA-F]{1,16})$/.exec(args[0] ?? '');
+      const thread = args[1] === undefined ? s.currentVcpu + 1 : Number(args[1]);
+      if (!m) {
+        out = `usage: monitor translate <hex address> [thread]\n`;
+      } else if (!Number.isInteger(thread) || !s.guest.isOnline(thread - 1)) {
+        out = `no thread ${args[1]} (threads are VCPU + 1; see info threads)\n`;
+      } else {
+        out = s.guest.translateText(BigInt('0x' + m[2]), thread - 1);
+      }
+      break;
+    }
+    case 'cr3':
+      out = s.guest.cr3Text();
+      break;
     case 'pgd3': {
       const arg = args[0] ?? '';
       const m = /^(0x)?([0-9a-fA-F]{1,16})$/.exec(arg);
@@ -81,7 +106,7 @@ function monitorOutput(s: Session, line: string): string {
         break;
       }
       s.guest.mem.pgd3 = BigInt('0x' + m[2]);
-      out = s.guest.mem.pgd3 ? `pgd3val set to: ${s.guest.mem.pgd3.toString(16).padStart(16, '0')}\n` : 'pgd3 off: translating through VCPU0\'s cr3\n';
+      out = s.guest.mem.pgd3 ? `pgd3val set to: ${s.guest.mem.pgd3.toString(16).padStart(16, '0')}\n` : 'pgd3 off: translating through the thread\'s own page tables\n';
       break;
     }
     default:

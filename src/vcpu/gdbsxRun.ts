@@ -1,0 +1,298 @@
+// Run control through gdbsx's domctls (hypervisors built with CONFIG_GDBSX): with
+// debugging on, Xen pauses the domain on a guest-kernel int3 or a single-step trap and
+// reports the VCPU through gdbsx_domstatus; gdbsx_pausevcpu holds single VCPUs.
+import createDebug from 'debug';
+import { DomainInfo, VcpuEvent } from '../xg/domctl';
+import { Errno, isXenError } from '../xg/errors';
+import { writeField } from '../xg/context';
+import { PollingRun, RunControl, RunHost, RunLimits, WaitOutcome } from './runControl';
+import { ResumePlan, Sig, StopEvent } from './stop';
+
+const log = createDebug('gdbsx:vcpu');
+
+interface PendingEvent {
+  vcpu: number;
+  /** The int3 address when the event was one of our breakpoints. */
+  bp?: bigint;
+  /** The int3 address when it was the guest's own (e.g. Linux patching its code). */
+  guestInt3?: bigint;
+}
+
+export class GdbsxRun extends PollingRun implements RunControl {
+  readonly name = 'gdbsx domctls';
+  readonly limits: RunLimits;
+  private readonly hvm: boolean;
+  private readonly pending: PendingEvent[] = [];
+  private unsubscribe: (() => void) | undefined;
+  /** VCPUs we hold with gdbsx_pausevcpu during a resume, and the step we armed. */
+  private readonly held: number[] = [];
+  private armed: { vcpu: number; mtf: boolean } | undefined;
+  /** Whether Xen single-steps this domain with the monitor trap flag (learnt at the first step). */
+  private mtf: boolean | undefined;
+
+  constructor(h: RunHost, hvm: boolean) {
+    super(h);
+    this.hvm = hvm;
+    // Verified on PV (real Xen) only: in the lab, debug registers set through
+    // setvcpucontext never fired for PVH. Unsupported rather than silently inert.
+    this.limits = hvm ? { hwBreak: 'hardware breakpoints are not offered for HVM/PVH guests on the gdbsx path' } : {};
+    this.unsubscribe = h.xc.hc.onDebuggerEvent?.(() => this.wake?.());
+  }
+
+  /** Turn debugging on (Xen then hands guest-kernel traps to us). */
+  static enable(h: RunHost): void {
+    h.xc.setDebugging(h.domid, true);
+  }
+
+  forgetEarlierEvents(): void {
+    this.drainEvents();
+    this.pending.length = 0;
+  }
+
+  /** Read-to-clear every pending debug event, rewinding VCPUs that hit our int3. */
+  private drainEvents(): void {
+    const { xc, domid, vcpuSet: vcpus, bps } = this.h;
+    for (let i = 0; i <= vcpus.maxVcpu + 1; i++) {
+      const st = xc.domStatus(domid);
+      if (st.vcpuId < 0 || st.vcpuId === 0xffffffff) break;
+      const ev: PendingEvent = { vcpu: st.vcpuId };
+      if (st.vcpuEvent === VcpuEvent.breakpoint) {
+        // int3 is a trap: Xen leaves rip after it. Put it back on our breakpoint.
+        const bp = vcpus.pc(st.vcpuId) - 1n;
+        if (bps.has(bp)) {
+          vcpus.setPc(st.vcpuId, bp);
+          ev.bp = bp;
+        } else if (this.h.isInt3At(bp, st.vcpuId)) {
+          // The guest's own int3 (Xen gives every kernel int3 to the debugger). Linux
+          // plants them while patching live code: resuming after it would run the
+          // middle of the instruction being patched. Back onto it instead, so the
+          // VCPU runs whatever is there when it resumes (the finished patch).
+          vcpus.setPc(st.vcpuId, bp);
+          ev.guestInt3 = bp;
+        }
+      }
+      this.pending.push(ev);
+    }
+  }
+
+  /** A queued trap whose int3 is gone since (removed by gdb, or the guest's patch done) is stale. */
+  private stale(ev: PendingEvent): boolean {
+    if (ev.bp !== undefined) return !this.h.bps.has(ev.bp);
+    if (ev.guestInt3 !== undefined) return !this.h.isInt3At(ev.guestInt3, ev.vcpu);
+    return false;
+  }
+
+  /** A queued event still worth reporting for a VCPU about to run. */
+  private takePending(plan: ResumePlan): PendingEvent | undefined {
+    for (let i = 0; i < this.pending.length; i++) {
+      const ev = this.pending[i];
+      const runs = plan.cont.has(ev.vcpu) || plan.step === ev.vcpu;
+      if (!runs) continue;
+      // A breakpoint gdb removed since: the VCPU just runs the original instruction.
+      if (this.stale(ev)) {
+        this.pending.splice(i--, 1);
+        continue;
+      }
+      // Stepping a VCPU that sits on a reported breakpoint means "step over it".
+      if (plan.step === ev.vcpu) {
+        this.pending.splice(i--, 1);
+        continue;
+      }
+      this.pending.splice(i, 1);
+      return ev;
+    }
+    return undefined;
+  }
+
+  /**
+   * Undo every pause (ours, the trap pauses, and anyone's): the user asked it to run.
+   * Careful: once the count reaches 0 the guest runs and may trap again at once,
+   * pausing it anew. If it is paused again *and its CPU time moved*, that is a new
+   * stop: leave it for the wait to report (unpausing it would let a VCPU run on
+   * from just after an int3).
+   */
+  unpauseFully(stepFrom?: bigint): DomainInfo {
+    const { xc, domid, vcpuSet: vcpus } = this.h;
+    this.h.invalidate(); // the guest is about to run: cached memory goes stale
+    const armed = this.armed;
+    let info = xc.getDomainInfo(domid);
+    for (let i = 0; i < 256 && info.paused; i++) {
+      const ran = info.cpuTimeNs;
+      xc.unpauseDomain(domid);
+      info = xc.getDomainInfo(domid);
+      if (!info.paused) break;
+      if (info.cpuTimeNs !== ran) break;
+      // Still paused and no CPU time seen: another pause, or a trap so quick that Xen's
+      // CPU time (coarse, not even monotonic under nested virtualization) missed it.
+      // Look for the trap itself before unpausing again: undoing a breakpoint's pause
+      // runs the VCPU on from after the int3 (seen in the lab: #UD at ktime_get+1).
+      const queued = this.pending.length;
+      this.drainEvents();
+      if (this.pending.length > queued) break;
+      if (armed !== undefined && stepFrom !== undefined) {
+        vcpus.invalidate(armed.vcpu);
+        if (vcpus.pc(armed.vcpu) !== stepFrom) break; // the step has been taken
+      }
+    }
+    return info; // the latest state: a step has often trapped already
+  }
+
+  async resume(plan: ResumePlan): Promise<StopEvent> {
+    if (this.running) throw new Error('resume while running');
+    const queued = this.takeQueuedInterrupt(plan);
+    if (queued) return queued;
+    const ev = this.takePending(plan);
+    if (ev) return this.stopFor(ev);
+
+    const { xc, domid, vcpuSet: vcpus } = this.h;
+    const runs = new Set(plan.cont);
+    if (plan.step !== undefined) runs.add(plan.step);
+    const held = vcpus.list().filter((v) => !runs.has(v));
+    if (runs.size === 0) return { kind: 'stopped', vcpu: vcpus.list()[0], signal: Sig.TRAP };
+
+    const stepFrom = plan.step !== undefined ? vcpus.pc(plan.step) : undefined;
+    if (plan.step !== undefined) this.armed = { vcpu: plan.step, mtf: this.armStep(plan.step) };
+    try {
+      for (const v of held) {
+        xc.pauseVcpu(domid, v);
+        this.held.push(v);
+      }
+    } catch (e) {
+      this.settle();
+      throw e;
+    }
+
+    vcpus.invalidate();
+    this.running = true;
+    this.resumedOnce = true;
+    this.interruptRequested = false;
+    let outcome: WaitOutcome;
+    try {
+      const latest = this.unpauseFully(stepFrom);
+      outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.h.stepTimeoutMs : 0, latest);
+    } finally {
+      this.running = false;
+    }
+    // release() ran meanwhile (connection lost, signal): it has already cleaned up.
+    if (this.released) return { kind: 'terminated', signal: Sig.KILL, message: 'detached\n' };
+    if (typeof outcome === 'object') {
+      if (outcome.kind === 'stopped') this.settle();
+      return outcome;
+    }
+    this.settle();
+    this.drainEvents();
+
+    // Only events of VCPUs that ran: an older hit of a held VCPU stays queued (reporting
+    // it as the end of another thread's step would break gdb's step-over).
+    const bpHit = this.takeEventOf(runs);
+    if (bpHit) return this.stopFor(bpHit);
+    const hwHit = this.takeHwHit(runs);
+    if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit, signal: Sig.TRAP, hwbreak: true };
+    if (plan.step !== undefined && outcome === 'timeout') {
+      return {
+        kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP,
+        message: `the single-step on VCPU ${plan.step} did not trap within ${this.h.stepTimeoutMs} ms (a PV VCPU in guest user mode cannot be stepped by Xen); the guest was paused instead\n`,
+      };
+    }
+    if (plan.step !== undefined && outcome === 'paused') return { kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP };
+    return this.pausedStop(plan, outcome === 'timeout' ? 'interrupted' : outcome);
+  }
+
+  /** A VCPU (of those that ran) stopped on one of our hardware breakpoints; its DR6 bit is cleared. */
+  private takeHwHit(vcpus: ReadonlySet<number>): number | undefined {
+    const { hw } = this.h;
+    if (hw.size === 0) return undefined;
+    for (const v of [...vcpus].sort((a, b) => a - b)) {
+      const c = this.h.vcpuSet.context(v);
+      const hit = hw.hit(c);
+      if (!hit) continue;
+      writeField(c.buf, c.layout, 'dr6', hit.dr6);
+      this.h.vcpuSet.put(v, c);
+      return v;
+    }
+    return undefined;
+  }
+
+  /** The first queued event of a VCPU in `vcpus` whose breakpoint (if any) is still there. */
+  private takeEventOf(vcpus: ReadonlySet<number>): PendingEvent | undefined {
+    for (let i = 0; i < this.pending.length; i++) {
+      const ev = this.pending[i];
+      if (!vcpus.has(ev.vcpu)) continue;
+      this.pending.splice(i--, 1);
+      if (!this.stale(ev)) return ev;
+    }
+    return undefined;
+  }
+
+  private stopFor(ev: PendingEvent): StopEvent {
+    return { kind: 'stopped', vcpu: ev.vcpu, signal: Sig.TRAP, swbreak: ev.bp !== undefined };
+  }
+
+  /** Single-step: MTF where Xen offers it (HVM on VMX, invisible to the guest), else TF. */
+  private armStep(vcpu: number): boolean {
+    if (this.hvm && this.mtf !== false) {
+      try {
+        this.h.xc.debugOp(this.h.domid, vcpu, true);
+        this.mtf = true;
+        return true;
+      } catch (e) {
+        if (!isXenError(e, Errno.EOPNOTSUPP) && !isXenError(e, Errno.EINVAL)) throw e;
+        this.mtf = false; // not on this CPU (SVM): don't ask again every step
+      }
+    }
+    this.h.vcpuSet.setTrapFlag(vcpu, true);
+    return false;
+  }
+
+  /**
+   * With the domain paused: let held VCPUs go again (they stay stopped while the
+   * domain is paused) and take the single-step off.
+   */
+  private settle(): void {
+    const { xc, domid, vcpuSet: vcpus } = this.h;
+    for (const v of this.held.splice(0)) {
+      try { xc.unpauseVcpu(domid, v); } catch (e) { log('unpausevcpu %d: %s', v, (e as Error).message); }
+    }
+    const armed = this.armed;
+    this.armed = undefined;
+    vcpus.invalidate();
+    if (!armed) return;
+    try {
+      if (armed.mtf) xc.debugOp(domid, armed.vcpu, false);
+      else vcpus.setTrapFlag(armed.vcpu, false);
+    } catch (e) {
+      log('clearing single-step on vcpu %d: %s', armed.vcpu, (e as Error).message);
+    }
+    // The stepped VCPU's cached context is the one just written (fetched after the run,
+    // TF cleared): the stop reply reads it without another getvcpucontext.
+    if (armed.mtf) vcpus.invalidate();
+  }
+
+  release(): void {
+    this.released = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    const { xc, domid, vcpuSet: vcpus } = this.h;
+    this.wake?.();
+    vcpus.invalidate();
+    try {
+      this.drainEvents(); // rewinds VCPUs sitting just after one of our int3s
+    } catch (e) {
+      log('detach: drain events: %s', (e as Error).message);
+    }
+    this.settle();
+    for (const v of vcpus.list()) {
+      try { vcpus.setTrapFlag(v, false); } catch { /* offline or gone */ }
+      if (this.mtf) {
+        try { xc.debugOp(domid, v, false); } catch { /* best effort */ }
+      }
+    }
+    vcpus.invalidate();
+    try { xc.setDebugging(domid, false); } catch (e) { log('detach: setdebugging: %s', (e as Error).message); }
+  }
+
+  /** Detach lets the guest run whoever paused it: the trap pauses are ours to undo too. */
+  unpauseAtDetach(): void {
+    this.unpauseFully();
+  }
+}

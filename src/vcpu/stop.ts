@@ -1,0 +1,18 @@
+// What run control reports and takes: leaf types shared by the Guest facade, the
+// run-control paths and the protocol layer.
+
+/** GDB signal numbers (not the host's). */
+export const Sig = { INT: 2, TRAP: 5, KILL: 9, SEGV: 11, TERM: 15 } as const;
+
+export type StopEvent =
+  | { kind: 'stopped'; vcpu: number; signal: number; swbreak?: boolean; hwbreak?: boolean; message?: string }
+  /** The domain is gone (destroyed, powered off, rebooted into a new domid). */
+  | { kind: 'exited'; code: number; message: string }
+  | { kind: 'terminated'; signal: number; message: string };
+
+export interface ResumePlan {
+  /** VCPU to single-step, if any. */
+  step?: number;
+  /** VCPUs to run freely. VCPUs in neither stay stopped. */
+  cont: ReadonlySet<number>;
+}

@@ -1,0 +1,143 @@
+// End-to-end with the real gdb: memory as each VCPU sees it (our page walk, VCPUs in
+// guest user mode), and a simulated hypervisor built without CONFIG_GDBSX: PV guests
+// inspected with clear refusals, PVH guests debugged through the monitor ring.
+import assert from 'assert';
+import { spawnSync } from 'child_process';
+import { startStub, gdbBatch, MiClient, Stub, symbols } from './harness';
+
+function connect(stub: Stub): string[] {
+  return ['set pagination off', 'set confirm off', `file ${stub.image}`, `target remote 127.0.0.1:${stub.port}`];
+}
+
+/** The guest as the stub must leave it: running, no pause of any kind, debugging never turned on, code as built. */
+function assertLeftAlone(stub: Stub, what: string): void {
+  const st = stub.sim.domainState(stub.domid);
+  assert.strictEqual(st.controllerPauseCount, 0, `${what}: domain left paused`);
+  assert.deepStrictEqual(st.vcpuPauseCounts.filter((n) => n !== 0), [], `${what}: a VCPU left paused`);
+  assert.strictEqual(st.shutdownReason, undefined, `${what}: guest crashed: ${st.crashReason}`);
+}
+
+const USER_DATA = 0x5a5a0000n;
+
+describe('gdb end-to-end: memory through our page walk', function () {
+  this.timeout(60000);
+  let stub: Stub;
+
+  before(function () {
+    if (spawnSync('gdb', ['--version']).status !== 0) throw new Error('gdb is not installed (.ci/run installs it: apt-get install gdb)');
+  });
+  afterEach(async () => {
+    await stub?.close();
+  });
+
+  for (const type of ['pv', 'pvh'] as const) {
+    it(`${type}: kernel reads by symbol while VCPU 0 runs user code, and each thread's user address space`, async () => {
+      stub = await startStub({ type });
+      const d0 = Buffer.from('vcpu zero process\0');
+      const d1 = Buffer.from('vcpu one process\0');
+      stub.sim.enterUserMode(stub.domid, 0, { data: d0 });
+      stub.sim.enterUserMode(stub.domid, 1, { data: d1 });
+      const r = await gdbBatch([...connect(stub), 'p $cs & 3', 'x/s &demo_banner', 'thread 2', 'x/s 0x5a5a0000', 'thread 1', 'x/s 0x5a5a0000',
+        'monitor translate 0x5a5a0000 2', 'monitor cr3', 'detach']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      assert.match(r.stdout, /\$1 = 3/, 'VCPU 0 is in user mode');
+      assert.match(r.stdout, /<demo_banner>:\s+"Xen gdbsx demo guest/, r.stdout + r.stderr);
+      const strings = [...r.stdout.matchAll(/0x5a5a0000:\s+"([^"]*)"/g)].map((m) => m[1]);
+      assert.deepStrictEqual(strings, ['vcpu one process', 'vcpu zero process'], r.stdout);
+      assert.match(r.stderr + r.stdout, /VCPU 1 \(thread 2\)/);
+      assert.match(r.stderr + r.stdout, /L1/);
+      assert.match(r.stderr + r.stdout, /^\s+1\s+0\s+user/m, 'monitor cr3 lists thread 1 in user mode');
+      assertLeftAlone(stub, 'after detach');
+    });
+  }
+
+  it('pv: through gdbsx_guestmemio (VCPU 0\'s active tables) the same kernel read fails: the bug the page walk fixes', async () => {
+    stub = await startStub({ type: 'pv', memory: 'gdbsx' });
+    stub.sim.enterUserMode(stub.domid, 0);
+    const r = await gdbBatch([...connect(stub), 'x/s &demo_banner', 'detach']);
+    assert.match(r.stdout + r.stderr, /Cannot access memory at address/);
+  });
+
+  it('breakpoints and writes go through the mapping, removal too, and leave no mapping behind', async () => {
+    stub = await startStub({ type: 'pv' });
+    const syms = symbols(stub.image);
+    const tick = syms.get('demo_tick') as bigint;
+    const orig = stub.sim.readVirt(stub.domid, tick, 1)[0];
+    const r = await gdbBatch([...connect(stub), 'break demo_tick', 'continue', 'p $pc', 'set var *(long *)&demo_counter = 77', 'p *(long *)&demo_counter', 'delete', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Breakpoint 1, .*demo_tick/);
+    assert.match(r.stdout, /\$2 = 77/);
+    assert.strictEqual(stub.sim.readVirt(stub.domid, tick, 1)[0], orig, 'int3 removed');
+    assert.strictEqual(stub.sim.liveMappings(stub.domid), 0, 'foreign mappings dropped');
+    assertLeftAlone(stub, 'after detach');
+  });
+});
+
+describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', function () {
+  this.timeout(60000);
+  let stub: Stub;
+  afterEach(async () => {
+    await stub?.close();
+  });
+
+  it('pv: inspection works; breakpoints and steps are refused with the reason; Ctrl-C and detach work', async () => {
+    stub = await startStub({ type: 'pv', xen: { gdbsx: false } });
+    const syms = symbols(stub.image);
+    const tick = syms.get('demo_tick') as bigint;
+    const orig = stub.sim.readVirt(stub.domid, tick, 1)[0];
+    const r = await gdbBatch([...connect(stub), 'info threads', 'x/s &demo_banner', 'stepi', 'break demo_tick', 'continue', 'detach']);
+    assert.match(r.stdout, /Thread 1\.2 "VCPU 1"/);
+    assert.match(r.stdout, /<demo_banner>:\s+"Xen gdbsx demo guest/);
+    assert.match(r.stdout + r.stderr, /Remote failure reply: E\..*CONFIG_GDBSX.*single-stepped/);
+    assert.match(r.stdout + r.stderr, /Cannot insert breakpoint 1/);
+    assert.strictEqual(stub.sim.readVirt(stub.domid, tick, 1)[0], orig, 'no int3 written (neither by us nor by gdb)');
+    assert.strictEqual(stub.sim.domainState(stub.domid).debuggerAttached, false, 'setdebugging never turned on');
+    assertLeftAlone(stub, 'after detach');
+
+    // Continue and Ctrl-C, over MI as IDEs drive it.
+    const mi = new MiClient();
+    try {
+      await mi.cmd(`-file-exec-and-symbols ${stub.image}`);
+      await mi.cmd('-gdb-set mi-async on');
+      assert.strictEqual((await mi.cmd(`-target-select remote 127.0.0.1:${stub.port}`)).cls, 'connected');
+      const before = stub.sim.domainState(stub.domid).instructions.reduce((a, b) => a + b, 0);
+      assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
+      await new Promise((res) => setTimeout(res, 200));
+      await mi.cmd('-exec-interrupt');
+      await mi.waitAsync(/^\*stopped,reason="signal-received",signal-name="SIGINT"/);
+      const after = stub.sim.domainState(stub.domid).instructions.reduce((a, b) => a + b, 0);
+      assert.ok(after > before, 'the guest ran while continued');
+      assert.strictEqual(stub.sim.domainState(stub.domid).controllerPauseCount, 1, 'stopped: exactly our pause');
+      await mi.cmd('-target-detach');
+    } finally {
+      await mi.quit();
+    }
+    assertLeftAlone(stub, 'after MI detach');
+  });
+
+  for (const cpu of ['amd', 'intel'] as const) {
+    it(`pvh on ${cpu}: break, step, hbreak and Ctrl-C through the monitor ring; nothing left behind`, async () => {
+      stub = await startStub({ type: 'pvh', xen: { gdbsx: false, mtf: cpu === 'intel' } });
+      const syms = symbols(stub.image);
+      const tick = syms.get('demo_tick') as bigint;
+      const work = syms.get('demo_work') as bigint;
+      const r = await gdbBatch([...connect(stub), 'break demo_tick', 'continue', 'p $pc', 'stepi', 'p $pc', 'delete',
+        'hbreak demo_work', 'continue', 'p $pc', 'delete', 'monitor xen', 'detach']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Breakpoint 1, .*demo_tick/, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`\\$1 = \\(void \\(\\*\\)\\(\\)\\) 0x${tick.toString(16)} <demo_tick>`));
+      assert.match(r.stdout, /\$2 = \(void \(\*\)\(\)\) 0x[0-9a-f]+ <demo_tick\+\d+>/, 'stepi moved one instruction on');
+      assert.match(r.stdout, /Hardware assisted breakpoint 2 at .*\n(.*\n)*.*hit Breakpoint 2, demo_work/, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`\\$3 = \\(void \\(\\*\\)\\(\\)\\) 0x${work.toString(16)} <demo_work>`));
+      assert.match(r.stdout + r.stderr, /run control: monitor ring/);
+      assert.strictEqual(stub.sim.domainState(stub.domid).debuggerAttached, false, 'setdebugging never turned on');
+      assertLeftAlone(stub, 'after detach');
+      assert.strictEqual(stub.sim.liveMappings(stub.domid), 0, 'ring and memory mappings dropped');
+      // The guest runs on, undisturbed.
+      const ran = () => stub.sim.domainState(stub.domid).instructions.reduce((a, b) => a + b, 0);
+      const before = ran();
+      await new Promise((res) => setTimeout(res, 100));
+      assert.ok(ran() > before, 'the guest runs after detach');
+    });
+  }
+});
