@@ -11,6 +11,17 @@ export type SegName = 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs';
 /** Xen caps both controller pause counts at 255. */
 export const MAX_PAUSE_COUNT = 255;
 
+/** An exception queued by XEN_DMOP_inject_event (struct xen_dm_op_inject_event). */
+export interface InjectedEvent {
+  vector: number;
+  /** X86_EVENTTYPE_*. */
+  type: number;
+  insnLen: number;
+  errorCode: number;
+  /** cr2 for #PF, pending_dbg for #DB. */
+  cr2: bigint;
+}
+
 export class SimVcpu {
   readonly id: number;
   readonly cpu: X86Cpu;
@@ -47,6 +58,12 @@ export class SimVcpu {
   kernelMode = true;
   /** In guest user mode via SimXen.enterUserMode: its process and the kernel state to go back to. */
   user: UserProcess | undefined;
+  /** v->vm_event_pause_count: a sync monitor event holds the VCPU until a VCPU_PAUSED response (monitor.ts). */
+  vmEventPause = 0;
+  /** Held by the monitor ring's flow control: waiting for a free slot (ved->wq) or blocked (_VPF_mem_access). */
+  vmEventBlocked = false;
+  /** XEN_DMOP_inject_event queued for the VCPU's next entry (v->arch.hvm.inject_event). */
+  injectEvent: InjectedEvent | undefined;
 
   constructor(id: number, cpu: X86Cpu, layout: ContextLayout) {
     this.id = id;
@@ -86,6 +103,11 @@ export class SimDomain {
   dying = false;
   /** A placeholder that never executes (dom0). */
   placeholder = false;
+  /**
+   * The guest kernel handles its own #BP and #DB (execute.ts), as Linux does for its
+   * text_poke int3s; false: no IDT, such an exception crashes the domain.
+   */
+  guestTrapHandlers = false;
   /**
    * PV page-table pages by frame: PageType level bits (l1..l4), plus PFINFO_LPINTAB for
    * pinned roots. Xen's type counts: such a frame cannot be mapped writable (get_page_type
@@ -130,8 +152,8 @@ export class SimDomain {
 
   /** Whether `v` may execute now (Xen: no pause reason of any kind). */
   canRun(v: SimVcpu): boolean {
-    return this.controllerPause === 0 && v.pauseCount === 0 && !v.down && v.initialised &&
-      this.shutdownCode === undefined && !this.dying && !this.placeholder;
+    return this.controllerPause === 0 && v.pauseCount === 0 && v.vmEventPause === 0 && !v.vmEventBlocked &&
+      !v.down && v.initialised && this.shutdownCode === undefined && !this.dying && !this.placeholder;
   }
 
   anyRunnable(): boolean {

@@ -8,6 +8,7 @@ import { DomctlData } from '../hypercalls';
 import { MAX_PAUSE_COUNT, SimDomain } from './domain';
 import { getPageFrameInfo } from './foreign';
 import { guestMemIo } from './memio';
+import type { SimMonitor } from './monitor';
 import { applyContext, encodeContext, getHvmContextPartial } from './vcpu-context';
 
 /** The simulated toolstack runs in dom0: that is "current->domain" for the checks. */
@@ -28,6 +29,8 @@ export interface DomctlHost {
   domains(): SimDomain[];
   /** Something about `d` changed (it may have become runnable). */
   changed(d: SimDomain, what: string): void;
+  /** vm_event_op and monitor_op (monitor.ts). */
+  readonly monitor?: SimMonitor;
 }
 
 interface Call {
@@ -228,8 +231,17 @@ export function doDomctl(host: DomctlHost, user: Buffer, data?: DomctlData): num
     op.copy(user);
     return 0;
   }
+  if (cmd === DomctlCmd.vm_event_op && host.monitor) {
+    // Looks the domain up itself: DOMID_INVALID is allowed (GET_VERSION).
+    if (host.monitor.vmEventOp(name, op, op.readUInt16LE(Off.domain))) op.copy(user);
+    return 0;
+  }
   const d = host.domain(op.readUInt16LE(Off.domain));
   if (!d) fail({ name }, Errno.ESRCH);
+  if (cmd === DomctlCmd.monitor_op && host.monitor) {
+    if (host.monitor.monitorOp(name, op, d)) op.copy(user);
+    return 0;
+  }
   if (gdbsxCmd && !host.gdbsx) fail({ name }, Errno.ENOSYS, 'built without CONFIG_GDBSX');
   const h = handlers[cmd];
   if (!h) fail({ name }, Errno.ENOSYS);

@@ -2,13 +2,15 @@
 // sockets (a gdb Ctrl-C) are served between slices. Nothing is scheduled when nothing
 // can run, so an idle simulation never keeps the process alive.
 import { SimDomain } from './domain';
-import { ExecEvent, runVcpu } from './execute';
+import { ExecEnv, ExecEvent, runVcpu } from './execute';
 
 export interface SchedulerOptions {
   /** Instructions per VCPU per slice. */
   slice: number;
   /** Run slices by themselves (false: only when runSlice() is called, for deterministic tests). */
   autoRun: boolean;
+  /** The hypervisor has CONFIG_GDBSX (default true): how traps meet an attached debugger (execute.ts). */
+  gdbsx?: boolean;
 }
 
 /** VCPUs of a domain take turns in quanta this long, so they interleave within a slice. */
@@ -20,13 +22,16 @@ export class Scheduler {
   private immediate: NodeJS.Immediate | undefined;
   private timeout: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly env: ExecEnv;
 
   constructor(
     private readonly domains: () => Iterable<SimDomain>,
     private readonly onEvent: (e: ExecEvent) => void,
     private readonly afterSlice: () => void,
     private readonly opts: SchedulerOptions,
-  ) {}
+  ) {
+    this.env = { gdbsx: opts.gdbsx ?? true };
+  }
 
   private anyRunnable(): boolean {
     for (const d of this.domains()) if (d.anyRunnable()) return true;
@@ -65,7 +70,7 @@ export class Scheduler {
         for (const v of d.vcpus) {
           const u = used.get(v.id);
           if (u === undefined || u >= this.opts.slice || v.halted || !d.canRun(v)) continue;
-          const n = runVcpu(d, v, Math.min(QUANTUM, this.opts.slice - u), this.onEvent);
+          const n = runVcpu(d, v, Math.min(QUANTUM, this.opts.slice - u), this.onEvent, this.env);
           used.set(v.id, u + n);
           if (n > 0) progress = true;
         }

@@ -15,6 +15,7 @@ import { parseElf } from './elf';
 import { ExecEvent } from './execute';
 import { ForeignMaps } from './foreign';
 import { LoadedGuest, loadGuest } from './loader';
+import { MonitorDebugType, SimMonitor, SimMonitorState } from './monitor';
 import { SimRelease, dropsHighGprs, interfaceVersionOf, parseRelease } from './release';
 import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './userMode';
 import { UNMAPPED } from './paging';
@@ -53,6 +54,11 @@ export interface CreateDomainOptions {
   memMiB?: number;
   /** Create paused (controller pause count 1), like `xl create -p`. */
   paused?: boolean;
+  /**
+   * The guest kernel handles its own #BP and #DB like Linux (execute.ts: an int3 at X
+   * returns to X, a #DB with TF clears TF). Default false: no IDT, they crash the domain.
+   */
+  guestTrapHandlers?: boolean;
 }
 
 export type ShutdownName = keyof typeof ShutdownReason;
@@ -60,6 +66,8 @@ export type ShutdownName = keyof typeof ShutdownReason;
 /** Events of the control API (a superset of the debugger notification). */
 export type SimEvent =
   | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' | 'hwbreak' }
+  /** A debug exit that Xen put on the monitor ring (or that waits for a slot there). */
+  | { type: 'monitor'; domid: number; vcpu: number; event: MonitorDebugType }
   | { type: 'shutdown'; domid: number; reason: number; message?: string }
   | { type: 'state'; domid: number; what: string }
   | { type: 'created' | 'destroyed'; domid: number };
@@ -133,6 +141,7 @@ export class SimXen implements Hypercalls {
   readonly mtf: boolean;
   private readonly release: SimRelease | undefined;
   private readonly foreign = new ForeignMaps((id) => this.doms.get(id));
+  private readonly monitor: SimMonitor;
 
   constructor(o: SimXenOptions = {}) {
     this.release = o.release === undefined ? undefined : parseRelease(o.release);
@@ -140,8 +149,16 @@ export class SimXen implements Hypercalls {
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
     this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
-      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true });
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx });
+    this.monitor = new SimMonitor({
+      interfaceVersion: this.interfaceVersion,
+      mtf: this.mtf,
+      domain: (id) => this.doms.get(id),
+      changed: (d, what) => this.host.changed(d, what),
+      flush: () => this.flushEvents(),
+    });
     this.host = {
+      monitor: this.monitor,
       interfaceVersion: this.interfaceVersion,
       dropsHighGprs: this.release !== undefined && dropsHighGprs(this.release),
       gdbsx: this.gdbsx,
@@ -184,20 +201,24 @@ export class SimXen implements Hypercalls {
     return this.foreign.map(domid, frames, writable);
   }
 
-  hvmOp(cmd: number, _arg: Buffer): number {
-    throw new XenError(`__HYPERVISOR_hvm_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  /** HVMOP_get_param / set_param (monitor.ts). */
+  hvmOp(cmd: number, arg: Buffer): number {
+    return this.monitor.hvmOp(cmd, arg);
   }
 
-  memoryOp(cmd: number, _arg: Buffer, _data?: DomctlData): number {
-    throw new XenError(`__HYPERVISOR_memory_op(${cmd})`, Errno.ENOSYS, 'not implemented yet');
+  /** XENMEM_decrease_reservation / populate_physmap of single frames (monitor.ts). */
+  memoryOp(cmd: number, arg: Buffer, data?: DomctlData): number {
+    return this.monitor.memoryOp(cmd, arg, data);
   }
 
-  dmOp(_domid: number, _bufs: Buffer[]): number {
-    throw new XenError('IOCTL_PRIVCMD_DM_OP', Errno.ENOSYS, 'not implemented yet');
+  /** XEN_DMOP_inject_event (monitor.ts). */
+  dmOp(domid: number, bufs: Buffer[]): number {
+    return this.monitor.dmOp(domid, bufs);
   }
 
-  bindInterdomain(_domid: number, _remotePort: number, _onEvent: () => void): EventPort {
-    throw new XenError('IOCTL_EVTCHN_BIND_INTERDOMAIN', Errno.ENOSYS, 'not implemented yet');
+  /** /dev/xen/evtchn: only the monitor ring's port can be bound (monitor.ts). */
+  bindInterdomain(domid: number, remotePort: number, onEvent: () => void): EventPort {
+    return this.monitor.bindInterdomain(domid, remotePort, onEvent);
   }
 
   /**
@@ -244,6 +265,8 @@ export class SimXen implements Hypercalls {
       d.vcpus.push(v);
     }
     if (o.paused) d.controllerPause = 1;
+    d.guestTrapHandlers = o.guestTrapHandlers ?? false;
+    this.monitor.initDomain(d);
     this.doms.set(domid, d);
     this.loaded.set(domid, g);
     this.emit({ type: 'created', domid });
@@ -367,6 +390,28 @@ export class SimXen implements Hypercalls {
     this.flushEvents();
   }
 
+  /** The monitor (vm_event) side of a domain: its ring, enabled events, vm_event pauses, pending injections. */
+  monitorState(domid: number): SimMonitorState {
+    return this.monitor.state(this.dom(domid));
+  }
+
+  /**
+   * The guest patches its own text with an int3, as Linux's text_poke_bp does: 0xcc at
+   * `addr` (through VCPU0's page tables). Returns the function that finishes the patch
+   * (puts the original byte back); calling it again does nothing.
+   */
+  guestPatch(domid: number, addr: bigint): () => void {
+    const orig = this.readVirt(domid, addr, 1);
+    this.writeVirt(domid, addr, Buffer.from([0xcc]));
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.writeVirt(domid, addr, orig);
+      this.sched.kick();
+    };
+  }
+
   /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
   runSlice(): void {
     this.sched.runSlice();
@@ -422,6 +467,10 @@ export class SimXen implements Hypercalls {
   private onExec(e: ExecEvent): void {
     if (e.kind === 'crash') {
       this.emit({ type: 'shutdown', domid: e.domid, reason: ShutdownReason.crash, message: e.message });
+      return;
+    }
+    if (e.kind === 'monitor') {
+      this.emit({ type: 'monitor', domid: e.domid, vcpu: e.vcpu, event: e.type });
       return;
     }
     this.emit({ type: 'trap', domid: e.domid, vcpu: e.vcpu, kind: e.kind });
