@@ -9,7 +9,8 @@ import { XenControl } from '../xg/xenctl';
 import { SwBreakpoints } from './breakpoints';
 import { HwBreakpoints } from './hwBreakpoints';
 import { GuestMemory } from './memory';
-import { ResumePlan, Sig, StopEvent } from './stop';
+import { RefusedError, ResumePlan, Sig, StopEvent } from './stop';
+export { RefusedError } from './stop';
 import { VcpuSet } from './vcpus';
 
 /** What a run-control path may touch: the Guest facade hands it over at attach. */
@@ -258,13 +259,5 @@ export class PauseOnlyRun extends PollingRun implements RunControl {
 
   unpauseAtDetach(): void {
     this.unpauseOurs();
-  }
-}
-
-/** A request this target cannot carry out, with the reason: answered to gdb as `E.<reason>`. */
-export class RefusedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RefusedError';
   }
 }

@@ -16,3 +16,11 @@ export interface ResumePlan {
   /** VCPUs to run freely. VCPUs in neither stay stopped. */
   cont: ReadonlySet<number>;
 }
+
+/** A request this target cannot carry out, with the reason: answered to gdb as `E.<reason>`. */
+export class RefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}

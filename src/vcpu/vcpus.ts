@@ -5,7 +5,8 @@
 import { XenControl } from '../xg/xenctl';
 import { DomainInfo, HvmCpu } from '../xg/domctl';
 import { ContextRegName, EFLAGS_TF, readField, writeField } from '../xg/context';
-import { Errno, UserError, isXenError } from '../xg/errors';
+import { Errno, isXenError } from '../xg/errors';
+import { RefusedError } from './stop';
 import { VcpuContext, contextLayoutFor } from './registers';
 
 const HIGH_GPRS: readonly ContextRegName[] = ['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
@@ -106,7 +107,7 @@ export class VcpuSet {
   /** setvcpucontext with `c`; refused where it would zero the guest's r8-r15. */
   put(vcpu: number, c: VcpuContext): void {
     if (this.highGprsBug) {
-      throw new UserError('this hypervisor (Xen 4.21.0/4.21.1) zeroes r8-r15 on every VCPU context write ' +
+      throw new RefusedError('this hypervisor (Xen 4.21.0/4.21.1) zeroes r8-r15 on every VCPU context write ' +
         '(fixed in 4.21.2): register writes, TF steps and debug registers are refused to keep the guest intact');
     }
     try {

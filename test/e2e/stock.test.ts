@@ -3,7 +3,8 @@
 // inspected with clear refusals, PVH guests debugged through the monitor ring.
 import assert from 'assert';
 import { spawnSync } from 'child_process';
-import { startStub, gdbBatch, MiClient, Stub, symbols } from './harness';
+import { startStub, gdbBatch, MiClient, Stub, symbols, sleep } from './harness';
+import { Guest } from '../../src/vcpu/guest';
 
 function connect(stub: Stub): string[] {
   return ['set pagination off', 'set confirm off', `file ${stub.image}`, `target remote 127.0.0.1:${stub.port}`];
@@ -138,6 +139,81 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
       const before = ran();
       await new Promise((res) => setTimeout(res, 100));
       assert.ok(ran() > before, 'the guest runs after detach');
+    });
+  }
+
+  it('pvh: the guest\'s own int3 (a patch in progress) goes back to the guest, never to gdb', async () => {
+    stub = await startStub({ type: 'pvh', xen: { gdbsx: false }, guestTrapHandlers: true });
+    const work = symbols(stub.image).get('demo_work') as bigint;
+    // The guest patches demo_work: an int3 on its first byte, as Linux's text_poke_bp does.
+    const finish = stub.sim.guestPatch(stub.domid, work);
+    const mi = new MiClient();
+    try {
+      await mi.cmd(`-file-exec-and-symbols ${stub.image}`);
+      await mi.cmd('-gdb-set mi-async on');
+      await mi.cmd(`-target-select remote 127.0.0.1:${stub.port}`);
+      await mi.cmd('-break-insert demo_rare');
+      let handedBack = 0;
+      const off = stub.sim.onStateChange((e) => { if (e.type === 'monitor') handedBack++; });
+      for (let round = 0; round < 3; round++) {
+        const since = mi.asyncRecords.length;
+        await mi.cmd('-exec-continue');
+        // While the patch is in place every VCPU reaching demo_work meets the guest's int3 and
+        // retries (the guest's handler); the patch completes a moment later, as Linux's does.
+        if (round === 0) setTimeout(finish, 300);
+        const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+        assert.match(stopped, /reason="breakpoint-hit".*func="demo_rare"/, `round ${round}: only our breakpoint stops the guest`);
+      }
+      off();
+      assert.ok(handedBack > 10, `the guest's int3 reached the ring (${handedBack} events) and went back to the guest`);
+      await mi.cmd('-break-delete');
+      await mi.cmd('-target-detach');
+    } finally {
+      finish();
+      await mi.quit();
+    }
+    assertLeftAlone(stub, 'after detach');
+    const m = stub.sim.monitorState(stub.domid);
+    assert.strictEqual(m.ring, undefined, 'monitor ring torn down');
+    assert.deepStrictEqual(m.events, [], 'no monitor event left enabled');
+    assert.deepStrictEqual(m.vmEventPause.filter((n) => n !== 0), [], 'no VCPU left waiting on the ring');
+  });
+
+  it('pvh: a ring left by a killed stub (a VCPU waiting on it) is recovered with a message', async () => {
+    stub = await startStub({ type: 'pvh', xen: { gdbsx: false }, guestTrapHandlers: true });
+    const work = symbols(stub.image).get('demo_work') as bigint;
+    // A stub that dies while the guest runs: its ring stays, and a VCPU meeting an int3 waits on it forever.
+    const dead = Guest.attach(stub.xc, stub.domid);
+    void dead;
+    stub.xc.unpauseDomain(stub.domid);
+    const finish = stub.sim.guestPatch(stub.domid, work);
+    for (let i = 0; i < 200 && !stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0); i++) await sleep(5);
+    finish();
+    assert.ok(stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0), 'a VCPU is stuck on the abandoned ring');
+
+    const r = await gdbBatch([...connect(stub), 'break demo_tick', 'continue', 'delete', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stdout + r.stderr, /gdbsx: note: .*ring.*(left|killed|earlier)/i);
+    assert.match(r.stdout, /Breakpoint 1, .*demo_tick/);
+    assertLeftAlone(stub, 'after detach');
+    const m = stub.sim.monitorState(stub.domid);
+    assert.strictEqual(m.ring, undefined);
+    assert.deepStrictEqual(m.vmEventPause.filter((n) => n !== 0), [], 'the stuck VCPU was released');
+  });
+
+  for (const type of ['pv', 'pvh'] as const) {
+    it(`${type} on Xen 4.21.1: r8-r15 shown right or unavailable, never zeroed by a write`, async () => {
+      stub = await startStub({ type, xen: { release: '4.21.1' } });
+      // The demo guest keeps its VCPU number in r12: VCPU 1's is 1, which the buggy call reports as 0.
+      for (let i = 0; i < 200 && stub.sim.registers(stub.domid, 1).r12 !== 1n; i++) await sleep(5);
+      const r12 = stub.sim.registers(stub.domid, 1).r12;
+      assert.strictEqual(r12, 1n);
+      const r = await gdbBatch([...connect(stub), 'thread 2', 'p/x $r12', 'set var $rax = 5', 'detach']);
+      if (type === 'pvh') assert.match(r.stdout, /\$1 = 0x1\b/, r.stdout);
+      else assert.match(r.stdout, /\$1 = <unavailable>/, r.stdout);
+      assert.match(r.stdout + r.stderr, /Could not write register "rax"; remote failure reply 'E\.this hypervisor \(Xen 4\.21\.0\/4\.21\.1\) zeroes r8-r15/);
+      assert.strictEqual(stub.sim.registers(stub.domid, 1).r12, r12, 'r12 kept');
+      assertLeftAlone(stub, 'after detach');
     });
   }
 });
