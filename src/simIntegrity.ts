@@ -13,6 +13,12 @@ export interface GuestIntegrity {
   debuggerAttached: boolean;
   /** Addresses where the loaded code differs from the ELF file. */
   codeChanges: string[];
+  /** Stock Xen's monitor interface: a ring still set up, events still enabled, VCPUs waiting on it. */
+  monitorRing: boolean;
+  monitorEvents: number[];
+  vmEventPauseCounts: number[];
+  /** Guest frames still mapped by the debugger. */
+  liveMappings: number;
   ok: boolean;
 }
 
@@ -28,7 +34,14 @@ export function guestIntegrity(sim: SimXen, domid: number, image: string): Guest
   const trapFlags = st.vcpuPauseCounts.map((_, v) => (sim.registers(domid, v).rflags & 0x100n) !== 0n);
   // No debug register of ours left enabled (the demo guest itself uses none).
   const debugRegs = st.vcpuPauseCounts.map((_, v) => sim.registers(domid, v).dr7 & 0xffn);
+  const m = sim.monitorState(domid);
+  const liveMappings = sim.liveMappings(domid);
   const ok = debugRegs.every((b) => b === 0n) && st.controllerPauseCount === 0 && st.vcpuPauseCounts.every((n) => n === 0) && !trapFlags.some(Boolean) &&
-    !st.debuggerAttached && codeChanges.length === 0;
-  return { debugRegsEnabled: debugRegs.map((b) => b !== 0n), controllerPauseCount: st.controllerPauseCount, vcpuPauseCounts: st.vcpuPauseCounts, trapFlags, debuggerAttached: st.debuggerAttached, codeChanges, ok };
+    !st.debuggerAttached && codeChanges.length === 0 && m.ring === undefined && m.events.length === 0 && m.vmEventPause.every((n) => n === 0) &&
+    liveMappings === 0;
+  return {
+    debugRegsEnabled: debugRegs.map((b) => b !== 0n), controllerPauseCount: st.controllerPauseCount, vcpuPauseCounts: st.vcpuPauseCounts, trapFlags,
+    debuggerAttached: st.debuggerAttached, codeChanges, monitorRing: m.ring !== undefined, monitorEvents: m.events, vmEventPauseCounts: m.vmEventPause,
+    liveMappings, ok,
+  };
 }

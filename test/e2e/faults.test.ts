@@ -36,11 +36,18 @@ async function assertRuns(stub: Stub, what: string): Promise<void> {
   assert.ok(counter(stub) > c0, `${what}: the guest is not running`);
 }
 
-describe('faults: gdb or the connection dies at any stage', function () {
+/** The hypervisors and guest types whose run-control paths the fault tests cover. */
+const TARGETS = [
+  { name: 'gdbsx build, PV', o: {} },
+  { name: 'stock Xen, PVH on AMD (monitor ring, TF steps)', o: { type: 'pvh' as const, xen: { gdbsx: false, mtf: false } } },
+  { name: 'stock Xen, PVH on Intel (monitor ring, MTF steps)', o: { type: 'pvh' as const, xen: { gdbsx: false, mtf: true } } },
+];
+
+for (const target of TARGETS) describe(`faults: gdb or the connection dies at any stage (${target.name})`, function () {
   this.timeout(30000);
   let stub: Stub;
   beforeEach(async () => {
-    stub = await startStub({ vcpus: 2 });
+    stub = await startStub({ vcpus: 2, ...target.o });
   });
   afterEach(async () => stub.close());
 
@@ -198,9 +205,9 @@ function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: nu
 describe('faults: the stub itself', function () {
   this.timeout(30000);
 
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    it(`${sig} to the stub while gdb holds the guest at a breakpoint: clean restore, then exit`, async () => {
-      const p = spawn(process.execPath, [BIN, '--sim', '--port', '0'], { env: { ...process.env, GDBSX_SIM_EXIT_REPORT: '1' } });
+  for (const [sig, extra] of [['SIGINT', []], ['SIGTERM', []], ['SIGTERM', ['--sim-type', 'pvh', '--sim-xen', 'stock-amd']], ['SIGHUP', ['--sim-type', 'pvh', '--sim-xen', 'stock-intel']]] as const) {
+    it(`${sig} to the stub ${extra.join(' ')} while gdb holds the guest at a breakpoint: clean restore, then exit`, async () => {
+      const p = spawn(process.execPath, [BIN, '--sim', '--port', '0', ...extra], { env: { ...process.env, GDBSX_SIM_EXIT_REPORT: '1' } });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       for (let i = 0; i < 200 && !/listening on 127\.0\.0\.1:(\d+)/.test(out); i++) await sleep(25);
@@ -257,8 +264,8 @@ describe('soak: continue -> breakpoint -> step cycles', function () {
   this.timeout(300000);
   const CYCLES = Number(process.env.SOAK_CYCLES ?? 10000);
 
-  it(`${CYCLES} cycles with no lost stop and no growth in memory or file descriptors`, async () => {
-    const stub = await startStub({ vcpus: 2 });
+  for (const target of TARGETS) it(`${target.name}: ${CYCLES} cycles with no lost stop and no growth in memory or file descriptors`, async () => {
+    const stub = await startStub({ vcpus: 2, ...target.o });
     try {
       const c = await RspClient.session(stub.port);
       const tick = stub.sim.symbol(stub.domid, 'demo_tick').toString(16);
