@@ -14,7 +14,7 @@ import {
 } from './labUtil';
 import { sleep } from '../e2e/harness';
 
-const TRIES = 12;
+const TRIES = 30;
 
 /** Lower-half (user) addresses on x86_64. */
 const USER_TOP = 0x0000800000000000n;
@@ -66,7 +66,7 @@ describe('real Xen: VCPUs stopped in user mode', function () {
         for (let i = 0; i < TRIES; i++) {
           const user = await Promise.all(threads.map((t) => inUser(m, t)));
           if (user.every(Boolean)) return i;
-          await miContinueInterrupt(m, 1000 + 300 * i);
+          await miContinueInterrupt(m, 700 + 100 * (i % 10));
         }
         assert.fail(`threads ${threads.join(', ')} of ${name} not all in user mode after ${TRIES} stops`);
       }

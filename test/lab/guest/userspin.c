@@ -31,7 +31,7 @@
 #error "build with -DUSERSPIN_TEXT='\"...\"'"
 #endif
 #define PAGE 4096UL
-#define SPIN_MS 20
+#define SPIN_MS 100
 #define SLEEP_US 1000
 
 static double now_ms(void)

@@ -236,15 +236,16 @@ build_guest_initrd() {
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-# the user-mode workload: one spinning process per VCPU (see docs/lab.md)
+# the user-mode workload: one spinning process per VCPU (see docs/lab.md);
+# LAB_USERSPIN=off puts gdbsx_lab_userspin=off on the guest's command line
 user=0
 for cpu in 0 1; do
-  if [ -d /sys/devices/system/cpu/cpu$cpu ]; then
+  if [ -d /sys/devices/system/cpu/cpu$cpu ] && ! grep -q 'gdbsx_lab_userspin=off' /proc/cmdline; then
     /bin/userspin$cpu > /tmp/userspin$cpu.log 2>&1 &
   fi
 done
 i=0
-while [ $i -lt 100 ]; do
+while [ $i -lt 100 ] && ! grep -q 'gdbsx_lab_userspin=off' /proc/cmdline; do
   user=$(cat /tmp/userspin*.log 2>/dev/null | grep -c '^GDBSX-LAB-USER ')
   [ "$user" -ge "$(grep -c ^processor /proc/cpuinfo)" ] && break
   i=$((i + 1))

@@ -91,7 +91,7 @@ EOF
       echo "type = \"$type\""
       echo "kernel = \"$kernel\""
       [ "$ramdisk" != - ] && echo "ramdisk = \"$ramdisk\""
-      [ "$ramdisk" != - ] && echo 'extra = "console=hvc0 quiet"'
+      [ "$ramdisk" != - ] && echo "extra = \"console=hvc0 quiet$([ "${LAB_USERSPIN:-on}" = off ] && echo ' gdbsx_lab_userspin=off')\""
       echo "memory = $mem"
       echo "vcpus = $vcpus"
       # the test kernels spin: under TCG every spinning VCPU costs a host core, so they
@@ -144,7 +144,7 @@ write_initial_state() {
   LAB_J_STUB=${LAB_STUB:-on} LAB_J_KSYMS=$CACHE_LINUX/kallsyms.elf LAB_J_TK=$TESTKERNEL_DIR \
   LAB_J_EXTRA=${LAB_EXTRA_FILES:-} LAB_J_BASE=$LAB_PORT_BASE LAB_J_N=$LAB_NPORTS LAB_J_XEN=$LAB_XEN \
   LAB_J_CACHE=$LAB_CACHE LAB_J_RUN=$LAB_RUN LAB_J_SERIAL=$SERIAL_LOG LAB_J_STATE=$LAB_STATE \
-  LAB_J_LINUX_CAP=${LAB_LINUX_CAP:-25} LAB_J_USER_ADDR=$LAB_USER_ADDR LAB_J_USER_TEXTS=$(printf '%s\n' "${LAB_USER_TEXTS[@]}") \
+  LAB_J_USERSPIN=${LAB_USERSPIN:-on} LAB_J_LINUX_CAP=${LAB_LINUX_CAP:-50} LAB_J_USER_ADDR=$LAB_USER_ADDR LAB_J_USER_TEXTS=$(printf '%s\n' "${LAB_USER_TEXTS[@]}") \
   node -e '
     const e = process.env;
     const base = Number(e.LAB_J_BASE);
@@ -161,12 +161,12 @@ write_initial_state() {
         stub: { port: Number(port), dom0Pid: null, log: "/var/log/stub-" + name + ".log", running: false },
         // the Linux guests run one user process per VCPU, pinned to it, each with its
         // own string at the same user address (test/lab/guest/userspin.c)
-        userWorkload: tk ? null : {
+        userWorkload: tk || e.LAB_J_USERSPIN === "off" ? null : {
           address: e.LAB_J_USER_ADDR,
           strings: e.LAB_J_USER_TEXTS.split("\n").filter(Boolean).slice(0, Number(vcpus)),
           programs: Array.from({ length: Number(vcpus) }, (_, i) => "/bin/userspin" + i),
         },
-        capAfterBoot: tk || !Number(e.LAB_J_LINUX_CAP) ? null : Number(e.LAB_J_LINUX_CAP),
+        capAfterBoot: tk || e.LAB_J_USERSPIN === "off" || !Number(e.LAB_J_LINUX_CAP) ? null : Number(e.LAB_J_LINUX_CAP),
         gdb: "gdb " + symbols + " -ex \x27set remotetimeout 30\x27 -ex \x27target remote 127.0.0.1:" + port + "\x27",
       };
     }
