@@ -59,6 +59,20 @@ describe('gdb end-to-end: memory through our page walk', function () {
     assert.match(r.stdout + r.stderr, /Cannot access memory at address/);
   });
 
+  it('32-bit PAE: monitor pgd3 walks the given L2 table for the top GB (gdbsx\'s module-space trick), pgd3 0 goes back', async () => {
+    stub = await startStub({ type: 'pv', width: 32 });
+    const pdpt = stub.sim.layout(stub.domid).cr3;
+    const pgd3 = stub.sim.readPhys(stub.domid, pdpt + 3 * 8, 8).readBigUInt64LE() & ~0xfffn;
+    const r = await gdbBatch([...connect(stub), `monitor pgd3 0x${pgd3.toString(16)}`, 'x/s &demo_banner', 'monitor pgd3 0x3f000', 'x/s &demo_banner',
+      'monitor pgd3 0', 'x/s &demo_banner', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => /<demo_banner>:/.test(l));
+    assert.strictEqual(lines.length, 3, r.stdout + r.stderr);
+    assert.match(lines[0], /"Xen gdbsx demo guest/);
+    assert.match(lines[1], /Cannot access memory/, 'another L2 table maps nothing there');
+    assert.match(lines[2], /"Xen gdbsx demo guest/);
+  });
+
   it('breakpoints and writes go through the mapping, removal too, and leave no mapping behind', async () => {
     stub = await startStub({ type: 'pv' });
     const syms = symbols(stub.image);
