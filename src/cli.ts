@@ -135,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     backend = await openBackend(p);
     const xc = new XenControl(backend.hc);
     if (p.mode === 'context') {
-      const g = Guest.attach(xc, p.domid, { width: p.width, memory: p.memory });
+      const g = Guest.attach(xc, p.domid, { width: p.width, memory: p.memory, inspectOnly: true });
       try {
         process.stdout.write(dumpContexts(g, p.vcpu));
       } finally {

@@ -74,7 +74,7 @@ export class GdbServer {
     this.session = new Session(sock, guest, () => {
       this.session = undefined;
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
-    });
+    }, (m) => this.onEvent(m));
   }
 
   /** Stop listening and end any session (detaching the guest: restored and running). */

@@ -59,10 +59,15 @@ export class Session {
   /** The last stop, answered again for '?'. */
   lastStop: StopEvent;
 
-  constructor(sock: Socket, guest: Guest, onClose: () => void) {
+  /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
+  private readonly toldRefusals = new Set<string>();
+  private readonly onNote: (message: string) => void;
+
+  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined) {
     this.sock = sock;
     this.guest = guest;
     this.onClose = onClose;
+    this.onNote = onNote;
     this.lastStop = { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 };
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -162,6 +167,10 @@ export class Session {
     if (e instanceof RefusedError) {
       // gdb prints the text of an `E.` reply ("Remote failure reply: E.…") where it shows errors at all.
       log('refused %s: %s', what.slice(0, 60), e.message);
+      if (!this.toldRefusals.has(e.message)) {
+        this.toldRefusals.add(e.message);
+        this.onNote(`refused ${what[0] === 'Z' ? 'a breakpoint' : what.startsWith('vCont') || what[0] === 's' ? 'a step' : `'${what.slice(0, 20)}'`}: ${e.message}`);
+      }
       return `E.${e.message}`;
     }
     if (e instanceof ProtocolError) {

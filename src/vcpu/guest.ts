@@ -36,6 +36,8 @@ export interface AttachOptions {
   stepTimeoutMs?: number;
   /** How to reach memory: our page walk (default where frames can be mapped) or gdbsx_guestmemio. */
   memory?: 'pagewalk' | 'gdbsx';
+  /** Only look (the `-c` dump): no debugging flag, no monitor ring, nothing to trap. */
+  inspectOnly?: boolean;
 }
 
 /** Which hypervisor build we found. */
@@ -111,7 +113,7 @@ export class Guest implements RunHost {
     let g: Guest | undefined;
     let debugging = false;
     try {
-      if (build === 'gdbsx') {
+      if (build === 'gdbsx' && !opts.inspectOnly) {
         xc.setDebugging(domid, true);
         debugging = true;
       }
@@ -120,7 +122,7 @@ export class Guest implements RunHost {
       g.vcpuSet.refresh(info);
       if (g.vcpuSet.list().length === 0) throw new UserError(`domain ${domid} has no VCPU that is up`);
       g.checkMemoryPath();
-      g.runner = g.chooseRunControl();
+      g.runner = opts.inspectOnly ? new PauseOnlyRun(g) : g.chooseRunControl();
       g.runner.forgetEarlierEvents();
       log('attached dom%d: %d-bit %s on a %s hypervisor, vcpus %o; memory: %s; run control: %s', domid, width,
         info.hvm ? 'HVM/PVH' : 'PV', build, g.vcpuSet.list(), g.mem.path.name, g.runner.name);
