@@ -178,8 +178,15 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
       g = guest('pvh');
       const state = await xlStateOf(g.xlName);
       if (state === '' || /[sc]/.test(state)) g = await recreateGuest('pvh');
-      assert.ok(g.stub.running, `the stub for pvh is not running: ${g.stub.error ?? ''}`);
-      for (const f of fns) original[f] = await bytesAt(g, await ksym(f));
+      // the code as it is before any test (each test checks its own preconditions:
+      // without a working stub this stays empty and those tests fail one by one)
+      if (g.stub.running) {
+        try {
+          for (const f of fns) original[f] = await bytesAt(g, await ksym(f));
+        } catch (e) {
+          process.stderr.write(`      (could not read the original code: ${(e as Error).message.split('\n')[0]})\n`);
+        }
+      }
     });
 
     afterEach(async () => {
@@ -235,7 +242,10 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
       assert.match(stop, /reason="breakpoint-hit"/, stop);
       await miDetach(mi);
       mi = null;
-      for (const f of fns) assert.strictEqual(await bytesAt(g, await ksym(f)), original[f], `${f}: our int3 left in memory`);
+      for (const f of fns) {
+        assert.ok(original[f], `no reading of ${f} from before the tests`);
+        assert.strictEqual(await bytesAt(g, await ksym(f)), original[f], `${f}: our int3 left in memory`);
+      }
       assert.doesNotMatch(await xlStateOf(g.xlName), /[pc]/);
       assert.deepStrictEqual(await vcpusNotRunning(g.xlName), [], 'every VCPU runs after detach');
       const r = await gdbOn(g, ['info threads']);
@@ -244,6 +254,7 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
     });
 
     it('kill -9 of the stub with a breakpoint inserted and the guest running: the next stub reports the ring left behind and recovers', async () => {
+      assert.ok(original.__schedule, 'no reading of __schedule from before the tests');
       mi = await miConnect(g);
       const addr = await breakAt(mi, '__schedule');
       const stop = await continueToStop(mi);
