@@ -2,7 +2,7 @@
 import assert from 'assert';
 import { execFileSync, spawnSync } from 'child_process';
 import path from 'path';
-import { startStub, gdbBatch, MiClient, Stub, symbols, sleep } from './harness';
+import { startStub, gdbBatch, gdbConnect as connect, MiClient, Stub, symbols, sleep } from './harness';
 import { readField, CTX64, CTX32 } from '../../src/xg/context';
 import { guestIntegrity } from '../../src/simIntegrity';
 
@@ -17,9 +17,6 @@ function readGuest(stub: Stub, addr: bigint, len: number): Buffer {
   return b;
 }
 
-function connect(stub: Stub): string[] {
-  return ['set pagination off', 'set confirm off', `file ${stub.image}`, `target remote 127.0.0.1:${stub.port}`];
-}
 
 describe('gdb end-to-end on the simulated Xen', function () {
   this.timeout(60000);

@@ -34,6 +34,11 @@ export async function startStub(o: { vcpus?: number; width?: 32 | 64; type?: 'pv
   };
 }
 
+/** gdb batch commands that load the demo guest's symbols and connect to the stub. */
+export function gdbConnect(stub: Stub): string[] {
+  return ['set pagination off', 'set confirm off', `file ${stub.image}`, `target remote 127.0.0.1:${stub.port}`];
+}
+
 /** Symbol addresses from the ELF, via binutils' nm (present wherever gdb is). */
 export function symbols(image: string): Map<string, bigint> {
   const out = execFileSync('nm', [image], { encoding: 'utf8' });

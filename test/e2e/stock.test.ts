@@ -2,13 +2,9 @@
 // guest user mode), and a simulated hypervisor built without CONFIG_GDBSX: PV guests
 // inspected with clear refusals, PVH guests debugged through the monitor ring.
 import assert from 'assert';
-import { spawnSync } from 'child_process';
-import { startStub, gdbBatch, MiClient, Stub, symbols, sleep } from './harness';
+import { startStub, gdbBatch, gdbConnect as connect, MiClient, Stub, symbols, sleep } from './harness';
 import { Guest } from '../../src/vcpu/guest';
 
-function connect(stub: Stub): string[] {
-  return ['set pagination off', 'set confirm off', `file ${stub.image}`, `target remote 127.0.0.1:${stub.port}`];
-}
 
 /** The guest as the stub must leave it: running, no pause of any kind, debugging never turned on, code as built. */
 function assertLeftAlone(stub: Stub, what: string): void {
@@ -18,15 +14,10 @@ function assertLeftAlone(stub: Stub, what: string): void {
   assert.strictEqual(st.shutdownReason, undefined, `${what}: guest crashed: ${st.crashReason}`);
 }
 
-const USER_DATA = 0x5a5a0000n;
-
 describe('gdb end-to-end: memory through our page walk', function () {
   this.timeout(60000);
   let stub: Stub;
 
-  before(function () {
-    if (spawnSync('gdb', ['--version']).status !== 0) throw new Error('gdb is not installed (.ci/run installs it: apt-get install gdb)');
-  });
   afterEach(async () => {
     await stub?.close();
   });
