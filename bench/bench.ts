@@ -45,6 +45,24 @@ function labQemuPid(): number | undefined {
   }
 }
 
+/** Any QEMU on this machine (another lab than ours, e.g. another user's): pids. */
+function otherQemus(): number[] {
+  const out: number[] = [];
+  try {
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('qemu-system')) out.push(Number(d));
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return out;
+}
+
 async function main(): Promise<number> {
   const t0 = Date.now();
   const runs = envInt('BENCH_RUNS', 20);
@@ -79,6 +97,7 @@ async function main(): Promise<number> {
     },
     config: { runs, readRuns, scaleVcpus, simWidth: width, sim, lab, ceiling },
     figures: [],
+    paths: [],
     profile: { dumps: [], packets: {}, hypercallsUs: {}, encodeUsPer64KiB: {}, roundTripMs: {}, whatIf: {}, domctls: {}, notes: [] },
     skipped: [],
   };
@@ -86,6 +105,8 @@ async function main(): Promise<number> {
   let failed = false;
   const qemu = labQemuPid();
   if (qemu) res.profile.notes.push(`a Xen lab (QEMU/TCG, pid ${qemu}) was running during this run: it competes for the CPUs with the simulator, the stub and gdb`);
+  // Looked for at the start and at the end (another user's lab may come and go meanwhile).
+  const othersAtStart = otherQemus().filter((p) => p !== qemu);
   if (sim) {
     try {
       await runSimSuite({ runs, readRuns, sizes: [1 << 20, 16 << 20], width, scaleVcpus, ceiling, log }, res);
@@ -115,6 +136,8 @@ async function main(): Promise<number> {
     res.skipped.push('lab: turned off (BENCH_LAB=0)');
   }
 
+  const others = [...new Set([...othersAtStart, ...otherQemus()])].filter((p) => p !== qemu);
+  if (others.length) res.profile.notes.push(`QEMU (pid ${others.join(', ')}, not this run's lab) was running at the start or the end of this run: it competes for the CPUs with the simulator, the stub and gdb`);
   res.finishedAt = new Date().toISOString();
   res.profile.notes.push(`load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' / ')}`);
   res.durationSec = Math.round((Date.now() - t0) / 100) / 10;

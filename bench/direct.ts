@@ -237,3 +237,155 @@ export function directThreads(xc: XenControl, domid: number, runs: number): numb
   }
   return out;
 }
+
+// ---- the two memory paths, through Guest.readMemory ----
+
+export type MemPathName = 'pagewalk' | 'gdbsx';
+
+/** MemoryPath.name of each. */
+export const PATH_NAME: Record<MemPathName, string> = { pagewalk: 'page walk', gdbsx: 'gdbsx_guestmemio' };
+
+/** Hypercalls per operation, as TracingHypercalls.perOp gives them. */
+export interface CallsPerOp {
+  perOp: number;
+  msPerOp: number;
+  byCmd: Record<string, number>;
+}
+
+/** One path's reads (ms per run unless said otherwise). */
+export interface PathReads {
+  /** The path Guest.attach gave (g.mem.path.name): a fallback would show here. */
+  path: string;
+  /** By `${bytes}.cold` and `${bytes}.warm`: ms per read of the whole range. */
+  bulk: Record<string, number[]>;
+  /** 8 bytes at `smallAddr` with the line cache and the mappings dropped before each: ms per read. */
+  small: number[];
+  /** Dropping the mappings (g.mem.invalidate, what each resume does) after a cold read of the largest size: ms. */
+  release: number[];
+  /** Hypercalls per cold read (over all of them), by `${bytes}` and `small`. */
+  calls: Record<string, CallsPerOp>;
+  /** Hex of the 8 bytes at smallAddr (the two paths must agree). */
+  smallBytes: string;
+}
+
+export interface PathReadOpts {
+  addr: bigint;
+  sizes: number[];
+  /** Bytes per readMemory call: gdb's m request size (PACKET_SIZE / 2). */
+  request: number;
+  runs: (bytes: number) => number;
+  smallAddr: bigint;
+  smallRuns: number;
+  /** Counts the hypercalls of one cold read (reset before it). */
+  trace?: { reset(): void; perOp(ops: number): CallsPerOp };
+}
+
+/**
+ * Bulk and small reads through `g.readMemory` (the call the stub's `m` handler makes),
+ * in `request`-byte calls into a buffer kept across calls as the session does. Cold:
+ * `g.mem.invalidate()` (not timed) before each run, as after a stop; warm: the same
+ * range again with the mappings of the previous read kept. The guest must be stopped
+ * (attached, not resumed). Throws if a read comes back short.
+ */
+export function guestPathReads(g: Guest, o: PathReadOpts): PathReads {
+  const vcpu = g.vcpus()[0];
+  const buf = Buffer.alloc(o.request);
+  const out: PathReads = { path: g.mem.path.name, bulk: {}, small: [], release: [], calls: {}, smallBytes: '' };
+  const readAll = (bytes: number) => {
+    for (let off = 0; off < bytes; off += o.request) {
+      const n = Math.min(o.request, bytes - off);
+      const got = g.readMemory(o.addr + BigInt(off), n, vcpu, buf);
+      if (got.length !== n) throw new Error(`${out.path}: read of ${n} bytes at 0x${(o.addr + BigInt(off)).toString(16)} gave ${got.length}`);
+    }
+  };
+  const timedRead = (bytes: number) => {
+    const t0 = now();
+    readAll(bytes);
+    return now() - t0;
+  };
+  for (const bytes of o.sizes) {
+    const runs = o.runs(bytes);
+    g.mem.invalidate();
+    readAll(bytes); // warm-up (JIT, buffers), not counted
+    const cold: number[] = [];
+    // Counted over all cold runs (one read can hit a GC pause); invalidate() makes no hypercall.
+    o.trace?.reset();
+    for (let r = 0; r < runs; r++) {
+      g.mem.invalidate();
+      cold.push(timedRead(bytes));
+    }
+    if (o.trace) out.calls[String(bytes)] = o.trace.perOp(runs);
+    // The last cold read's mappings are kept: every run here is a second read while stopped.
+    const warm: number[] = [];
+    for (let r = 0; r < runs; r++) warm.push(timedRead(bytes));
+    out.bulk[`${bytes}.cold`] = cold;
+    out.bulk[`${bytes}.warm`] = warm;
+  }
+  // What the next resume pays for the largest cold read's mappings.
+  const largest = Math.max(...o.sizes);
+  for (let r = 0; r < Math.min(5, o.runs(largest)); r++) {
+    g.mem.invalidate();
+    readAll(largest);
+    const t0 = now();
+    g.mem.invalidate();
+    out.release.push(now() - t0);
+  }
+  // Small reads: each timed alone (the invalidate between them is not counted), a sample
+  // is the mean of a batch (a dom0 under QEMU/TCG has a coarse clock).
+  const batch = 10;
+  g.mem.invalidate();
+  out.smallBytes = g.readMemory(o.smallAddr, 8, vcpu).toString('hex');
+  o.trace?.reset();
+  for (let r = 0; r < o.smallRuns; r++) {
+    let ms = 0;
+    for (let i = 0; i < batch; i++) {
+      g.mem.invalidate();
+      const t0 = now();
+      const b = g.readMemory(o.smallAddr, 8, vcpu);
+      ms += now() - t0;
+      if (b.length !== 8) throw new Error(`${out.path}: 8-byte read at 0x${o.smallAddr.toString(16)} gave ${b.length}`);
+    }
+    out.small.push(ms / batch);
+  }
+  if (o.trace) out.calls.small = o.trace.perOp(o.smallRuns * batch);
+  g.mem.invalidate();
+  return out;
+}
+
+/**
+ * Both paths, each in its own attach (Guest.attach with `memory`), alternating over
+ * `rounds` rounds so that drift in the machine's load hits both alike; the samples of
+ * the rounds are pooled. Detaches after each round (the guest runs in between).
+ */
+export function comparePaths(xc: XenControl, domid: number, paths: MemPathName[], o: PathReadOpts & { width?: 32 | 64; rounds?: number }, errors: string[]): Partial<Record<MemPathName, PathReads>> {
+  const res: Partial<Record<MemPathName, PathReads>> = {};
+  const rounds = o.rounds ?? 2;
+  const failed = new Set<MemPathName>();
+  for (let round = 0; round < rounds; round++) {
+    for (const p of paths) {
+      if (failed.has(p)) continue;
+      const per = (b: number) => Math.max(1, Math.ceil(o.runs(b) / rounds));
+      let g: Guest | undefined;
+      try {
+        g = Guest.attach(xc, domid, { width: o.width, memory: p });
+        // Guest falls back to gdbsx_guestmemio where frames cannot be mapped: that is not the page walk.
+        if (g.mem.path.name !== PATH_NAME[p]) throw new Error(`asked for ${PATH_NAME[p]}, Guest.attach gave ${g.mem.path.name}${g.notes.length ? ` (${g.notes.join('; ')})` : ''}`);
+        const r = guestPathReads(g, { ...o, runs: per, smallRuns: Math.max(1, Math.ceil(o.smallRuns / rounds)), trace: round === 0 ? o.trace : undefined });
+        const acc = res[p];
+        if (!acc) {
+          res[p] = r;
+        } else {
+          for (const [k, v] of Object.entries(r.bulk)) acc.bulk[k] = [...(acc.bulk[k] ?? []), ...v];
+          acc.small.push(...r.small);
+          acc.release.push(...r.release);
+        }
+      } catch (e) {
+        failed.add(p);
+        errors.push(`${p} reads: ${(e as Error).message}`);
+      } finally {
+        g?.detach();
+      }
+    }
+  }
+  return res;
+}

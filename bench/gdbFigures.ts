@@ -223,3 +223,52 @@ export async function tracePackets(gdb: MiGdb, run: () => Promise<unknown>): Pro
   }
   return tr;
 }
+
+/** The stub's memory path as `monitor xen` names it ("page walk", "gdbsx_guestmemio"); undefined if it does not say. */
+export async function stubMemoryPath(gdb: MiGdb): Promise<string | undefined> {
+  const r = await gdb.console('monitor xen', { strict: false });
+  return /memory: ([^;\n]+);/.exec(r.console)?.[1]?.trim();
+}
+
+/**
+ * The same dumps against several stubs, alternating in `rounds` blocks so that drift in
+ * the machine's load hits them alike. One gdb per stub, connected only during its
+ * blocks (a stub attaches the guest while gdb is connected). Each block's first dump
+ * is not counted (dumpTimes). `check` runs once per stub, after its first connect.
+ * ms per run, by stub key, then by size.
+ */
+export async function alternatingDumps(stubs: { key: string; port: number }[], file: string | undefined, addr: bigint, sizes: number[],
+  runsFor: (bytes: number) => number, rounds: number, check?: (key: string, gdb: MiGdb) => Promise<void>): Promise<Record<string, Record<string, number[]>>> {
+  const out: Record<string, Record<string, number[]>> = {};
+  const gdbs = stubs.map(() => new MiGdb(file ? [file] : []));
+  try {
+    for (const gdb of gdbs) await gdb.setup();
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < stubs.length; i++) {
+        const { key, port } = stubs[i];
+        const gdb = gdbs[i];
+        for (let tries = 0; ; tries++) {
+          try {
+            await connect(gdb, port);
+            break;
+          } catch (e) {
+            // The previous session (the other stub's, on the same guest) may still be closing.
+            if (tries >= 20) throw e;
+            await sleep(100);
+          }
+        }
+        if (round === 0) await check?.(key, gdb);
+        const per = (out[key] ??= {});
+        for (const b of sizes) per[b] = [...(per[b] ?? []), ...(await dumpTimes(gdb, addr, b, Math.max(1, Math.ceil(runsFor(b) / rounds))))];
+        await gdb.cmd('-target-detach', { strict: false });
+        for (let k = 0; k < 3; k++) await yieldLoop();
+      }
+    }
+  } finally {
+    for (const gdb of gdbs) {
+      await Promise.race([gdb.quit(), sleep(5000)]);
+      gdb.kill();
+    }
+  }
+  return out;
+}

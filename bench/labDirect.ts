@@ -2,11 +2,12 @@
 // the limit below the protocol on the real hypervisor, through the privcmd addon.
 // Usage: node labDirect.js '<json LabDirectArgs>'; prints one JSON line (LabDirectResult).
 import { PrivcmdHypercalls } from '../src/xg/privcmd';
+import type { Hypercalls } from '../src/xg/hypercalls';
 import { XenControl } from '../src/xg/xenctl';
 import { Guest } from '../src/vcpu/guest';
 import { TracingHypercalls } from './trace';
 import {
-  StopSample, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
+  MemPathName, PathReads, StopSample, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
 } from './direct';
 
 export interface LabDirectArgs {
@@ -24,6 +25,12 @@ export interface LabDirectArgs {
   stopVcpu?: number;
   /** What to measure (default all): reads, steps, stops, regs (context + bt), attach. */
   parts?: ('read' | 'step' | 'stop' | 'regs' | 'attach')[];
+  /** With 'read': the memory paths to compare through Guest.readMemory (none: not compared). */
+  paths?: MemPathName[];
+  /** Bytes per readMemory call of those reads (gdb's m size, PACKET_SIZE / 2). */
+  request?: number;
+  /** Hex address of the small read (a kernel symbol); default `addr`. */
+  smallAddr?: string;
 }
 
 export interface LabDirectResult {
@@ -39,6 +46,8 @@ export interface LabDirectResult {
   /** Hypercalls per operation: how many, their time (ms), by domctl. */
   domctls: Record<string, { perOp: number; msPerOp: number; byCmd: Record<string, number> }>;
   errors: string[];
+  /** The memory paths' reads (see comparePaths). */
+  paths?: Partial<Record<MemPathName, PathReads>>;
 }
 
 function perCall(fn: () => void, n: number): number {
@@ -48,8 +57,9 @@ function perCall(fn: () => void, n: number): number {
   return ((performance.now() - t0) / n) * 1000;
 }
 
-async function main(a: LabDirectArgs): Promise<LabDirectResult> {
-  const hc = new TracingHypercalls(PrivcmdHypercalls.open());
+/** Everything asked for in `a`, on the hypervisor below `inner` (privcmd in dom0; the simulator in bench/labDirectCheck.ts). */
+export async function runLabDirect(a: LabDirectArgs, inner: Hypercalls): Promise<LabDirectResult> {
+  const hc = new TracingHypercalls(inner);
   const xc = new XenControl(hc);
   const count = (label: string, ops: number) => {
     r.domctls[label] = hc.perOp(ops);
@@ -93,6 +103,12 @@ async function main(a: LabDirectArgs): Promise<LabDirectResult> {
     } finally {
       xc.unpauseDomain(a.domid);
     }
+    if (want.has('read') && a.paths?.length && a.request) {
+      r.paths = comparePaths(xc, a.domid, a.paths, {
+        addr, sizes: a.sizes, request: a.request, runs: (b) => (b >= 4 * MiB ? a.readRuns : a.runs),
+        smallAddr: BigInt(a.smallAddr ?? a.addr), smallRuns: a.runs, trace: hc, width: a.width,
+      }, errors);
+    }
     const g = Guest.attach(xc, a.domid, { width: a.width });
     try {
       if (want.has('step')) try {
@@ -135,7 +151,8 @@ async function main(a: LabDirectArgs): Promise<LabDirectResult> {
 
 if (require.main === module) {
   const args = JSON.parse(process.argv[2] ?? '{}') as LabDirectArgs;
-  main(args).then((r) => {
+  // Opened inside the promise chain: a privcmd that cannot be opened is reported like any failure.
+  Promise.resolve().then(() => runLabDirect(args, PrivcmdHypercalls.open())).then((r) => {
     process.stdout.write(JSON.stringify(r) + '\n');
   }, (e: Error) => {
     process.stderr.write(`labDirect: ${e.stack ?? e.message}\n`);

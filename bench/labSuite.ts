@@ -14,10 +14,12 @@ import fs from 'fs';
 import path from 'path';
 import { LabClient, LabGuest, LabState, statePath } from '../test/lab/client';
 import type { LabDirectArgs, LabDirectResult } from './labDirect';
+import { MemPathName, PATH_NAME } from './direct';
 import { MiGdb } from './mi';
 import {
-  attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, tracePackets, GdbStop,
+  alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, stubMemoryPath, tracePackets, GdbStop,
 } from './gdbFigures';
+import { directPathFigures, gdbPathFigures } from './paths';
 import { roundTrips } from './profile';
 import { PACKET_SIZE } from '../src/gx/session';
 import { Figure, Results, figure, measure, rate, throughput } from './model';
@@ -34,6 +36,8 @@ export interface LabConfig {
 type Part = 'read' | 'step' | 'stop' | 'regs' | 'attach';
 
 const MiB = 1 << 20;
+/** Blocks the two memory paths' gdb dumps alternate in. */
+const PATH_ROUNDS = 2;
 
 /** Where bulk reads go, per lab guest: mapped RAM of at least 16 MiB. */
 const READ_ADDR: Record<string, bigint> = {
@@ -84,7 +88,31 @@ interface GuestRun {
   parts: Set<Part>;
   addr?: bigint;
   bp?: { name: string; addr: bigint };
+  /** Where the reads' small-read row reads 8 bytes (a kernel function: what gdb reads at a stop). */
+  sym?: { name: string; addr: bigint };
 }
+
+/** The memory paths this lab's Xen has: gdbsx_guestmemio only with CONFIG_GDBSX. */
+export function labPaths(xen: LabState['xen']): MemPathName[] {
+  return xen === 'stock' ? ['pagewalk'] : ['pagewalk', 'gdbsx'];
+}
+
+/** What labDirect.js is given for one guest (exported for bench/labDirectCheck.ts). */
+export function labDirectArgs(run: GuestRun, domid: number, sizes: number[], cfg: { runs: number; readRuns: number }, frames: number, xen: LabState['xen']): LabDirectArgs {
+  return {
+    domid, width: run.g.width, addr: '0x' + (run.addr ?? 0n).toString(16), sizes, runs: cfg.runs, readRuns: cfg.readRuns,
+    bp: run.bp ? '0x' + run.bp.addr.toString(16) : undefined, stopVcpu: 0, frames, parts: [...run.parts],
+    paths: run.parts.has('read') ? labPaths(xen) : undefined, request: PACKET_SIZE / 2,
+    smallAddr: run.sym ? '0x' + run.sym.addr.toString(16) : undefined,
+  };
+}
+
+/** The shell command the agent runs in dom0 for labDirect (the JSON as one single-quoted argument). */
+export function labDirectCommand(remoteDir: string, args: LabDirectArgs): string {
+  return `node ${remoteDir}/labDirect.js '${JSON.stringify(args).replace(/'/g, "'\\''")}'`;
+}
+
+export type { GuestRun };
 
 /** Returns undefined when done, or why the lab part was skipped. */
 export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string | undefined> {
@@ -130,12 +158,24 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
     plan.set(g.name, r);
     return r;
   };
+  // The reader and the stopper are often the same guest: read its symbols (dom0's kallsyms, megabytes) once.
+  const symCache = new Map<string, Promise<Map<string, bigint>>>();
+  const symbols = (g: LabGuest) => {
+    let p = symCache.get(g.name);
+    if (!p) symCache.set(g.name, (p = symbolsOf(g, agent)));
+    return p;
+  };
   const reader = add(pick('BENCH_LAB_READ_GUEST', ['pv', 'testkernel64', 'testkernel32']), 'read', 'bulk reads: no guest with a running stub and a known address');
   if (reader) {
     reader.addr = process.env.BENCH_LAB_ADDR ? BigInt(process.env.BENCH_LAB_ADDR) : READ_ADDR[reader.g.name];
     if (reader.addr === undefined) {
       reader.parts.delete('read');
       res.skipped.push(`lab: bulk reads: no known mapped address in guest '${reader.g.name}' (set BENCH_LAB_ADDR)`);
+    } else {
+      const syms = await symbols(reader.g);
+      const name = HOT.find((n) => syms.has(n));
+      if (name) reader.sym = { name, addr: syms.get(name) as bigint };
+      else res.profile.notes.push(`lab: the small-read row reads at the bulk reads' address: none of ${HOT.join(', ')} in guest '${reader.g.name}''s symbols`);
     }
   }
   const stepper = pick('BENCH_LAB_STEP_GUEST', ['testkernel64', 'testkernel32', 'pv', 'pvh']);
@@ -144,7 +184,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   if (!stopsWanted) res.skipped.push('lab: stop latency: turned off (BENCH_LAB_STOPS=0)');
   const stopper = stopsWanted ? add(pick('BENCH_LAB_STOP_GUEST', ['pv']), 'stop', 'stop latency: no PV guest with a running stub (PVH breakpoints do not trap to Xen under QEMU/TCG)') : undefined;
   if (stopper) {
-    const syms = await symbolsOf(stopper.g, agent);
+    const syms = await symbols(stopper.g);
     const name = process.env.BENCH_LAB_BP ?? HOT.find((n) => syms.has(n));
     const a = name ? syms.get(name) : undefined;
     if (name && a !== undefined) stopper.bp = { name, addr: a };
@@ -172,7 +212,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   for (const run of plan.values()) {
     if (!run.parts.size) continue;
     try {
-      await runGuest(run, agent, cfg, res, spare);
+      await runGuest(run, agent, cfg, res, st, spare);
     } catch (e) {
       log(`lab: ${run.g.name}: ${(e as Error).stack ?? String(e)}`);
       res.skipped.push(`lab ${run.g.name}: failed: ${(e as Error).message.split('\n')[0]}`);
@@ -181,7 +221,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   return undefined;
 }
 
-async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results, sparePort?: number): Promise<void> {
+async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results, st: LabState, sparePort?: number): Promise<void> {
   const { g, parts } = run;
   const { runs, readRuns, log } = cfg;
   const domid = g.domid as number;
@@ -210,12 +250,15 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   let regs: number[] = [];
   let bt: number[] = [];
   let frames = 3;
+  /** The lab stub's memory path (`monitor xen`): the page walk unless it fell back. */
+  let stubPath: string | undefined;
   try {
     await gdb.setup();
     await defineCommands(gdb);
     await connect(gdb, g.stub.port);
     const addr = run.addr;
     if (parts.has('read') && addr !== undefined) {
+      stubPath = await stubMemoryPath(gdb).catch(() => undefined);
       for (const b of sizes) {
         log(`lab: dump ${b / MiB} MiB through gdb`);
         try {
@@ -309,6 +352,15 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     gdb.kill();
   }
 
+  // -- page walk vs gdbsx through gdb: the guest's stub and a second one with --memory gdbsx (on the spare port) --
+  let memDumps: Partial<Record<MemPathName, Record<string, number[]>>> | undefined;
+  if (parts.has('read') && run.addr !== undefined && Object.keys(dumps).length) {
+    if (st.xen === 'stock') res.skipped.push(`${tag}: page walk vs gdbsx through gdb: this lab's Xen is stock (no gdbsx_guestmemio)`);
+    else if (sparePort === undefined) res.skipped.push(`${tag}: page walk vs gdbsx through gdb: no spare forwarded port for a second stub`);
+    else if (stubPath !== undefined && stubPath !== PATH_NAME.pagewalk) res.skipped.push(`${tag}: page walk vs gdbsx through gdb: the lab's stub reads through ${stubPath}, not the page walk`);
+    else memDumps = await pathDumps(run, agent, st, sparePort, sizes.filter((b) => dumps[b]), cfg, res);
+  }
+
   // -- our stub without gdb (raw RSP, the same m requests) --
   if (parts.has('read') && run.addr !== undefined && sizes.includes(16 * MiB)) {
     log('lab: raw RSP reads (no gdb)');
@@ -330,13 +382,9 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   } else {
     await agent.exec(`mkdir -p ${remoteDir}`, { timeoutMs: 20000 });
     for (const f of ['labDirect.js', 'direct.js', 'stats.js', 'trace.js']) await agent.put(`${remoteDir}/${f}`, fs.readFileSync(path.join(__dirname, f)));
-    const args: LabDirectArgs = {
-      domid, width: g.width, addr: '0x' + (run.addr ?? 0n).toString(16), sizes, runs, readRuns,
-      bp: run.bp ? '0x' + run.bp.addr.toString(16) : undefined, stopVcpu: 0, frames, parts: [...parts],
-    };
+    const args = labDirectArgs(run, domid, sizes, cfg, frames, st.xen);
     log(`lab: direct (below the protocol, in dom0) on ${g.name}`);
-    const q = JSON.stringify(args).replace(/'/g, "'\\''");
-    const r = await agent.exec(`node ${remoteDir}/labDirect.js '${q}'`, { timeoutMs: 900000 });
+    const r = await agent.exec(labDirectCommand(remoteDir, args), { timeoutMs: 900000 });
     if (r.code !== 0) {
       res.skipped.push(`${tag}: direct figures failed in dom0 (${r.code ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
     } else {
@@ -368,6 +416,15 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       d.hypercallMsPerPacket = r3((d.requestBytes / MiB / mibps) * 1000);
       d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
     }
+  }
+  // Page walk vs gdbsx_guestmemio: below the protocol (dom0), and through gdb.
+  if (direct?.paths) {
+    res.paths = [...(res.paths ?? []), ...directPathFigures('lab', direct.paths, sizes, PACKET_SIZE / 2, run.sym?.name ?? `0x${(run.addr ?? 0n).toString(16)}`, G, res)];
+  }
+  if (memDumps) {
+    const pf = gdbPathFigures('lab', memDumps, sizes.filter((b) => memDumps?.pagewalk?.[b] || memDumps?.gdbsx?.[b]), G);
+    if (stubPath === undefined) pf.forEach((f) => f.notes.push('the lab\'s stubs did not name their memory path (monitor xen): taken at their --memory'));
+    res.paths = [...(res.paths ?? []), ...pf];
   }
   const lim16 = direct?.read[String(16 * MiB)];
   if (raw) {
@@ -445,6 +502,43 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       ours: measure('-target-select remote -> ^connected (through the QEMU forward)', 'ms', attach),
       limit: direct?.attach.length ? measure(D('Guest.attach'), 'ms', direct.attach) : undefined,
     }));
+  }
+}
+
+/**
+ * A second stub for the guest, the lab's own command plus `--memory gdbsx`, on the
+ * spare forwarded port (the guest's own stub stays up: a stub attaches only while gdb
+ * is connected); the same dumps through the guest's stub (the page walk) and this one,
+ * alternating (alternatingDumps); then it is stopped.
+ */
+async function pathDumps(run: GuestRun, agent: LabClient, st: LabState, port: number, sizes: number[], cfg: LabConfig, res: Results): Promise<Partial<Record<MemPathName, Record<string, number[]>>> | undefined> {
+  const { g } = run;
+  const tag = `lab ${g.name}`;
+  const log = `/var/log/stub-bench-gdbsx-${g.name}.log`;
+  const env = { DOMID: String(g.domid), WIDTH: String(g.width), PORT: String(port), NAME: g.name };
+  cfg.log(`lab: dumps through the stub (page walk) and a second one with --memory gdbsx on ${port}, alternating`);
+  let pid: number | undefined;
+  try {
+    pid = (await agent.spawn(`${st.stub.cmd} --memory gdbsx`, { log, env, cwd: '/opt/gdbsx' })).pid;
+    const w = await agent.waitListen(port, { pid, timeoutMs: 180000 });
+    if (!w.met) {
+      const tail = (await agent.exec(`tail -c 600 ${log}`, { timeoutMs: 20000 })).stdout.trim().split('\n').slice(-3).join(' / ');
+      res.skipped.push(`${tag}: the --memory gdbsx stub did not listen on ${port}: ${tail}`);
+      return undefined;
+    }
+    const stubs = [{ key: 'pagewalk', port: g.stub.port }, { key: 'gdbsx', port }];
+    const runsFor = (b: number) => (b >= 4 * MiB ? cfg.readRuns : cfg.runs);
+    return await alternatingDumps(stubs, g.symbols ?? undefined, run.addr as bigint, sizes, runsFor, PATH_ROUNDS, async (key, gdb) => {
+      const p = await stubMemoryPath(gdb).catch(() => undefined);
+      // An older stub in dom0 may not name its path: then it is taken at its flag.
+      if (p !== undefined && p !== PATH_NAME[key as MemPathName]) throw new Error(`the ${key} stub reads through ${p}`);
+    });
+  } catch (e) {
+    res.skipped.push(`${tag}: page walk vs gdbsx through gdb failed: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  } finally {
+    // Only the process this run started (its own process group in dom0).
+    if (pid !== undefined) await agent.kill(pid).catch(() => undefined);
   }
 }
 

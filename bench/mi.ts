@@ -9,7 +9,7 @@ export const GDB = process.env.GDB ?? 'gdb';
 export interface MiResult {
   cls: string;
   text: string;
-  /** Console stream output (~"...") printed while the command ran, unescaped. */
+  /** Console (~"...") and target (@"...") stream output printed while the command ran, unescaped. */
   console: string;
   /** Log stream output (&"...", e.g. `set debug remote 1`), unescaped. */
   log: string;
@@ -107,7 +107,8 @@ export class MiGdb {
         }
         continue;
       }
-      if (line.startsWith('~')) {
+      // ~ console stream; @ target stream (what the stub sends in O packets, e.g. `monitor` output).
+      if (line.startsWith('~') || line.startsWith('@')) {
         this.current?.console.push(miString(line.slice(1)));
         continue;
       }

@@ -3,7 +3,7 @@
 import { Summary, summarize } from './stats';
 import type { PacketTrace } from './gdbFigures';
 
-export type Unit = 'MiB/s' | 'ms' | 'steps/s';
+export type Unit = 'MiB/s' | 'ms' | 'µs' | 'steps/s';
 
 export interface Measure {
   what: string;
@@ -40,8 +40,36 @@ export interface Figure {
   notes: string[];
 }
 
+/**
+ * The two ways the stub reaches guest memory side by side: our page walk over
+ * foreign-mapped frames and Xen's gdbsx_guestmemio, for the same reads.
+ */
+export interface PathFigure {
+  id: string;
+  env: 'sim' | 'lab';
+  /** direct: Guest.readMemory below the protocol; gdb: `dump binary memory` through a stub started with each `--memory`. */
+  level: 'direct' | 'gdb';
+  name: string;
+  /** What is measured, the same for both paths. */
+  what: string;
+  pagewalk?: Measure;
+  gdbsx?: Measure;
+  /** The page walk's time over gdbsx_guestmemio's (medians): the goal is <= 1. */
+  ratio?: number;
+  target?: Target;
+  notes: string[];
+}
+
+export function pathFigure(f: Omit<PathFigure, 'ratio' | 'notes'> & { notes?: string[] }): PathFigure {
+  const out: PathFigure = { ...f, notes: f.notes ?? [] };
+  if (f.pagewalk && f.gdbsx && f.pagewalk.stats.n > 0 && f.gdbsx.stats.n > 0) out.ratio = costRatio(f.pagewalk, f.gdbsx);
+  return out;
+}
+
 export interface DumpProfile {
   env: 'sim' | 'lab';
+  /** The stub's memory path, where it is not the default (page walk). */
+  path?: string;
   bytes: number;
   ms: number;
   packets: number;
@@ -73,6 +101,8 @@ export interface Results {
   };
   config: Record<string, string | number | boolean>;
   figures: Figure[];
+  /** Page walk vs gdbsx_guestmemio (absent in results from before they were measured). */
+  paths?: PathFigure[];
   profile: {
     dumps: DumpProfile[];
     packets: Record<string, PacketTrace>;
@@ -105,7 +135,7 @@ export function rate(msPerRun: number[]): number[] {
 
 /** Time ratio a/b from medians, whatever the unit (higher-is-better units are inverted). */
 export function costRatio(a: Measure, b: Measure): number {
-  const inv = a.unit !== 'ms';
+  const inv = a.unit === 'MiB/s' || a.unit === 'steps/s';
   return inv ? b.stats.median / a.stats.median : a.stats.median / b.stats.median;
 }
 

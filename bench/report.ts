@@ -2,7 +2,7 @@
 // each figure's cost over its limit, and the read throughputs side by side).
 import fs from 'fs';
 import path from 'path';
-import { Figure, Measure, Results } from './model';
+import { Figure, Measure, PathFigure, Results } from './model';
 
 function num(x: number): string {
   if (!Number.isFinite(x)) return '–';
@@ -33,6 +33,20 @@ function esc(s: string): string {
   return s.replace(/\|/g, '\\|');
 }
 
+const LEVEL: Record<PathFigure['level'], string> = { direct: 'direct (Guest.readMemory)', gdb: 'through gdb' };
+
+/** The page walk beside gdbsx_guestmemio, one table per environment. */
+function pathTable(L: string[], paths: PathFigure[]): void {
+  L.push('### Memory paths: page walk vs gdbsx_guestmemio', '');
+  L.push('| Level | Read | page walk | gdbsx_guestmemio | page walk / gdbsx (time) | Goal: ≤ 1× |', '| --- | --- | --- | --- | --- | --- |');
+  for (const f of paths) {
+    L.push(`| ${LEVEL[f.level]} | ${esc(f.name)} | ${fmt(f.pagewalk)} | ${fmt(f.gdbsx)} | ${ratio(f.ratio)} | ${mark(f.target?.met)} |`);
+  }
+  L.push('');
+  const notes = paths.map((f) => `**${LEVEL[f.level]}, ${f.name}**: ${f.what}.${f.notes.length ? ' ' + f.notes.join('; ') + '.' : ''}`);
+  L.push('<details><summary>What each row measures</summary>', '', ...notes.map((n) => `- ${esc(n)}`), '', '</details>', '');
+}
+
 export function markdown(r: Results): string {
   const L: string[] = [];
   L.push('# gdbsx benchmark: latest run', '');
@@ -42,21 +56,25 @@ export function markdown(r: Results): string {
   L.push('Each figure: median, then [p10–p90] and the number of runs. "vs limit" is our time over the time of the same work done directly ' +
     'below the protocol (1× = no overhead); "vs gdbserver" is our time over Debian\'s gdbserver doing the same through the same gdb commands on a local process.', '');
 
-  const targeted = r.figures.filter((f) => f.target);
+  const paths = r.paths ?? [];
+  const targeted = [
+    ...r.figures.map((f) => ({ t: f.target, what: `${f.env}: ${f.group}, ${f.name}` })),
+    ...paths.map((f) => ({ t: f.target, what: `${f.env}: page walk vs gdbsx, ${LEVEL[f.level]}, ${f.name}` })),
+  ].filter((x) => x.t);
   if (targeted.length) {
     L.push('## Targets', '');
     L.push('| Target | Applies | Figure | Measured | Result |', '| --- | --- | --- | --- | --- |');
-    for (const f of targeted) {
-      const t = f.target;
+    for (const { t, what } of targeted) {
       if (!t) continue;
-      L.push(`| ${esc(t.text)} | ${t.applies === 'official' ? 'yes' : 'indicative (not the target\'s environment)'} | ${f.env}: ${esc(f.group)}, ${esc(f.name)} | ${esc(t.value)} | ${mark(t.met)} |`);
+      L.push(`| ${esc(t.text)} | ${t.applies === 'official' ? 'yes' : 'indicative (not the target\'s environment)'} | ${esc(what)} | ${esc(t.value)} | ${mark(t.met)} |`);
     }
     L.push('');
   }
 
   for (const env of ['sim', 'lab'] as const) {
     const figs = r.figures.filter((f) => f.env === env);
-    if (!figs.length) continue;
+    const envPaths = paths.filter((f) => f.env === env);
+    if (!figs.length && !envPaths.length) continue;
     L.push(env === 'sim' ? '## Simulated Xen' : '## Xen lab (QEMU/TCG)', '');
     L.push('| Group | Figure | gdb → our stub | Limit (below the protocol) | vs limit | gdbserver | vs gdbserver |', '| --- | --- | --- | --- | --- | --- | --- |');
     for (const f of figs) {
@@ -67,6 +85,7 @@ export function markdown(r: Results): string {
       `**${f.group}, ${f.name}**: ours = ${f.ours.what}${f.limit ? `; limit = ${f.limit.what}` : ''}${f.ceiling ? `; gdbserver = ${f.ceiling.what}` : ''}.${f.notes.length ? ' ' + f.notes.join('; ') + '.' : ''}`,
     ]);
     L.push('<details><summary>What each row measures</summary>', '', ...notes.map((n) => `- ${n}`), '', '</details>', '');
+    if (envPaths.length) pathTable(L, envPaths);
   }
 
   const p = r.profile;
@@ -78,7 +97,7 @@ export function markdown(r: Results): string {
     L.push('| Env | Size | ms per dump | Packets | Bytes per request | ms per packet | of which hypercall | reply encoding | the rest (socket, gdb, event loop) | CPU ms per dump: gdb / stub process | MiB/s if only gdb\'s CPU counted |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const d of p.dumps) {
-      L.push(`| ${d.env} | ${d.bytes >> 20} MiB | ${num(d.ms)} | ${num(d.packets)} | ${d.requestBytes} | ${num(d.perPacketMs)} | ${o(d.hypercallMsPerPacket)} | ` +
+      L.push(`| ${d.env}${d.path ? ` (${d.path})` : ''} | ${d.bytes >> 20} MiB | ${num(d.ms)} | ${num(d.packets)} | ${d.requestBytes} | ${num(d.perPacketMs)} | ${o(d.hypercallMsPerPacket)} | ` +
         `${o(d.encodeMsPerPacket)} | ${o(d.restMsPerPacket)} | ${o(d.gdbCpuMs)} / ${o(d.stubCpuMs)} | ${bound(d.bytes, d.gdbCpuMs)} |`);
       const g = d.gdbserver;
       if (g) L.push(`| gdbserver | ${d.bytes >> 20} MiB | ${num(g.ms)} | ${num(g.packets)} | ${g.requestBytes} | ${num(g.perPacketMs)} | – | – | – | ${o(g.gdbCpuMs)} / ${o(g.gdbserverCpuMs)} | ${bound(d.bytes, g.gdbCpuMs)} |`);
@@ -158,14 +177,20 @@ export function svg(r: Results): string {
 
   // Throughput chart.
   const reads = r.figures.filter((f) => f.group === 'Bulk memory read');
-  if (reads.length) {
+  const pathReads = (r.paths ?? []).filter((f) => (f.pagewalk ?? f.gdbsx)?.unit === 'MiB/s');
+  if (reads.length || pathReads.length) {
     parts.push(`<text x="10" y="${y}" font-size="16" font-weight="bold">Bulk read throughput, MiB/s (longer is better)</text>`);
     y += 12;
     const bars: { label: string; v: number; color: string }[] = [];
     for (const f of reads) {
       if (f.limit) bars.push({ label: `${f.env} ${f.name}: direct guestmemio`, v: f.limit.stats.median, color: '#999' });
-      bars.push({ label: `${f.env} ${f.name}: gdb → gdbsx`, v: f.ours.stats.median, color: '#5b8fd6' });
+      bars.push({ label: `${f.env} ${f.name}: gdb → our stub`, v: f.ours.stats.median, color: '#5b8fd6' });
       if (f.ceiling) bars.push({ label: `${f.env} ${f.name}: gdb → gdbserver`, v: f.ceiling.stats.median, color: '#e0a030' });
+    }
+    for (const f of pathReads) {
+      const how = f.level === 'gdb' ? 'gdb → stub --memory ' : 'Guest.readMemory, ';
+      if (f.pagewalk) bars.push({ label: `${f.env} ${f.name}: ${how}${f.level === 'gdb' ? 'pagewalk' : 'page walk'}`, v: f.pagewalk.stats.median, color: '#2a9d8f' });
+      if (f.gdbsx) bars.push({ label: `${f.env} ${f.name}: ${how}${f.level === 'gdb' ? 'gdbsx' : 'guestmemio'}`, v: f.gdbsx.stats.median, color: '#b07aa1' });
     }
     const maxV = Math.max(...bars.map((b) => b.v));
     const logScale = maxV / Math.max(1e-9, Math.min(...bars.map((b) => b.v))) > 50;
@@ -182,9 +207,39 @@ export function svg(r: Results): string {
       y += 14;
     }
   }
+  y = pathChart(parts, r.paths ?? [], y, { W, labelW, rowH });
   const H = y + 10;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n` +
     `<rect width="${W}" height="${H}" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
+}
+
+/** The page walk's time over gdbsx_guestmemio's per row (linear; the goal, 1×, dashed). Returns the next y. */
+function pathChart(parts: string[], paths: PathFigure[], y: number, o: { W: number; labelW: number; rowH: number }): number {
+  const rows = paths.filter((f) => f.ratio !== undefined && Number.isFinite(f.ratio));
+  if (!rows.length) return y;
+  const { W, labelW, rowH } = o;
+  y += 16;
+  parts.push(`<text x="10" y="${y}" font-size="16" font-weight="bold">Page walk vs gdbsx_guestmemio: the page walk's time over gdbsx's (shorter is better; goal ≤ 1×)</text>`);
+  y += 8;
+  const plotW = W - labelW - 80;
+  const maxR = Math.max(2, ...rows.map((f) => f.ratio as number)) * 1.05;
+  const xOf = (v: number) => labelW + (v / maxR) * plotW;
+  const top = y + 4;
+  rows.forEach((f, i) => {
+    const yy = top + i * rowH;
+    const v = f.ratio as number;
+    const color = f.target?.met ? '#3a9d5d' : f.target?.met === false ? '#d0543f' : '#888';
+    parts.push(`<text x="${labelW - 6}" y="${yy + 15}" font-size="12" text-anchor="end">${xml(`${f.env}: ${f.level === 'gdb' ? 'gdb' : 'direct'} · ${f.name}`.slice(0, 60))}</text>`);
+    parts.push(`<rect x="${labelW}" y="${yy + 4}" width="${Math.max(2, xOf(v) - labelW)}" height="${rowH - 8}" fill="${color}"/>`);
+    // Right of the goal line when the bar ends before it, so the line does not cross the text.
+    parts.push(`<text x="${Math.max(xOf(v), xOf(1)) + 4}" y="${yy + 15}" font-size="11">${num(v)}×</text>`);
+  });
+  const x1 = xOf(1);
+  parts.push(`<line x1="${x1}" y1="${top}" x2="${x1}" y2="${top + rows.length * rowH}" stroke="#000" stroke-width="2" stroke-dasharray="3,2"/>`);
+  parts.push(`<text x="${x1}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">1× (goal)</text>`);
+  y = top + rows.length * rowH + 34;
+  parts.push(`<text x="10" y="${y}" font-size="11" fill="#555">Green/red: goal met / not met. Sim rows are indicative (the simulator's hypercalls cost nothing like Xen's); the lab's are the goal's.</text>`);
+  return y + 10;
 }
 
 export function writeReports(r: Results, dir: string): string[] {

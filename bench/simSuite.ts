@@ -9,15 +9,16 @@ import type { SimXen } from '../src/xg/sim';
 import { TracingHypercalls } from './trace';
 import { MiGdb } from './mi';
 import {
-  HOST, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpOnce, dumpTimes, stepiTimes, tracePackets, GdbStop,
+  HOST, alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpOnce, dumpTimes, stepiTimes, stubMemoryPath, tracePackets, GdbStop,
 } from './gdbFigures';
 import {
-  directAttach, directBacktrace, directContext, directRawSteps, directRead, directThreads, guestStops, guestSteps, rawAttach,
+  MemPathName, PATH_NAME, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, directThreads, guestStops, guestSteps, rawAttach,
 } from './direct';
+import { directPathFigures, gdbPathFigures } from './paths';
 import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, roundTrips, simSpeed } from './profile';
 import { PACKET_SIZE } from '../src/gx/session';
-import { Figure, Results, figure, measure, rate, throughput } from './model';
+import { DumpProfile, Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, selfCpuMs, summarize } from './stats';
 import { judgeCeiling, judgeRead, judgeStepi, judgeStopLatency } from './targets';
 
@@ -33,6 +34,8 @@ export interface SimConfig {
 
 const MiB = 1 << 20;
 const DOMID = 1;
+/** Blocks the two memory paths' gdb dumps alternate in. */
+const PATH_ROUNDS = 3;
 /** Guest-physical start of the bulk reads. */
 const READ_PHYS = 32 * MiB;
 
@@ -198,6 +201,25 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     }
     direct.attach = directAttach(s.xc, DOMID, runs);
 
+    // -- the two memory paths through Guest.readMemory, as the stub's m handler calls it --
+    log('sim: direct reads, page walk vs gdbsx_guestmemio');
+    for (const p of ['pagewalk', 'gdbsx'] as const) {
+      // Both paths must read what is there (the pattern), not just be fast.
+      const g2 = Guest.attach(s.xc, DOMID, { memory: p });
+      try {
+        if (g2.mem.path.name !== PATH_NAME[p]) throw new Error(`Guest.attach({memory: '${p}'}) gave ${g2.mem.path.name}`);
+        if (!g2.readMemory(dm + 0x100000n, 4096, 0).equals(pattern(0x101000).subarray(0x100000))) throw new Error(`${PATH_NAME[p]}: read differs from guest memory`);
+      } finally {
+        g2.detach();
+      }
+    }
+    const pathErrors: string[] = [];
+    const pathReads = comparePaths(s.xc, DOMID, ['pagewalk', 'gdbsx'], {
+      addr: dm, sizes: cfg.sizes, request: PACKET_SIZE / 2, runs: () => directRuns, smallAddr: tick, smallRuns: runs, trace: s.trace, width: cfg.width,
+    }, pathErrors);
+    if (pathErrors.length) throw new Error(`direct path reads: ${pathErrors.join('; ')}`);
+    res.paths = [...(res.paths ?? []), ...directPathFigures('sim', pathReads, cfg.sizes, PACKET_SIZE / 2, 'demo_tick', '', res)];
+
     // -- through gdb --
     log('sim: attach through gdb');
     s.trace.reset();
@@ -215,26 +237,14 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       const got = await dumpOnce(gdb, dm + 0x100000n, 4096);
       if (!want.equals(pattern(0x101000).subarray(0x100000))) throw new Error('the bench pattern is not in guest memory');
       if (!got.equals(want)) throw new Error('the gdb dump differs from guest memory');
+      // The figures below are the default path's: the page walk.
+      const defPath = await stubMemoryPath(gdb);
+      if (defPath !== PATH_NAME.pagewalk) throw new Error(`the stub reads through ${defPath ?? '(monitor xen does not say)'}, not the page walk`);
 
       const dumps: Record<string, number[]> = {};
       for (const b of cfg.sizes) {
         log(`sim: dump ${b / MiB} MiB through gdb`);
-        s.trace.reset();
-        const g0 = procCpuMs(gdb.pid);
-        const c0 = selfCpuMs();
-        dumps[b] = await dumpTimes(gdb, dm, b, readRunsFor(b));
-        const gdbCpu = procCpuMs(gdb.pid) - g0;
-        const selfCpu = selfCpuMs() - c0;
-        const mio = s.trace.stats.get('gdbsx_guestmemio');
-        const nDumps = readRunsFor(b) + 1;
-        const packets = Math.ceil(b / Math.min(b, PACKET_SIZE / 2)); // gdb's m requests (each may be several hypercalls)
-        const ms = summarize(dumps[b]).median;
-        const hcMs = (mio?.ms ?? 0) / nDumps;
-        prof.dumps.push({
-          env: 'sim', bytes: b, ms: round3(ms), packets, requestBytes: packets ? Math.round(b / packets) : 0,
-          perPacketMs: round3(ms / packets), hypercallMsPerPacket: round3(hcMs / packets),
-          gdbCpuMs: round3(gdbCpu / nDumps), stubCpuMs: round3(selfCpu / nDumps),
-        });
+        dumps[b] = await profiledDumps(gdb, s.trace, dm, b, readRunsFor(b), prof.dumps);
       }
       prof.packets['sim: dump 1 MiB'] = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${dm.toString(16)} 0x${(dm + BigInt(MiB)).toString(16)}`));
 
@@ -272,6 +282,10 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       prof.roundTripMs['sim: maint packet qC (one round trip)'] = round3(summarize(rt).median);
       prof.roundTripMs['gdb/MI command without a packet (echo)'] = round3(summarize(base).median);
       await gdb.cmd('-target-detach', { strict: false });
+
+      // -- the same dumps through the default stub and one started with --memory gdbsx, alternating --
+      log('sim: dumps through gdb, stubs with --memory pagewalk and --memory gdbsx');
+      res.paths = [...(res.paths ?? []), ...gdbPathFigures('sim', await pathDumps(s, dm, cfg.sizes, readRunsFor), cfg.sizes, '')];
 
       // the bt limit needs a stopped VCPU with the same frames: measure with the guest paused
       s.xc.pauseDomain(DOMID);
@@ -442,6 +456,52 @@ async function runScale(cfg: SimConfig, res: Results): Promise<void> {
   }
 }
 
+
+/**
+ * Timed dumps of [addr, addr+bytes) through `gdb`, with their profile row: the stub's
+ * memory path (from the hypercalls it made), the hypercalls' share, the CPU time.
+ */
+async function profiledDumps(gdb: MiGdb, trace: TracingHypercalls, addr: bigint, bytes: number, runs: number, into: DumpProfile[]): Promise<number[]> {
+  trace.reset();
+  const g0 = procCpuMs(gdb.pid);
+  const c0 = selfCpuMs();
+  const times = await dumpTimes(gdb, addr, bytes, runs);
+  const gdbCpu = procCpuMs(gdb.pid) - g0;
+  const selfCpu = selfCpuMs() - c0;
+  const mio = trace.stats.get('gdbsx_guestmemio');
+  // The page walk maps frames (data and page tables) instead of calling the domctl.
+  const maps = trace.stats.get('mapForeign');
+  const nDumps = runs + 1;
+  const packets = Math.ceil(bytes / Math.min(bytes, PACKET_SIZE / 2)); // gdb's m requests (each may be several hypercalls)
+  const ms = summarize(times).median;
+  const hcMs = ((mio?.ms ?? 0) + (maps?.ms ?? 0)) / nDumps;
+  into.push({
+    env: 'sim', path: maps?.count ? PATH_NAME.pagewalk : PATH_NAME.gdbsx, bytes, ms: round3(ms), packets, requestBytes: packets ? Math.round(bytes / packets) : 0,
+    perPacketMs: round3(ms / packets), hypercallMsPerPacket: round3(hcMs / packets),
+    gdbCpuMs: round3(gdbCpu / nDumps), stubCpuMs: round3(selfCpu / nDumps),
+  });
+  return times;
+}
+
+/**
+ * The dumps through the default stub (the page walk) and a second one on the same
+ * simulated domain started as `gdbsx --memory gdbsx` does it, alternating (see
+ * alternatingDumps). Each stub's path is checked with `monitor xen`.
+ */
+async function pathDumps(s: SimStub, addr: bigint, sizes: number[], runsFor: (b: number) => number): Promise<Partial<Record<MemPathName, Record<string, number[]>>>> {
+  const server = new GdbServer(s.xc, DOMID, { host: HOST, port: 0, memory: 'gdbsx' });
+  const port = await server.listen();
+  try {
+    return await alternatingDumps([{ key: 'pagewalk', port: s.port }, { key: 'gdbsx', port }], s.image, addr, sizes, runsFor, PATH_ROUNDS, async (key, gdb) => {
+      const p = await stubMemoryPath(gdb);
+      if (p !== PATH_NAME[key as MemPathName]) throw new Error(`the stub for ${key} reads through ${p ?? '(monitor xen does not say)'}`);
+      const got = await dumpOnce(gdb, addr + 0x100000n, 4096);
+      if (!got.equals(pattern(0x101000).subarray(0x100000))) throw new Error(`the gdb dump through the ${key} stub differs from guest memory`);
+    });
+  } finally {
+    await server.close();
+  }
+}
 
 /** Hypercalls per operation, from the tracing wrapper (counts since its last reset). */
 function countDomctls(res: Results, trace: TracingHypercalls, label: string, ops: number): void {

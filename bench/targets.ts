@@ -1,5 +1,5 @@
 // The issue's targets, judged on medians.
-import { Figure, Target } from './model';
+import { Figure, PathFigure, Target } from './model';
 
 export const TARGETS = {
   read: 'bulk reads at no less than half the direct-hypercall throughput (lab)',
@@ -40,4 +40,12 @@ export function judgeStopLatency(f: Figure, applies: Target['applies'], mode: 't
 export function judgeCeiling(f: Figure): Target {
   if (f.vsCeiling === undefined) return unknown(TARGETS.ceiling, 'official');
   return { text: TARGETS.ceiling, value: `${f.vsCeiling.toFixed(2)}x gdbserver's time`, met: f.vsCeiling <= 1.5, applies: 'official' };
+}
+
+export const PATH_TARGET = 'reads through our page walk at least as fast as through gdbsx_guestmemio (page walk time / gdbsx time <= 1)';
+
+/** The page walk against gdbsx_guestmemio: official in the lab (real hypercalls), indicative on the simulator. */
+export function judgePath(f: PathFigure, applies: Target['applies']): Target {
+  if (f.ratio === undefined) return unknown(PATH_TARGET, applies);
+  return { text: PATH_TARGET, value: `${f.ratio.toFixed(2)}x gdbsx's time`, met: f.ratio <= 1, applies };
 }
