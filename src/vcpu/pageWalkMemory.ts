@@ -39,8 +39,9 @@ export class PageWalkMemory implements MemoryPath {
   private readonly kernelHalf: bigint;
   /** Page-table frames read this stop (undefined: could not be mapped). */
   private readonly tables = new Map<bigint, Buffer | undefined>();
-  private readonly ro = new Map<bigint, Mapped>();
-  private readonly rw = new Map<bigint, Mapped>();
+  /** Mapped frames by frame number (as a Number: frames fit in 52 bits, and BigInt keys hash slowly). */
+  private readonly ro = new Map<number, Mapped>();
+  private readonly rw = new Map<number, Mapped>();
   private readonly maps: ForeignMapping[] = [];
   private mappedFrames = 0;
   /** Counters for `monitor` and the benchmark. */
@@ -57,15 +58,12 @@ export class PageWalkMemory implements MemoryPath {
     if (this.tables.has(frame)) return this.tables.get(frame);
     let b: Buffer | undefined;
     try {
-      // Read-only: Xen refuses writable mappings of a PV guest's page tables.
-      const m = this.hc.mapForeign(this.domid, [frame], false);
-      try {
-        if (m.errors[0] === 0) {
-          b = Buffer.allocUnsafe(PAGE);
-          m.read(0, b);
-        }
-      } finally {
-        m.unmap();
+      // Read-only (Xen refuses writable mappings of a PV guest's page tables), and kept
+      // with the data mappings: the next walks of this stop share it.
+      const [m] = this.ensure([frame], false);
+      if (m) {
+        b = Buffer.allocUnsafe(PAGE);
+        m.map.read(m.index * PAGE, b);
       }
     } catch (e) {
       if (!(e instanceof XenError)) throw e;
@@ -111,7 +109,15 @@ export class PageWalkMemory implements MemoryPath {
   /** Make sure every frame is mapped (one batch for those that are not); returns the mapping of each, or undefined where Xen refused. */
   private ensure(frames: bigint[], writable: boolean): (Mapped | undefined)[] {
     const cache = writable ? this.rw : this.ro;
-    const missing = [...new Set(frames.filter((f) => !cache.has(f)))];
+    const keys = frames.map(Number);
+    const missing: bigint[] = [];
+    const asked = new Set<number>();
+    keys.forEach((k, i) => {
+      if (!cache.has(k) && !asked.has(k)) {
+        asked.add(k);
+        missing.push(frames[i]);
+      }
+    });
     if (missing.length > 0) {
       if (this.mappedFrames + missing.length > MAX_MAPPED) this.release();
       const map = this.hc.mapForeign(this.domid, missing, writable);
@@ -120,11 +126,11 @@ export class PageWalkMemory implements MemoryPath {
       this.maps.push(map);
       this.mappedFrames += missing.length;
       missing.forEach((f, index) => {
-        if (map.errors[index] === 0) cache.set(f, { map, index });
+        if (map.errors[index] === 0) cache.set(Number(f), { map, index });
         else log('frame 0x%s: Xen refused to map it (errno %d)', f.toString(16), map.errors[index]);
       });
     }
-    return frames.map((f) => cache.get(f));
+    return keys.map((k) => cache.get(k));
   }
 
   read(addr: bigint, into: Buffer, space: AddressSpace): number {
@@ -133,13 +139,18 @@ export class PageWalkMemory implements MemoryPath {
     const usable = (firstHole < 0 ? frames : frames.slice(0, firstHole)) as bigint[];
     const maps = this.ensure(usable, false);
     let done = 0;
-    for (let i = 0; i < maps.length; i++) {
+    for (let i = 0; i < maps.length;) {
       const m = maps[i];
       if (!m) break;
+      // Pages that sit one after the other in one mapping (a cold bulk read maps them
+      // so) are copied in one go.
+      let j = i + 1;
+      while (j < maps.length && maps[j]?.map === m.map && (maps[j] as Mapped).index === m.index + (j - i)) j++;
       const off = i === 0 ? Number(addr & 0xfffn) : 0;
-      const n = Math.min(PAGE - off, into.length - done);
+      const n = Math.min((j - i) * PAGE - off, into.length - done);
       m.map.read(m.index * PAGE + off, into.subarray(done, done + n));
       done += n;
+      i = j;
     }
     return done;
   }
