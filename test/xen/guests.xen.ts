@@ -1,10 +1,12 @@
 // End-to-end on a real Xen (the lab: `npm run lab` first): the host's gdb, our stub
 // in dom0 with real hypercalls, PV and PVH Linux guests and the project's test kernels.
 //
-// Lab limitation (QEMU TCG's nested SVM): an int3 in an HVM/PVH guest is checked
-// against the INTn intercept, not the #BP exception intercept, so Xen never sees it
-// and the guest takes the trap. Breakpoints are therefore exercised on the PV guest
+// History: under Debian's QEMU (TCG's nested SVM) an int3 in an HVM/PVH guest was
+// checked against the INTn intercept, not the #BP exception intercept, so Xen never saw
+// it and the guest took the trap; the lab now runs its own QEMU with that corrected
+// (docs/lab.md, "The lab's QEMU"). The breakpoint tests here still run on the PV guest
 // (int3 goes through Xen's own IDT); single-step (#DB, a real exception) works on all.
+// The Linux guests run a user-mode workload on each VCPU (docs/lab.md).
 import assert from 'assert';
 import fs from 'fs';
 import path from 'path';

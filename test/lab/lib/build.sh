@@ -58,13 +58,13 @@ build_xen_gdbsx() {
 
 # The lab's QEMU: qemu-system-x86_64 from Debian's qemu source (Debian's patches
 # applied by dpkg-source) plus the lab's patches in test/lab/qemu/ (INT3 and the SVM #BP
-# intercept: see docs/lab.md), x86_64-softmmu only. About 12 minutes on 2 cores.
+# intercept: see docs/lab.md), x86_64-softmmu only. 3 minutes on a quiet 2-core machine, up to 12 loaded.
 build_qemu() {
   [ -x "$CACHE_QEMU/qemu-system-x86_64" ] && return 0
   apt_ensure "${QEMU_BUILD_PACKAGES[@]}"
   local t0=$SECONDS
   local work=$LAB_CACHE/work/qemu-src.$$ tmp=$CACHE_QEMU.tmp.$$ log
-  log "qemu: Debian source qemu $LAB_V_QEMU_SRC + $(basename -a "${QEMU_PATCHES[@]}" | tr '\n' ' ')(about 12 min; log: $tmp/build.log)"
+  log "qemu: Debian source qemu $LAB_V_QEMU_SRC + $(basename -a "${QEMU_PATCHES[@]}" | tr '\n' ' ')(3-12 min; log: $tmp/build.log)"
   rm -rf "$work" "$tmp"; mkdir -p "$work" "$tmp"
   log=$tmp/build.log
   (cd "$work" && apt-get source --download-only -q "qemu=$LAB_V_QEMU_SRC" > "$log" 2>&1) \

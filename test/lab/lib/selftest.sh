@@ -79,5 +79,5 @@ lab_selftest() {
     fi
   done
   echo "$passed passed, $failed failed"
-  [ "$failed" = 0 ]
+  [ "$failed" = 0 ] || exit 1   # the summary above says what failed
 }
