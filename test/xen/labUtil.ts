@@ -9,6 +9,15 @@ import { gdbBatch, MiClient, sleep } from '../e2e/harness';
 
 export const XENCTX = '/tmp/xenctx';
 
+/** The lab's state, or null when no lab was ever started here (the suites then skip). */
+export function labState(): ReturnType<typeof readState> | null {
+  try {
+    return readState();
+  } catch {
+    return null;
+  }
+}
+
 /** Copy the lab cache's xenctx (Debian's xen-utils) into dom0 once. */
 export async function installXenctx(): Promise<void> {
   const st = readState();

@@ -13,6 +13,7 @@ import { MiClient, sleep } from '../e2e/harness';
 import {
   installXenctx, xenctx, ksym, hex, target, gdbOn, miConnect, miDetach, miConsole, miContinueInterrupt,
   vcpusNotRunning, jiffies, bytesAt,
+  labState,
 } from './labUtil';
 import { gdbBatch } from '../e2e/harness';
 
@@ -77,8 +78,8 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
   this.timeout(900000);
 
   before(async function () {
-    const st = readState();
-    if (st.status !== 'ready' || st.xen !== 'stock') this.skip();
+    const st = labState();
+    if (st?.status !== 'ready' || st.xen !== 'stock') this.skip();
     await installXenctx();
   });
 

@@ -11,6 +11,7 @@ import { MiClient } from '../e2e/harness';
 import {
   installXenctx, xenctx, ksym, hex, miConnect, miDetach, miConsole, miEval, miContinueInterrupt,
   vcpusNotRunning, jiffies,
+  labState,
 } from './labUtil';
 import { sleep } from '../e2e/harness';
 
@@ -23,8 +24,8 @@ describe('real Xen: VCPUs stopped in user mode', function () {
   this.timeout(900000);
 
   before(async function () {
-    const st = readState();
-    if (st.status !== 'ready') this.skip();
+    const st = labState();
+    if (st?.status !== 'ready') this.skip();
     await installXenctx();
   });
 
