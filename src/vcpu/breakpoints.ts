@@ -3,6 +3,7 @@
 // 0xCC, writes over a breakpoint update the kept byte, and removeAll() restores
 // every byte (detach, lost connection, signals).
 import { AddressSpace, GuestMemory, MemoryPin } from './memory';
+import { BreakpointJournal, JournalEntry } from './bpJournal';
 
 export const INT3 = 0xcc;
 
@@ -15,8 +16,20 @@ export class SwBreakpoints {
    */
   private readonly saved = new Map<bigint, { orig: number; pin: MemoryPin; pgd3: bigint }>();
 
+  /** Where our int3s are recorded for a stub that comes after a killed one (see bpJournal.ts). */
+  journal: BreakpointJournal | undefined;
+
   constructor(mem: GuestMemory) {
     this.mem = mem;
+  }
+
+  private record(extra?: JournalEntry): void {
+    if (!this.journal) return;
+    const entries = [...this.saved].map(([a, bp]): JournalEntry => ({
+      addr: a.toString(16), orig: bp.orig, frame: bp.pin.frame?.toString(16), offset: bp.pin.offset,
+    }));
+    if (extra) entries.push(extra);
+    this.journal.write(entries);
   }
 
   get size(): number {
@@ -36,7 +49,14 @@ export class SwBreakpoints {
     if (this.saved.has(addr)) return;
     const pin = this.mem.pin(addr, space);
     const orig = pin.read();
-    pin.write(INT3);
+    // On disk before it is in the guest: a SIGKILL in between leaves a harmless entry.
+    this.record({ addr: addr.toString(16), orig, frame: pin.frame?.toString(16), offset: pin.offset });
+    try {
+      pin.write(INT3);
+    } catch (e) {
+      this.record();
+      throw e;
+    }
     this.saved.set(addr, { orig, pin, pgd3: space.pgd3 });
   }
 
@@ -46,6 +66,7 @@ export class SwBreakpoints {
     if (bp === undefined) return;
     bp.pin.write(bp.orig);
     this.saved.delete(addr);
+    this.record();
   }
 
   /** Restore every original byte; returns the addresses that could not be restored. */
@@ -91,5 +112,6 @@ export class SwBreakpoints {
       const bp = this.saved.get(a);
       if (bp) bp.orig = data[Number(a - addr)];
     }
+    this.record();
   }
 }

@@ -15,6 +15,7 @@ import { GdbsxMemio } from './gdbsxMemio';
 import { PageWalkMemory, WalkRoot } from './pageWalkMemory';
 import { formatTranslation, kernelHalfCr3, pagingModeHvm, pagingModePv, pv32Cr3ToAddr, rootOf } from './pageWalk';
 import { INT3, SwBreakpoints } from './breakpoints';
+import { BreakpointJournal } from './bpJournal';
 import { HwBreakpoints } from './hwBreakpoints';
 import { VcpuSet, losesHighGprs } from './vcpus';
 import { PauseOnlyRun, RefusedError, RunControl, RunHost, RunLimits } from './runControl';
@@ -122,6 +123,7 @@ export class Guest implements RunHost {
       g.vcpuSet.refresh(info);
       if (g.vcpuSet.list().length === 0) throw new UserError(`domain ${domid} has no VCPU that is up`);
       g.checkMemoryPath();
+      if (!opts.inspectOnly) g.restoreJournal(info);
       g.runner = opts.inspectOnly ? new PauseOnlyRun(g) : g.chooseRunControl();
       g.runner.forgetEarlierEvents();
       log('attached dom%d: %d-bit %s on a %s hypervisor, vcpus %o; memory: %s; run control: %s', domid, width,
@@ -150,6 +152,34 @@ export class Guest implements RunHost {
       (this as { mem: GuestMemory }).mem = new GuestMemory(new GdbsxMemio(this.xc, this.domid), this.width);
       (this as { bps: SwBreakpoints }).bps = new SwBreakpoints(this.mem);
     }
+  }
+
+  /**
+   * Put back the bytes under the int3s a killed stub left (its journal), while the domain
+   * is paused and before a monitor ring it left is taken over (which lets its VCPUs go);
+   * then keep our own journal there.
+   */
+  private restoreJournal(info: DomainInfo): void {
+    const journal = new BreakpointJournal(this.domid, info.handle);
+    const left = journal.read();
+    let restored = 0;
+    for (const e of left) {
+      try {
+        const pin = e.frame !== undefined ? this.mem.pinFrame(BigInt('0x' + e.frame), e.offset ?? 0) : undefined;
+        const p = pin ?? this.mem.pin(BigInt('0x' + e.addr), this.mem.space(this.vcpuSet.list()[0]));
+        if (p.read() === INT3) {
+          p.write(e.orig);
+          restored++;
+        }
+      } catch (err) {
+        log('journal: cannot restore 0x%s: %s', e.addr, (err as Error).message);
+      }
+    }
+    if (left.length > 0) {
+      this.notes.push(`a stub that was killed left ${restored} int3${restored === 1 ? '' : 's'} in the guest (${journal.file}): the original bytes are back`);
+    }
+    journal.write([]);
+    this.bps.journal = journal;
   }
 
   private chooseRunControl(): RunControl {

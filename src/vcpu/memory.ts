@@ -16,6 +16,9 @@ export interface AddressSpace {
 export interface MemoryPin {
   read(): number;
   write(byte: number): void;
+  /** Where it is, when the path knows the frame (page walk): kept in the breakpoint journal. */
+  readonly frame?: bigint;
+  readonly offset?: number;
 }
 
 export interface MemoryPath {
@@ -27,6 +30,8 @@ export interface MemoryPath {
   write(addr: bigint, data: Buffer, space: AddressSpace): void;
   /** Where the byte at `addr` lives, for a later restore (throws XenError EFAULT if unmapped). */
   pin(addr: bigint, space: AddressSpace): MemoryPin;
+  /** A pin on a frame found earlier (paths that map frames only). */
+  pinFrame?(frame: bigint, offset: number): MemoryPin;
   /** The guest is about to run: drop mappings and anything derived from its page tables. */
   release(): void;
 }
@@ -119,8 +124,19 @@ export class GuestMemory {
 
   /** Pin the byte at `addr` (see MemoryPin); writes through the pin drop the line cache. */
   pin(addr: bigint, space: AddressSpace): MemoryPin {
-    const p = this.path.pin(addr & this.addrMask, space);
+    return this.wrap(this.path.pin(addr & this.addrMask, space));
+  }
+
+  /** Pin a byte by its frame (journal entries of the page-walk path); undefined where the path has no frames. */
+  pinFrame(frame: bigint, offset: number): MemoryPin | undefined {
+    const p = this.path.pinFrame?.(frame, offset);
+    return p && this.wrap(p);
+  }
+
+  private wrap(p: MemoryPin): MemoryPin {
     return {
+      frame: p.frame,
+      offset: p.offset,
       read: () => p.read(),
       write: (byte) => {
         this.lines.clear();

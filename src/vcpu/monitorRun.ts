@@ -142,13 +142,16 @@ export class MonitorRun extends PollingRun implements RunControl {
         this.ring.respond(req);
         return undefined;
       case Reason.debugException: {
-        // Xen leaves pending_dbg (and the request's dr6) 0: the cause is in the VCPU's DR6.
+        // Xen leaves pending_dbg (and the request's dr6) 0; the VCPU's DR6 may say more
+        // (where Xen has it up to date: not always on SVM, whose DR6 lives in the VMCB).
         const dbg = req.pendingDbg | this.dr6Of(req.vcpu);
-        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf && (dbg & DR6_BS) !== 0n) return { ...stop({}), dr6Bits: DR6_BS };
+        // Our trap-flag step: a #DB from the VCPU we armed is ours whatever DR6 says.
+        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf) return { ...stop({}), dr6Bits: DR6_BS };
         for (const a of this.h.hw.addresses()) {
           const bit = 1n << BigInt(this.h.hw.slotOf(a));
           if ((dbg & bit) !== 0n || req.rip === a) return { ...stop({ hwbreak: true }), dr6Bits: bit };
         }
+        log('guest #DB on vcpu %d at 0x%s (dr6 0x%s): given back', req.vcpu, req.rip.toString(16), dbg.toString(16));
         this.giveBack(req, X86_VEC_DB, X86EventType.hwException, 0, dbg & DR6_CAUSES);
         return undefined;
       }

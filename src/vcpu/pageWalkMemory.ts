@@ -181,15 +181,20 @@ export class PageWalkMemory implements MemoryPath {
   pin(addr: bigint, space: AddressSpace): MemoryPin {
     const [frame] = this.framesOf(addr, 1, space);
     if (frame === undefined) throw unmappedAt(OP, addr);
-    const off = Number(addr & 0xfffn);
+    return this.pinFrame(frame, Number(addr & 0xfffn));
+  }
+
+  pinFrame(frame: bigint, off: number): MemoryPin {
     const one = Buffer.alloc(1);
     const at = (writable: boolean): Mapped => {
       const [m] = this.ensure([frame], writable);
-      if (!m) throw new XenError(OP, Errno.EFAULT, `Xen refused to map frame 0x${frame.toString(16)} (for 0x${addr.toString(16)})${writable ? ' writable' : ''}`);
+      if (!m) throw new XenError(OP, Errno.EFAULT, `Xen refused to map frame 0x${frame.toString(16)}${writable ? ' writable' : ''}`);
       return m;
     };
     at(false);
     return {
+      frame,
+      offset: off,
       read: () => {
         const m = at(false);
         m.map.read(m.index * PAGE + off, one);

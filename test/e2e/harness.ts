@@ -2,12 +2,18 @@
 // at the guest directly), and the real gdb driven as a child process, in batch
 // mode or through the MI interpreter (as VS Code and CLion drive it).
 import { spawn, ChildProcessWithoutNullStreams, execFileSync } from 'child_process';
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
 import { XenControl } from '../../src/xg/xenctl';
 import { GdbServer } from '../../src/gx/server';
 import { startSimDemo, demoImage } from '../../src/simDemo';
 import type { SimXen, SimXenOptions } from '../../src/xg/sim';
 
 export const GDB = process.env.GDB ?? 'gdb';
+
+// Breakpoint journals (a killed stub's int3s) of the tests' stubs go to a directory of the run's own.
+process.env.GDBSX_STATE_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'gdbsx-state-'));
 
 export interface Stub {
   port: number;

@@ -184,22 +184,25 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
     assert.deepStrictEqual(m.vmEventPause.filter((n) => n !== 0), [], 'no VCPU left waiting on the ring');
   });
 
-  it('pvh: a ring left by a killed stub (a VCPU waiting on it) is recovered with a message', async () => {
+  it('pvh: a stub killed with a breakpoint in the guest: the next one puts the byte back and takes the ring over, with notes', async () => {
     stub = await startStub({ type: 'pvh', xen: { gdbsx: false }, guestTrapHandlers: true });
     const work = symbols(stub.image).get('demo_work') as bigint;
-    // A stub that dies while the guest runs: its ring stays, and a VCPU meeting an int3 waits on it forever.
+    const orig = stub.sim.readVirt(stub.domid, work, 1)[0];
+    // A stub that dies (SIGKILL: none of its code runs) with its int3 in a hot function and
+    // the guest running: its ring stays, and a VCPU meeting the int3 waits on it forever.
     const dead = Guest.attach(stub.xc, stub.domid);
-    void dead;
+    dead.insertBreakpoint(work, 0);
     stub.xc.unpauseDomain(stub.domid);
-    const finish = stub.sim.guestPatch(stub.domid, work);
     for (let i = 0; i < 200 && !stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0); i++) await sleep(5);
-    finish();
     assert.ok(stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0), 'a VCPU is stuck on the abandoned ring');
+    assert.strictEqual(stub.sim.readVirt(stub.domid, work, 1)[0], 0xcc);
 
     const r = await gdbBatch([...connect(stub), 'break demo_tick', 'continue', 'delete', 'detach']);
     assert.strictEqual(r.code, 0, r.stderr);
-    assert.match(r.stdout + r.stderr, /gdbsx: note: .*ring.*(left|killed|earlier)/i);
+    assert.match(r.stdout + r.stderr, /gdbsx: note: .*ring.*(left|killed|gone)/i);
+    assert.match(r.stdout + r.stderr, /gdbsx: note: a stub that was killed left 1 int3 in the guest/);
     assert.match(r.stdout, /Breakpoint 1, .*demo_tick/);
+    assert.strictEqual(stub.sim.readVirt(stub.domid, work, 1)[0], orig, 'the dead stub\'s int3 is gone');
     assertLeftAlone(stub, 'after detach');
     const m = stub.sim.monitorState(stub.domid);
     assert.strictEqual(m.ring, undefined);
