@@ -276,34 +276,34 @@ export class Guest implements RunHost {
     const cr3 = this.hvm ? this.hvmCpu(vcpu).readBigUInt64LE(HvmCpu.cr3) : readField(this.vcpuSet.context(vcpu).buf, this.vcpuSet.context(vcpu).layout, 'cr3') ?? 0n;
     const head = `VCPU ${vcpu} (thread ${vcpu + 1})${this.mem.pgd3 ? `, pgd3 0x${this.mem.pgd3.toString(16)}` : ''}` +
       (viaKernelHalf ? ', through the kernel half of its cr3 (PTI)' : '') + '\n';
-    return head + formatTranslation(addr, root.mode, cr3, t);
+    const text = head + formatTranslation(addr, root.mode, cr3, t);
+    return text.endsWith('\n') ? text : text + '\n';
   }
 
   /** `monitor cr3`: the table each thread's reads start from. */
   cr3Text(): string {
-    const lines = ['thread VCPU mode    cr3                root table (frame)   paging'];
+    const lines: string[] = [];
     for (const v of this.vcpuSet.list()) {
       const c = this.vcpuSet.context(v);
-      const user = !inKernel(c);
       let cr3: bigint;
       let extra = '';
       if (this.hvm) {
         cr3 = this.hvmCpu(v).readBigUInt64LE(HvmCpu.cr3);
       } else {
         cr3 = readField(c.buf, c.layout, 'cr3') ?? 0n;
-        const ucr3 = readField(c.buf, c.layout, 'cr1');
-        if (ucr3 !== undefined) extra = ` user table 0x${ucr3.toString(16)}`;
+        const user = readField(c.buf, c.layout, 'cr1');
+        if (user) extra = `; its user-mode table is 0x${user.toString(16)} (kernel and user addresses both resolve through cr3)`;
       }
-      let root = '-';
-      let mode = '-';
+      let walk: string;
       try {
         const r = this.walkRoot(v);
-        root = `0x${r.root.frame.toString(16)}${r.root.offset ? `+0x${r.root.offset.toString(16)}` : ''}` + (r.kernelRoot ? ` (kernel 0x${r.kernelRoot.frame.toString(16)})` : '');
-        mode = `${r.mode.kind} ${r.mode.frames}`;
+        walk = `${r.mode.kind} paging over ${r.mode.frames === 'mfn' ? 'machine' : 'guest'} frames from frame 0x${r.root.frame.toString(16)}` +
+          (r.root.offset ? `+0x${r.root.offset.toString(16)}` : '') +
+          (r.kernelRoot ? `, kernel addresses also from 0x${r.kernelRoot.frame.toString(16)} (PTI's kernel half)` : '');
       } catch (e) {
-        mode = (e as Error).message;
+        walk = `no walk: ${(e as Error).message}`;
       }
-      lines.push(`${String(v + 1).padStart(6)} ${String(v).padStart(4)} ${(user ? 'user' : 'kernel').padEnd(7)} 0x${cr3.toString(16).padEnd(16)} ${root.padEnd(20)} ${mode}${extra}`);
+      lines.push(`thread ${v + 1} (VCPU ${v}), ${inKernel(c) ? 'kernel' : 'user'} mode: cr3 0x${cr3.toString(16)}, ${walk}${extra}`);
     }
     return lines.join('\n') + '\n';
   }

@@ -38,7 +38,7 @@ describe('gdb end-to-end: memory through our page walk', function () {
       assert.deepStrictEqual(strings, ['vcpu one process', 'vcpu zero process'], r.stdout);
       assert.match(r.stderr + r.stdout, /VCPU 1 \(thread 2\)/);
       assert.match(r.stderr + r.stdout, /L1/);
-      assert.match(r.stderr + r.stdout, /^\s+1\s+0\s+user/m, 'monitor cr3 lists thread 1 in user mode');
+      assert.match(r.stderr + r.stdout, /^thread 1 \(VCPU 0\), user mode: cr3 0x[0-9a-f]+, 4level paging/m, 'monitor cr3 lists thread 1 in user mode');
       assertLeftAlone(stub, 'after detach');
     });
   }
