@@ -57,17 +57,34 @@ export class MonitorRun extends PollingRun implements RunControl {
     this.unsubscribe = ring.onEvent(() => this.wake?.());
   }
 
-  /** Set up the ring and the events we need; leaves nothing behind if any step fails. */
+  /**
+   * Set up the ring (its events come on only while needed: see wantEvents); leaves
+   * nothing behind if any step fails.
+   */
   static open(h: RunHost): MonitorRun {
     const ring = MonitorRing.open(h.xc, h.domid, h.vcpuSet.maxVcpu + 1);
     try {
-      ring.enable(MonitorEvent.softwareBreakpoint, true);
-      ring.enable(MonitorEvent.debugException, true);
-      if ((ring.capabilities & (1 << MonitorEvent.singlestep)) !== 0) ring.enable(MonitorEvent.singlestep, true);
       return new MonitorRun(h, ring);
     } catch (e) {
       ring.close();
       throw e;
+    }
+  }
+
+  /**
+   * Turn on only the events this run needs, and the others off: with no breakpoint of
+   * ours the guest's own int3s and debug exceptions never leave it, and a session that
+   * only looks (or continues and stops) changes nothing in how the guest handles traps.
+   */
+  private wantEvents(): void {
+    const want = new Map<number, boolean>([
+      [MonitorEvent.softwareBreakpoint, this.h.bps.size > 0],
+      [MonitorEvent.debugException, this.h.hw.size > 0 || (this.armed !== undefined && !this.armed.mtf)],
+    ]);
+    if (this.mtf) want.set(MonitorEvent.singlestep, this.armed?.mtf === true);
+    for (const [ev, on] of want) {
+      if (on && !this.ring.isEnabled(ev)) this.ring.enable(ev, true);
+      else if (!on && this.ring.isEnabled(ev)) this.ring.disable(ev);
     }
   }
 
@@ -242,6 +259,7 @@ export class MonitorRun extends PollingRun implements RunControl {
     const { xc, domid, vcpuSet: vcpus } = this.h;
     if (plan.cont.size === 0 && plan.step === undefined) return { kind: 'stopped', vcpu: vcpus.list()[0], signal: Sig.TRAP };
     if (plan.step !== undefined) this.arm(plan.step);
+    this.wantEvents();
     this.releaseRunning(plan);
 
     this.running = true;

@@ -184,6 +184,11 @@ export class MonitorRing {
   }
 
   /** Enable a monitor event (`sync`: the VCPU waits for our answer; breakpoints and steps always do). */
+  /** Whether we have `event` turned on. */
+  isEnabled(event: number): boolean {
+    return this.enabled.has(event);
+  }
+
   enable(event: number, sync = true): void {
     this.check();
     try {

@@ -4,6 +4,7 @@
 import assert from 'assert';
 import { startStub, gdbBatch, gdbConnect as connect, MiClient, Stub, symbols, sleep } from './harness';
 import { Guest } from '../../src/vcpu/guest';
+import { MonitorEvent } from '../../src/xg/domctl';
 
 
 /** The guest as the stub must leave it: running, no pause of any kind, debugging never turned on, code as built. */
@@ -192,6 +193,8 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
     // the guest running: its ring stays, and a VCPU meeting the int3 waits on it forever.
     const dead = Guest.attach(stub.xc, stub.domid);
     dead.insertBreakpoint(work, 0);
+    // What its resume had done before the kill: the event on, the domain let run.
+    stub.xc.monitorEvent(stub.domid, MonitorEvent.softwareBreakpoint, true, true);
     stub.xc.unpauseDomain(stub.domid);
     for (let i = 0; i < 200 && !stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0); i++) await sleep(5);
     assert.ok(stub.sim.monitorState(stub.domid).vmEventPause.some((n) => n > 0), 'a VCPU is stuck on the abandoned ring');
