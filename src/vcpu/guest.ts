@@ -59,8 +59,10 @@ export class Guest implements RunHost {
   /** Things to tell the user once (how this guest can be debugged here). */
   readonly notes: string[] = [];
   private runner!: RunControl;
+  /** Our int3s and our pause, on disk for a stub that comes after a killed one. */
+  private journal: BreakpointJournal | undefined;
   private readonly hvmCpus = new Map<number, Buffer>();
-  private readonly wasPausedAtAttach: boolean;
+  private wasPausedAtAttach: boolean;
   private attached = true;
 
   private constructor(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 64, build: XenBuild, wasPaused: boolean, opts: AttachOptions) {
@@ -161,7 +163,8 @@ export class Guest implements RunHost {
    */
   private restoreJournal(info: DomainInfo): void {
     const journal = new BreakpointJournal(this.domid, info.handle);
-    const left = journal.read();
+    const dead = journal.read();
+    const left = dead.int3s;
     let restored = 0;
     for (const e of left) {
       try {
@@ -178,8 +181,20 @@ export class Guest implements RunHost {
     if (left.length > 0) {
       this.notes.push(`a stub that was killed left ${restored} int3${restored === 1 ? '' : 's'} in the guest (${journal.file}): the original bytes are back`);
     }
+    if (dead.heldPause && this.wasPausedAtAttach) {
+      // Its pause is not anyone's to keep: undo it (ours stays, taken at attach).
+      try {
+        this.xc.unpauseDomain(this.domid);
+        this.wasPausedAtAttach = false;
+        this.notes.push('a stub that was killed left the domain paused: that pause is undone');
+      } catch (e) {
+        log('journal: undoing the dead stub\'s pause: %s', (e as Error).message);
+      }
+    }
     journal.write([]);
+    journal.heldPause(true); // attach paused the domain
     this.bps.journal = journal;
+    this.journal = journal;
   }
 
   private chooseRunControl(): RunControl {
@@ -448,8 +463,16 @@ export class Guest implements RunHost {
 
   // ---- run control ----
 
-  resume(plan: ResumePlan): Promise<StopEvent> {
-    return this.runner.resume(plan);
+  async resume(plan: ResumePlan): Promise<StopEvent> {
+    this.journal?.heldPause(false);
+    let ev: StopEvent | undefined;
+    try {
+      ev = await this.runner.resume(plan);
+      return ev;
+    } finally {
+      // Stopped again (or refused before it ran): we hold our pause.
+      if (this.attached && (ev === undefined || ev.kind === 'stopped')) this.journal?.heldPause(true);
+    }
   }
 
   /** Ctrl-C: stop now if running; if stopped, report it at the next resume. */
@@ -479,6 +502,7 @@ export class Guest implements RunHost {
     }
     if (gone) {
       this.runner.release();
+      this.journal?.clear();
       return { restoredBreakpoints: 0, failed: [] };
     }
     this.vcpuSet.invalidate();
@@ -503,6 +527,8 @@ export class Guest implements RunHost {
     } catch (e) {
       log('detach: unpause: %s', (e as Error).message);
     }
+    if (failed.length === 0) this.journal?.clear();
+    else this.journal?.heldPause(false);
     log('detached dom%d: %d breakpoint(s) restored, %d failed', this.domid, n - failed.length, failed.length);
     return { restoredBreakpoints: n - failed.length, failed };
   }

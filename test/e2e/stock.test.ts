@@ -204,6 +204,7 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
     assert.strictEqual(r.code, 0, r.stderr);
     assert.match(r.stdout + r.stderr, /gdbsx: note: .*ring.*(left|killed|gone)/i);
     assert.match(r.stdout + r.stderr, /gdbsx: note: a stub that was killed left 1 int3 in the guest/);
+    assert.doesNotMatch(r.stdout + r.stderr, /left the domain paused/, 'it was running when killed: no pause to undo');
     assert.match(r.stdout, /Breakpoint 1, .*demo_tick/);
     assert.strictEqual(stub.sim.readVirt(stub.domid, work, 1)[0], orig, 'the dead stub\'s int3 is gone');
     assertLeftAlone(stub, 'after detach');
@@ -213,6 +214,26 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
   });
 
   for (const type of ['pv', 'pvh'] as const) {
+    it(`${type}: a stub killed while gdb held the guest stopped: the next one undoes its pause and its int3s`, async () => {
+      stub = await startStub({ type, xen: type === 'pv' ? {} : { gdbsx: false }, guestTrapHandlers: true });
+      const tick = symbols(stub.image).get('demo_tick') as bigint;
+      const orig = stub.sim.readVirt(stub.domid, tick, 1)[0];
+      const dead = Guest.attach(stub.xc, stub.domid);
+      dead.insertBreakpoint(tick, 0);
+      const ev = await dead.resume({ cont: new Set(dead.vcpus()) });
+      assert.strictEqual(ev.kind, 'stopped');
+      // SIGKILL now: the domain stays paused by it, its int3 in the code (and, on stock Xen, its ring).
+      assert.strictEqual(stub.sim.domainState(stub.domid).controllerPauseCount, 1);
+      const r = await gdbBatch([...connect(stub), 'info threads', 'detach']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      assert.strictEqual(stub.sim.readVirt(stub.domid, tick, 1)[0], orig, 'the dead stub\'s int3 is gone');
+      assertLeftAlone(stub, 'after detach');
+      const ran = () => stub.sim.domainState(stub.domid).instructions.reduce((a, b) => a + b, 0);
+      const before = ran();
+      await sleep(100);
+      assert.ok(ran() > before, 'the guest runs again');
+    });
+
     it(`${type} on Xen 4.21.1: r8-r15 shown right or unavailable, never zeroed by a write`, async () => {
       stub = await startStub({ type, xen: { release: '4.21.1' } });
       // The demo guest keeps its VCPU number in r12: VCPU 1's is 1, which the buggy call reports as 0.
