@@ -132,7 +132,7 @@ export class Guest implements RunHost {
         info.hvm ? 'HVM/PVH' : 'PV', build, g.vcpuSet.list(), g.mem.path.name, g.runner.name);
       return g;
     } catch (e) {
-      try { g?.mem.invalidate(); } catch { /* best effort */ }
+      try { g?.mem.close(); } catch { /* best effort */ }
       if (debugging) {
         try { xc.setDebugging(domid, false); } catch { /* best effort */ }
       }
@@ -463,16 +463,12 @@ export class Guest implements RunHost {
 
   // ---- run control ----
 
-  async resume(plan: ResumePlan): Promise<StopEvent> {
-    this.journal?.heldPause(false);
-    let ev: StopEvent | undefined;
-    try {
-      ev = await this.runner.resume(plan);
-      return ev;
-    } finally {
-      // Stopped again (or refused before it ran): we hold our pause.
-      if (this.attached && (ev === undefined || ev.kind === 'stopped')) this.journal?.heldPause(true);
-    }
+  resume(plan: ResumePlan): Promise<StopEvent> {
+    // The journal says "attached" (heldPause) from attach to detach, not per run: a file
+    // write per step costs milliseconds in a PV dom0. A stub killed while the guest ran
+    // thus leaves a journal that says paused; the next stub undoes a pause only if the
+    // domain is paused when it comes.
+    return this.runner.resume(plan);
   }
 
   /** Ctrl-C: stop now if running; if stopped, report it at the next resume. */
@@ -502,6 +498,7 @@ export class Guest implements RunHost {
     }
     if (gone) {
       this.runner.release();
+      this.mem.close();
       this.journal?.clear();
       return { restoredBreakpoints: 0, failed: [] };
     }
@@ -527,6 +524,7 @@ export class Guest implements RunHost {
     } catch (e) {
       log('detach: unpause: %s', (e as Error).message);
     }
+    this.mem.close();
     if (failed.length === 0) this.journal?.clear();
     else this.journal?.heldPause(false);
     log('detached dom%d: %d breakpoint(s) restored, %d failed', this.domid, n - failed.length, failed.length);

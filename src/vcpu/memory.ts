@@ -34,6 +34,8 @@ export interface MemoryPath {
   pinFrame?(frame: bigint, offset: number): MemoryPin;
   /** The guest is about to run: drop mappings and anything derived from its page tables. */
   release(): void;
+  /** Detach: drop everything, page-table mappings kept across runs included. */
+  close?(): void;
 }
 
 const PAGE = 4096n;
@@ -91,6 +93,13 @@ export class GuestMemory {
   invalidate(): void {
     this.lines.clear();
     this.path.release();
+  }
+
+  /** Detach: nothing of ours stays mapped. */
+  close(): void {
+    this.lines.clear();
+    this.path.release();
+    this.path.close?.();
   }
 
   /** A small read through the line cache; undefined if a line is unreadable (the caller reads exactly). */
