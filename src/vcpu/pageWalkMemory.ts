@@ -17,8 +17,6 @@ const PAGE = 4096;
 const MAX_MAPPED = 1 << 15;
 /** A frame number no guest has: stands for the synthetic PDPT of a pgd3 walk. */
 const PGD3_PDPT = 1n << 60n;
-/** Page-table frames kept mapped across runs, at most (a few processes' worth). */
-const MAX_TABLE_MAPS = 512;
 
 /** Where a VCPU's walk starts. */
 export interface WalkRoot {
@@ -45,13 +43,6 @@ export class PageWalkMemory implements MemoryPath {
   private readonly ro = new Map<number, Mapped>();
   private readonly rw = new Map<number, Mapped>();
   private readonly maps: ForeignMapping[] = [];
-  /**
-   * Page-table frames stay mapped across runs (one mapping each): a mapping shows the
-   * frame's live contents, so only our copies go stale, and in a PV dom0 every privcmd
-   * mapping costs about a millisecond of hypercalls, four of them per cold walk. Data
-   * frames are dropped when the guest runs. All of it goes at detach (close()).
-   */
-  private readonly tableMaps = new Map<number, Mapped>();
   private mappedFrames = 0;
   /** Counters for `monitor` and the benchmark. */
   readonly stats = { mapCalls: 0, framesMapped: 0, tableReads: 0 };
@@ -67,23 +58,12 @@ export class PageWalkMemory implements MemoryPath {
     if (this.tables.has(frame)) return this.tables.get(frame);
     let b: Buffer | undefined;
     try {
-      // Read-only: Xen refuses writable mappings of a PV guest's page tables.
-      let m = this.tableMaps.get(Number(frame));
-      if (!m) {
-        const map = this.hc.mapForeign(this.domid, [frame], false);
-        this.stats.mapCalls++;
-        this.stats.framesMapped++;
-        if (map.errors[0] === 0) {
-          m = { map, index: 0 };
-          if (this.tableMaps.size >= MAX_TABLE_MAPS) this.closeTables();
-          this.tableMaps.set(Number(frame), m);
-        } else {
-          map.unmap();
-        }
-      }
+      // Read-only (Xen refuses writable mappings of a PV guest's page tables), and kept
+      // with the data mappings: the next walks of this stop share it.
+      const [m] = this.ensure([frame], false);
       if (m) {
         b = Buffer.allocUnsafe(PAGE);
-        m.map.read(0, b);
+        m.map.read(m.index * PAGE, b);
       }
     } catch (e) {
       if (!(e instanceof XenError)) throw e;
@@ -227,23 +207,6 @@ export class PageWalkMemory implements MemoryPath {
     };
   }
 
-  /** Detach: nothing stays mapped. */
-  close(): void {
-    this.release();
-    this.closeTables();
-  }
-
-  private closeTables(): void {
-    for (const m of this.tableMaps.values()) {
-      try {
-        m.map.unmap();
-      } catch (e) {
-        log('unmap: %s', (e as Error).message);
-      }
-    }
-    this.tableMaps.clear();
-  }
-
   release(): void {
     for (const m of this.maps.splice(0)) {
       try {
@@ -258,8 +221,8 @@ export class PageWalkMemory implements MemoryPath {
     this.mappedFrames = 0;
   }
 
-  /** Live mappings of data frames (none while the guest runs) and of page-table frames. */
-  get liveMappings(): { data: number; tables: number } {
-    return { data: this.maps.length, tables: this.tableMaps.size };
+  /** Live mappings (the benchmark and tests check none are left while the guest runs). */
+  get liveMappings(): number {
+    return this.maps.length;
   }
 }
