@@ -55,6 +55,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
     for (let i = 0; i <= vcpus.maxVcpu + 1; i++) {
       const st = xc.domStatus(domid);
       if (st.vcpuId < 0 || st.vcpuId === 0xffffffff) break;
+      this.owed++; // each event came with its trap's pause (domain_pause_for_debugger)
       const ev: PendingEvent = { vcpu: st.vcpuId };
       if (st.vcpuEvent === VcpuEvent.breakpoint) {
         // int3 is a trap: Xen leaves rip after it. Put it back on our breakpoint.
@@ -105,35 +106,48 @@ export class GdbsxRun extends PollingRun implements RunControl {
   }
 
   /**
-   * Undo every pause (ours, the trap pauses, and anyone's): the user asked it to run.
-   * Careful: once the count reaches 0 the guest runs and may trap again at once,
-   * pausing it anew. If it is paused again *and its CPU time moved*, that is a new
-   * stop: leave it for the wait to report (unpausing it would let a VCPU run on
-   * from just after an int3).
+   * Undo the pauses we owe (ours and our traps'), no more: someone else's `xl pause`
+   * stays. Careful: the guest may run and trap again between two of our unpauses (a
+   * step often has): once it has run, what we still thought we owed was too many
+   * (an eventless #DB counted twice, say); undoing it would undo the new trap's pause
+   * and let a VCPU run on from just after an int3 (seen in the lab: #UD at ktime_get+1).
    */
   unpauseFully(stepFrom?: bigint): DomainInfo {
     const { xc, domid, vcpuSet: vcpus } = this.h;
     this.h.invalidate(); // the guest is about to run: cached memory goes stale
     const armed = this.armed;
     let info = xc.getDomainInfo(domid);
-    for (let i = 0; i < 256 && info.paused; i++) {
-      const ran = info.cpuTimeNs;
-      xc.unpauseDomain(domid);
+    while (this.owed > 0) {
+      try {
+        xc.unpauseDomain(domid);
+      } catch (e) {
+        if (!isXenError(e, Errno.EINVAL)) throw e;
+        this.owed = 0; // not paused at all: someone unpaused it for us
+        break;
+      }
+      this.owed--;
       info = xc.getDomainInfo(domid);
-      if (!info.paused) break;
-      if (info.cpuTimeNs !== ran) break;
-      // Still paused and no CPU time seen: another pause, or a trap so quick that Xen's
-      // CPU time (coarse, not even monotonic under nested virtualization) missed it.
-      // Look for the trap itself before unpausing again: undoing a breakpoint's pause
-      // runs the VCPU on from after the int3 (seen in the lab: #UD at ktime_get+1).
+      if (!info.paused) {
+        this.owed = 0; // running: whatever we still counted was not there
+        break;
+      }
+      if (this.owed === 0) break;
+      // Still paused with more to undo: has the guest run (and trapped) meanwhile?
+      const rest = this.owed;
       const queued = this.pending.length;
-      this.drainEvents();
-      if (this.pending.length > queued) break;
-      if (armed !== undefined && stepFrom !== undefined) {
+      this.drainEvents(); // counts the new traps' pauses
+      // (Xen's CPU time is no help: coarse, and not even monotonic under nested virtualization.)
+      let newTrap = this.pending.length > queued;
+      if (!newTrap && armed !== undefined && stepFrom !== undefined) {
         vcpus.invalidate(armed.vcpu);
-        if (vcpus.pc(armed.vcpu) !== stepFrom) break; // the step has been taken
+        newTrap = vcpus.pc(armed.vcpu) !== stepFrom;
+      }
+      if (newTrap) {
+        this.owed -= rest; // it ran, so it had been fully unpaused: the rest was not there
+        break;
       }
     }
+    if (!info.paused) this.foreignPaused = false;
     return info; // the latest state: a step has often trapped already
   }
 
@@ -167,9 +181,14 @@ export class GdbsxRun extends PollingRun implements RunControl {
     this.resumedOnce = true;
     this.interruptRequested = false;
     let outcome: WaitOutcome;
+    // Still paused by someone else since the last stop, no trap of ours: it did not run
+    // (a step cannot have been taken), and gdb is told again.
+    let foreign = false;
     try {
+      const queued = this.pending.length;
       const latest = this.unpauseFully(stepFrom);
-      outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.h.stepTimeoutMs : 0, latest);
+      foreign = latest.paused && this.foreignPaused && this.pending.length === queued;
+      outcome = foreign ? 'paused' : await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.h.stepTimeoutMs : 0, latest);
     } finally {
       this.running = false;
     }
@@ -182,6 +201,13 @@ export class GdbsxRun extends PollingRun implements RunControl {
     this.settle();
     this.drainEvents();
 
+    if (foreign) return this.pausedStop(plan, 'paused');
+    // A #DB (a step, a hardware breakpoint) pauses without an event: counted here, one
+    // per VCPU that took one. When unsure, count it: one pause too many undoes
+    // someone's `xl pause` at worst; one too few would leave the guest paused for good.
+    const stepped = plan.step !== undefined && (outcome === 'paused' || vcpus.pc(plan.step) !== stepFrom);
+    const hwHits = this.hwHitsOf(runs);
+    this.owed += hwHits.filter((v) => v !== plan.step).length + (stepped || hwHits.includes(plan.step ?? -1) ? 1 : 0);
     // Only events of VCPUs that ran: an older hit of a held VCPU stays queued (reporting
     // it as the end of another thread's step would break gdb's step-over).
     const bpHit = this.takeEventOf(runs);
@@ -196,6 +222,13 @@ export class GdbsxRun extends PollingRun implements RunControl {
     }
     if (plan.step !== undefined && outcome === 'paused') return { kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP };
     return this.pausedStop(plan, outcome === 'timeout' ? 'interrupted' : outcome);
+  }
+
+  /** The VCPUs (of those that ran) whose DR6 shows a hit of one of our hardware breakpoints. */
+  private hwHitsOf(vcpus: ReadonlySet<number>): number[] {
+    const { hw } = this.h;
+    if (hw.size === 0) return [];
+    return [...vcpus].filter((v) => hw.hit(this.h.vcpuSet.context(v)) !== undefined);
   }
 
   /** A VCPU (of those that ran) stopped on one of our hardware breakpoints; its DR6 bit is cleared. */
@@ -291,7 +324,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
     try { xc.setDebugging(domid, false); } catch (e) { log('detach: setdebugging: %s', (e as Error).message); }
   }
 
-  /** Detach lets the guest run whoever paused it: the trap pauses are ours to undo too. */
+  /** Detach undoes our pauses and our traps'; someone else's stay. */
   unpauseAtDetach(): void {
     this.unpauseFully();
   }

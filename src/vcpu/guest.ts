@@ -489,9 +489,7 @@ export class Guest implements RunHost {
     try {
       const info = this.xc.getDomainInfo(this.domid);
       gone = info.dying;
-      if (this.runner.isRunning && !gone) {
-        this.xc.pauseDomain(this.domid);
-      }
+      if (this.runner.isRunning && !gone) this.runner.pause();
     } catch (e) {
       if (isXenError(e, Errno.ESRCH)) gone = true;
       else log('detach: %s', (e as Error).message);
@@ -518,9 +516,9 @@ export class Guest implements RunHost {
     });
     this.invalidate();
     try {
-      // Stopped, we hold one pause; running, we hold none and took one above: one unpause either way.
+      // Our pauses and our traps' are undone; someone else's (an `xl pause`, before we came
+      // or since) stay theirs.
       this.runner.unpauseAtDetach();
-      if (this.wasPausedAtAttach && !this.runner.resumedOnce) this.xc.pauseDomain(this.domid);
     } catch (e) {
       log('detach: unpause: %s', (e as Error).message);
     }

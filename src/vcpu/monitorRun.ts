@@ -272,16 +272,15 @@ export class MonitorRun extends PollingRun implements RunControl {
       outcome = await this.waitForPause(plan.step !== undefined && plan.cont.size === 0 ? this.h.stepTimeoutMs : 0, latest, () => {
         ours = this.drain(plan);
         if (!ours) return undefined;
-        xc.pauseDomain(domid); // all-stop: the rest of the domain stops too
+        this.pause(); // all-stop: the rest of the domain stops too
         return ours.stop;
       });
     } finally {
       this.running = false;
     }
     if (this.released) return { kind: 'terminated', signal: Sig.KILL, message: 'detached\n' };
-    // A stop of our own holds our pause already; the others: a pause is ours to take
-    // (someone else's `xl pause` stays theirs), except after Ctrl-C or a timeout (taken).
-    if (outcome === 'paused') xc.pauseDomain(domid);
+    // A stop of our own holds our pause already, as do Ctrl-C and a timeout; someone
+    // else's `xl pause` gets ours beside it in pausedStop().
     try {
       this.drain(plan); // other VCPUs' traps that raced with the pause: held or given back
     } finally {

@@ -55,8 +55,10 @@ export interface RunControl {
    * Never throws.
    */
   release(): void;
-  /** Last step of a detach, after the breakpoints are out: let the guest run. */
+  /** Last step of a detach, after the breakpoints are out: undo our pauses (someone else's stay). */
   unpauseAtDetach(): void;
+  /** Take a pause of our own (detach while the guest runs). */
+  pause(): void;
   /** Wake a waiting resume() (detach ran; it sees the host detached). */
   wakeUp(): void;
 }
@@ -114,11 +116,39 @@ export abstract class PollingRun {
     return { kind: 'stopped', vcpu: plan.step ?? [...plan.cont][0] ?? this.h.vcpuSet.list()[0], signal: Sig.INT };
   }
 
-  /** Undo our own pause only (one unpausedomain); returns the state after it. */
+  /**
+   * Pauses on the domain that are ours to undo: our own (attach, Ctrl-C, a stop, detach)
+   * and, on the gdbsx path, the traps' (Xen's domain_pause_for_debugger is a system
+   * controller pause, the same counter `xl pause` increments). Anyone else's pause is
+   * theirs: never undone, however often gdb says continue. Attach took the first one.
+   */
+  protected owed = 1;
+  /** The last stop was someone else's pause, and the domain has not run since. */
+  protected foreignPaused = false;
+
+  /** Take a pause of our own. */
+  pause(): void {
+    this.h.xc.pauseDomain(this.h.domid);
+    this.owed++;
+  }
+
+  /** Undo the pauses we owe, no more (someone else's `xl pause` stays); returns the state after. */
   protected unpauseOurs(): DomainInfo {
     this.h.invalidate();
-    this.h.xc.unpauseDomain(this.h.domid);
-    return this.h.xc.getDomainInfo(this.h.domid);
+    while (this.owed > 0) {
+      try {
+        this.h.xc.unpauseDomain(this.h.domid);
+      } catch (e) {
+        // EINVAL: not paused at all. Someone unpaused it for us (`xl unpause`): nothing left to undo.
+        if (!isXenError(e, Errno.EINVAL)) throw e;
+        this.owed = 0;
+        break;
+      }
+      this.owed--;
+    }
+    const info = this.h.xc.getDomainInfo(this.h.domid);
+    if (!info.paused) this.foreignPaused = false;
+    return info;
   }
 
   /** Sleep until woken or `ms` passed (0: the next turn of the event loop). */
@@ -159,11 +189,11 @@ export abstract class PollingRun {
         return this.interruptRequested ? 'interrupted' : 'paused';
       }
       if (this.interruptRequested) {
-        this.h.xc.pauseDomain(this.h.domid);
+        this.pause();
         continue;
       }
       if (timeoutMs > 0 && Date.now() - start > timeoutMs) {
-        this.h.xc.pauseDomain(this.h.domid);
+        this.pause();
         const after = this.h.xc.getDomainInfo(this.h.domid);
         if (after.paused) return 'timeout';
       }
@@ -196,11 +226,24 @@ export abstract class PollingRun {
     return info;
   }
 
-  /** The stop to report when the domain was found paused with no trap of ours. */
+  /**
+   * The stop to report when the domain was found paused with no trap of ours: our
+   * interrupt, or someone else's pause (`xl pause`). Both read as SIGINT; for the latter
+   * we take a pause of our own beside theirs, so that continue undoes only ours.
+   */
   protected pausedStop(plan: ResumePlan, outcome: 'paused' | 'interrupted'): StopEvent {
-    // Paused by our interrupt or by someone else (`xl pause`): both read as SIGINT.
     const vcpu = plan.step ?? [...plan.cont].sort((a, b) => a - b)[0] ?? this.h.vcpuSet.list()[0];
-    return { kind: 'stopped', vcpu, signal: Sig.INT, message: outcome === 'paused' ? 'the domain was paused from outside the debugger (xl pause?)\n' : undefined };
+    if (outcome !== 'paused') return { kind: 'stopped', vcpu, signal: Sig.INT };
+    const already = this.foreignPaused;
+    this.foreignPaused = true;
+    this.pause();
+    const d = this.h.domid;
+    return {
+      kind: 'stopped', vcpu, signal: Sig.INT,
+      message: already
+        ? `domain ${d} is paused by someone else (xl pause): it stays paused until they unpause it (xl unpause ${d}); continue then runs it\n`
+        : `domain ${d} was paused by someone else (xl pause): their pause stays until they unpause it (xl unpause ${d})\n`,
+    };
   }
 }
 
@@ -247,8 +290,6 @@ export class PauseOnlyRun extends PollingRun implements RunControl {
     }
     if (this.released) return { kind: 'terminated', signal: Sig.KILL, message: 'detached\n' };
     if (typeof outcome === 'object') return outcome;
-    // Someone else's pause (xl pause) stays theirs: we add ours, so that continue undoes only ours.
-    if (outcome === 'paused') this.h.xc.pauseDomain(this.h.domid);
     return this.pausedStop(plan, outcome === 'timeout' ? 'interrupted' : outcome);
   }
 

@@ -133,12 +133,13 @@ describe('faults: the guest changes under the debugger', function () {
     return c;
   }
 
-  it('xl pause from outside is reported as a stop, and continue resumes', async () => {
+  it('xl pause from outside is reported as a stop; continue resumes once they unpause (pauses.test.ts has the rest)', async () => {
     const c = await running();
     stub.xc.pauseDomain(stub.domid); // what `xl pause` does
     const stop = await c.readPacket();
     assert.match(stop, /^O/, 'a console message says who paused it');
     assert.match(await c.readPacket(), /^T02thread:/);
+    stub.xc.unpauseDomain(stub.domid); // `xl unpause`: their pause was theirs to undo
     c.writeRaw(frame(Buffer.from('vCont;c')));
     await sleep(50);
     await assertRuns(stub, 'after continue');

@@ -210,10 +210,20 @@ describe('real Xen: the lab guests', function () {
           await sleep(1000);
           await labExec(`xl pause ${g.xlName}`);
           assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /reason="signal-received"/);
+          // Their pause is theirs: continue does not undo it, and gdb is told.
+          since = mi.asyncRecords.length;
+          const logFrom = mi.log.length;
+          await mi.cmd('-exec-continue', 60000);
+          await mi.waitAsync(/^\*stopped/, 60000, since);
+          assert.match(mi.log.slice(logFrom).join('\n'), /paused by someone else/);
+          assert.match(await xlState(g.xlName), /p/, 'still paused by xl pause');
         } finally {
           await miDetach(mi);
         }
-        assert.doesNotMatch(await xlState(g.xlName), /p/, 'detach unpauses (our pauses and the xl pause alike)');
+        assert.match(await xlState(g.xlName), /p/, 'detach leaves the xl pause in place');
+        await labExec(`xl unpause ${g.xlName}`);
+        await sleep(500);
+        assert.doesNotMatch(await xlState(g.xlName), /p/, 'xl unpause lets it run: none of our pauses (or our traps\') left behind');
       });
 
       it('detach leaves it running, unpaused, memory byte-for-byte as before; attaching again works', async function () {
