@@ -7,8 +7,17 @@ import { Session } from './session';
 import { Guest, AttachOptions } from '../vcpu/guest';
 import { XenControl } from '../xg/xenctl';
 import { frame } from './packet';
+import { Framer } from './framer';
 
 const log = createDebug('gdbsx:server');
+
+/**
+ * How long a connection that arrives while a session is still open waits for it to end
+ * before it is refused. An IDE restarting its debug session connects again as soon as
+ * the old socket is closed, before the stub has seen that close; gdb waits 2 s (its
+ * remotetimeout) for the first ack, so the wait stays below that.
+ */
+const RECONNECT_WAIT_MS = 1500;
 
 export interface ServerOptions extends AttachOptions {
   host: string;
@@ -21,6 +30,8 @@ export class GdbServer {
   private readonly opts: ServerOptions;
   private server: net.Server | undefined;
   private session: Session | undefined;
+  /** Called when the current session has ended (connections waiting for it). */
+  private sessionEnded: (() => void)[] = [];
   /** Every open socket, so close() does not wait on a peer that never hangs up. */
   private readonly sockets = new Set<net.Socket>();
   /** Called with a one-line message for the user (connects, refusals, errors). */
@@ -52,29 +63,63 @@ export class GdbServer {
   private onConnection(sock: net.Socket): void {
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
+    sock.on('error', () => undefined); // a peer that resets: its session (if any) handles it
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
-    if (this.session) {
-      // A second debugger would fight the first over the same VCPUs: refuse, visibly.
-      this.onEvent(`refused a second connection from ${peer}: domain ${this.domid} is already being debugged`);
-      const msg = `gdbsx: domain ${this.domid} is already being debugged by another connection\n`;
-      sock.on('error', () => undefined);
-      sock.end(Buffer.concat([Buffer.from('+'), frame(Buffer.from('O' + Buffer.from(msg).toString('hex'))), frame(Buffer.from('E16'))]));
+    if (!this.session) {
+      this.serve(sock, peer);
       return;
     }
+    // The previous session may be ending (its close not yet seen here): wait for it,
+    // its bytes held meanwhile, then serve; a session that goes on gets the refusal.
+    sock.pause();
+    const waiting = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), RECONNECT_WAIT_MS);
+      this.sessionEnded.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    void waiting.then(() => {
+      if (sock.destroyed) return;
+      if (this.session || !this.server) this.refuse(sock, peer);
+      else this.serve(sock, peer);
+    });
+  }
+
+  /**
+   * Another connection holds the domain: answer this one's first packet with an error
+   * whose text gdb prints ("Remote failure reply: E.gdbsx: ..."), then hang up.
+   */
+  private refuse(sock: net.Socket, peer: string, why = `domain ${this.domid} is already being debugged by another connection`): void {
+    this.onEvent(`refused a connection from ${peer}: ${why}`);
+    const msg = `E.gdbsx: ${why}`;
+    const framer = new Framer(64 * 1024);
+    const hangUp = setTimeout(() => sock.destroy(), 5000);
+    sock.on('data', (chunk: Buffer) => {
+      if (!framer.push(chunk).some((ev) => ev.type === 'packet')) return;
+      sock.end(Buffer.concat([Buffer.from('+'), frame(Buffer.from(msg))]));
+      clearTimeout(hangUp);
+    });
+    sock.once('close', () => clearTimeout(hangUp));
+    sock.resume();
+  }
+
+  private serve(sock: net.Socket, peer: string): void {
     let guest: Guest;
     try {
       guest = Guest.attach(this.xc, this.domid, this.opts);
     } catch (e) {
-      this.onEvent(`cannot attach to domain ${this.domid}: ${(e as Error).message}`);
-      sock.on('error', () => undefined);
-      sock.end();
+      this.refuse(sock, peer, `cannot attach to domain ${this.domid}: ${(e as Error).message}`);
       return;
     }
     this.onEvent(`gdb connected from ${peer}; domain ${this.domid} paused (${guest.width}-bit, ${guest.vcpus().length} VCPUs)`);
     this.session = new Session(sock, guest, () => {
       this.session = undefined;
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
+      // One waiting connection gets the domain; the others see the new session and are refused.
+      for (const f of this.sessionEnded.splice(0)) f();
     }, (m) => this.onEvent(m));
+    sock.resume(); // held while it waited for the previous session
   }
 
   /** Stop listening and end any session (detaching the guest: restored and running). */

@@ -239,8 +239,8 @@ describe('RSP conformance (raw packets)', function () {
   it('refuses a second debugger while one is connected', async () => {
     await handshake();
     const other = await RspClient.connect(stub.port);
-    const reply = await other.request('qSupported');
-    assert.strictEqual(reply, 'E16');
+    const reply = await other.request('qSupported', 5000);
+    assert.strictEqual(reply, 'E.gdbsx: domain 1 is already being debugged by another connection');
     other.close();
     assert.match(await c.request('?'), /^T05/);
   });
