@@ -82,6 +82,30 @@ export class SwBreakpoints {
     return failed;
   }
 
+  /**
+   * Take our int3s out for a moment (the guest runs without a debugger: one of them met
+   * then would be an unknown int3 to the guest, an oops); returns the function that puts
+   * them back. The records and the journal stay. A byte the guest rewrote meanwhile (its
+   * own patching) becomes the original.
+   */
+  lift(): () => void {
+    const lifted: bigint[] = [];
+    for (const [a, bp] of this.saved) {
+      bp.pin.write(bp.orig);
+      lifted.push(a);
+    }
+    return () => {
+      for (const a of lifted) {
+        const bp = this.saved.get(a);
+        if (!bp) continue;
+        const now = bp.pin.read();
+        if (now !== bp.orig && now !== INT3) bp.orig = now;
+        bp.pin.write(INT3);
+      }
+      if (lifted.length) this.record();
+    };
+  }
+
   /** Replace our int3 bytes in `buf` (read from `addr`) with the original bytes. */
   shadowRead(addr: bigint, buf: Buffer, space: AddressSpace): Buffer {
     if (this.saved.size === 0 || buf.length === 0) return buf;

@@ -10,6 +10,9 @@ import { ResumePlan, Sig, StopEvent } from './stop';
 
 const log = createDebug('gdbsx:vcpu');
 
+/** Longest burst with debugging off in which the guest takes its own int3s (ms). */
+const BURST_MS = 50;
+
 interface PendingEvent {
   vcpu: number;
   /** The int3 address when the event was one of our breakpoints. */
@@ -29,6 +32,12 @@ export class GdbsxRun extends PollingRun implements RunControl {
   private armed: { vcpu: number; mtf: boolean } | undefined;
   /** Whether Xen single-steps this domain with the monitor trap flag (learnt at the first step). */
   private mtf: boolean | undefined;
+  /** Bursts in which the guest handled its own int3s. */
+  private guestInt3Bursts = 0;
+
+  get counters(): Readonly<Record<string, number>> {
+    return { 'guest int3s handled by the guest': this.guestInt3Bursts };
+  }
 
   constructor(h: RunHost, hvm: boolean) {
     super(h);
@@ -60,15 +69,15 @@ export class GdbsxRun extends PollingRun implements RunControl {
       if (st.vcpuEvent === VcpuEvent.breakpoint) {
         // int3 is a trap: Xen leaves rip after it. Put it back on our breakpoint.
         const bp = vcpus.pc(st.vcpuId) - 1n;
-        if (bps.has(bp)) {
-          vcpus.setPc(st.vcpuId, bp);
-          ev.bp = bp;
-        } else if (this.h.isInt3At(bp, st.vcpuId)) {
-          // The guest's own int3 (Xen gives every kernel int3 to the debugger). Linux
-          // plants them while patching live code: resuming after it would run the
-          // middle of the instruction being patched. Back onto it instead, so the
-          // VCPU runs whatever is there when it resumes (the finished patch).
-          vcpus.setPc(st.vcpuId, bp);
+        vcpus.setPc(st.vcpuId, bp);
+        if (bps.has(bp)) ev.bp = bp;
+        else {
+          // The guest's own int3 (Xen gives every kernel int3 to the debugger), or ours
+          // removed since. Linux plants them while patching live code (static keys,
+          // jump labels, ftrace) and for kprobes: resuming after it would run the middle
+          // of the instruction being patched. Back onto it: the VCPU then runs what is
+          // there when it resumes (the finished patch), or, int3 still there, the guest
+          // handles it itself (letGuestHandle). Never a stop for gdb.
           ev.guestInt3 = bp;
         }
       }
@@ -76,11 +85,10 @@ export class GdbsxRun extends PollingRun implements RunControl {
     }
   }
 
-  /** A queued trap whose int3 is gone since (removed by gdb, or the guest's patch done) is stale. */
+  /** A queued trap not to report: its int3 gone since (removed by gdb), or the guest's own. */
   private stale(ev: PendingEvent): boolean {
     if (ev.bp !== undefined) return !this.h.bps.has(ev.bp);
-    if (ev.guestInt3 !== undefined) return !this.h.isInt3At(ev.guestInt3, ev.vcpu);
-    return false;
+    return ev.guestInt3 !== undefined;
   }
 
   /** A queued event still worth reporting for a VCPU about to run. */
@@ -208,12 +216,23 @@ export class GdbsxRun extends PollingRun implements RunControl {
     const stepped = plan.step !== undefined && (outcome === 'paused' || vcpus.pc(plan.step) !== stepFrom);
     const hwHits = this.hwHitsOf(runs);
     this.owed += hwHits.filter((v) => v !== plan.step).length + (stepped || hwHits.includes(plan.step ?? -1) ? 1 : 0);
+    // The guest's own int3s: never a stop. Sitting on them (rewound), their VCPUs would
+    // only meet them again; unless something else is to be reported, let the guest
+    // handle them and go on running (or report the step, if the stepped VCPU met one).
+    const guestInt3s = this.pending.filter((e) => e.guestInt3 !== undefined && runs.has(e.vcpu));
     // Only events of VCPUs that ran: an older hit of a held VCPU stays queued (reporting
     // it as the end of another thread's step would break gdb's step-over).
     const bpHit = this.takeEventOf(runs);
     if (bpHit) return this.stopFor(bpHit);
     const hwHit = this.takeHwHit(runs);
     if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit, signal: Sig.TRAP, hwbreak: true };
+    if (guestInt3s.length > 0 && outcome === 'paused') {
+      const steppedOnIt = guestInt3s.some((e) => e.vcpu === plan.step);
+      await this.letGuestHandle(guestInt3s, held);
+      if (this.released) return { kind: 'terminated', signal: Sig.KILL, message: 'detached\n' };
+      if (steppedOnIt && plan.step !== undefined) return { kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP };
+      if (plan.step === undefined || vcpus.pc(plan.step) === stepFrom) return this.resume(plan);
+    }
     if (plan.step !== undefined && outcome === 'timeout') {
       return {
         kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP,
@@ -222,6 +241,53 @@ export class GdbsxRun extends PollingRun implements RunControl {
     }
     if (plan.step !== undefined && outcome === 'paused') return { kind: 'stopped', vcpu: plan.step, signal: Sig.TRAP };
     return this.pausedStop(plan, outcome === 'timeout' ? 'interrupted' : outcome);
+  }
+
+  /**
+   * Let the guest take its own int3s as it would with no debugger: a short burst with
+   * debugging off (Xen then delivers the #BP to the guest's handler) and our int3s out
+   * (met then, one would be an unknown int3 to the guest), the VCPUs gdb holds still
+   * held, until each VCPU that met one is past it (in its handler, or the patch done),
+   * at most BURST_MS. The domain is paused by us before and after.
+   */
+  private async letGuestHandle(evs: PendingEvent[], held: readonly number[]): Promise<void> {
+    const { xc, domid, vcpuSet: vcpus } = this.h;
+    const waiting = evs.filter((e) => this.h.isInt3At(e.guestInt3 as bigint, e.vcpu));
+    if (waiting.length === 0) return; // patched meanwhile: the VCPUs run the finished instruction
+    const heldNow: number[] = [];
+    let putBack: (() => void) | undefined;
+    let debuggingOff = false;
+    try {
+      for (const v of held) {
+        xc.pauseVcpu(domid, v);
+        heldNow.push(v);
+      }
+      putBack = this.h.bps.lift();
+      xc.setDebugging(domid, false);
+      debuggingOff = true;
+      this.unpauseFully();
+      const start = Date.now();
+      for (;;) {
+        if (this.released) return; // detach ran meanwhile (it restores everything itself)
+        vcpus.invalidate();
+        const past = waiting.every((e) => vcpus.pc(e.vcpu) !== e.guestInt3 || !this.h.isInt3At(e.guestInt3 as bigint, e.vcpu));
+        if (past || Date.now() - start > BURST_MS) break;
+        await this.nap(0);
+      }
+      this.pause();
+      this.guestInt3Bursts++;
+      log('guest int3s at %o: handled by the guest in %d ms', waiting.map((e) => '0x' + (e.guestInt3 as bigint).toString(16)), Date.now() - start);
+    } finally {
+      if (!this.released) {
+        if (debuggingOff) xc.setDebugging(domid, true);
+        putBack?.();
+        for (const v of heldNow) {
+          try { xc.unpauseVcpu(domid, v); } catch (e) { log('unpausevcpu %d: %s', v, (e as Error).message); }
+        }
+        vcpus.invalidate();
+        this.h.invalidate();
+      }
+    }
   }
 
   /** The VCPUs (of those that ran) whose DR6 shows a hit of one of our hardware breakpoints. */

@@ -338,9 +338,9 @@ export class Guest implements RunHost {
     return this.runner.limits;
   }
 
-  /** The run-control and memory paths in use (for `monitor` and the logs). */
-  get paths(): { run: string; memory: string } {
-    return { run: this.runner.name, memory: this.mem.path.name };
+  /** The run-control and memory paths in use (for `monitor` and the logs), with the run path's counters. */
+  get paths(): { run: string; memory: string; counters: Readonly<Record<string, number>> } {
+    return { run: this.runner.name, memory: this.mem.path.name, counters: this.runner.counters ?? {} };
   }
 
   /** VCPU ids that are up, ascending. */

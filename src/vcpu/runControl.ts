@@ -59,6 +59,8 @@ export interface RunControl {
   unpauseAtDetach(): void;
   /** Take a pause of our own (detach while the guest runs). */
   pause(): void;
+  /** What the path has done that gdb never sees, by name (for `monitor xen`). */
+  readonly counters?: Readonly<Record<string, number>>;
   /** Wake a waiting resume() (detach ran; it sees the host detached). */
   wakeUp(): void;
 }

@@ -80,6 +80,7 @@ function monitorOutput(s: Session, line: string): string {
       out = `Xen ${v.major}.${v.minor}${v.extra} (${s.guest.xc.hc.kind}), domctl interface 0x${s.guest.xc.interfaceVersion.toString(16)}, ` +
         `${s.guest.build === 'gdbsx' ? 'built with CONFIG_GDBSX' : 'stock (no CONFIG_GDBSX)'}\n  capabilities: ${v.capabilities}\n` +
         `  memory: ${p.memory}; run control: ${p.run}\n` +
+        Object.entries(p.counters).map(([what, n]) => `  ${what}: ${n}\n`).join('') +
         Object.entries(lim).filter(([, why]) => why).map(([what, why]) => `  no ${what}: ${why}\n`).join('');
       break;
     }

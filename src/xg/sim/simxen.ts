@@ -20,6 +20,7 @@ import { SimRelease, dropsHighGprs, interfaceVersionOf, parseRelease } from './r
 import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './userMode';
 import { UNMAPPED } from './paging';
 import { Scheduler } from './scheduler';
+import { TextPokeLoop } from './textPoke';
 import { bringUp } from './vcpu-context';
 
 export interface SimXenOptions {
@@ -135,6 +136,7 @@ export class SimXen implements Hypercalls {
   private readonly stateListeners = new Set<(e: SimEvent) => void>();
   private pending: SimEvent[] = [];
   private readonly sched: Scheduler;
+  private readonly textPokes: TextPokeLoop[] = [];
   private readonly host: DomctlHost;
   readonly interfaceVersion: number;
   readonly gdbsx: boolean;
@@ -148,7 +150,10 @@ export class SimXen implements Hypercalls {
     this.interfaceVersion = o.interfaceVersion ?? (this.release ? interfaceVersionOf(this.release) : 0x15);
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
-    this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
+    this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => {
+      for (const l of this.textPokes) l.afterSlice();
+      this.flushEvents();
+    },
       { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx });
     this.monitor = new SimMonitor({
       interfaceVersion: this.interfaceVersion,
@@ -409,6 +414,30 @@ export class SimXen implements Hypercalls {
       done = true;
       this.writeVirt(domid, addr, orig);
       this.sched.kick();
+    };
+  }
+
+  /**
+   * The guest patches the instruction at `addr` (`len` bytes) again and again with Linux's
+   * text_poke_bp protocol, VCPU `patcher` doing it every `gap` slices (textPoke.ts): an
+   * int3 shows at `addr` for as long as the other VCPUs take to sync. Needs
+   * guestTrapHandlers (the VCPUs that meet the int3 wait in the model's #BP handler).
+   * Returns the loop (its stats) and the function that stops it, instruction whole.
+   */
+  textPokeLoop(domid: number, addr: bigint, o: { len: number; patcher?: number; gap?: number }): { loop: TextPokeLoop; stop: () => void } {
+    const d = this.dom(domid);
+    const loop = new TextPokeLoop(d, addr, (a, b) => this.writeVirt(domid, a, b), (a, n) => this.readVirt(domid, a, n),
+      o.patcher ?? 0, o.gap ?? 4, o.len);
+    this.textPokes.push(loop);
+    return {
+      loop,
+      stop: () => {
+        const i = this.textPokes.indexOf(loop);
+        if (i < 0) return;
+        this.textPokes.splice(i, 1);
+        loop.finish();
+        this.sched.kick();
+      },
     };
   }
 
