@@ -80,6 +80,27 @@ for (const target of TARGETS) describe(`the guest's own int3s never reach gdb ($
     assert.strictEqual(stub.sim.domainState(stub.domid).crashReason, undefined, 'no crash');
   });
 
+  it('an int3 the guest plants and later removes: no stop; the VCPU waits in its handler, then runs the finished instruction', async () => {
+    stub = await startStub({ vcpus: 2, guestTrapHandlers: true, ...target.o });
+    const c = await RspClient.session(stub.port);
+    const tick = stub.sim.symbol(stub.domid, 'demo_tick');
+    const rare = stub.sim.symbol(stub.domid, 'demo_rare');
+    const finish = stub.sim.guestPatch(stub.domid, tick);
+    c.writeRaw(frame(Buffer.from('vCont;c')));
+    await sleep(300);
+    const c0 = counter(stub);
+    await sleep(100);
+    assert.strictEqual(counter(stub), c0, 'the VCPUs wait on the int3 (in the guest\'s handler)');
+    finish();
+    await sleep(100);
+    assert.ok(counter(stub) > c0, 'the patch done, they run on');
+    c.writeRaw(Buffer.from([3]));
+    assert.match(await stopReply(c), /^T02/, 'no stop before our Ctrl-C');
+    assert.strictEqual(await c.request(`Z0,${rare.toString(16)},1`), 'OK');
+    assert.match(await c.request('vCont;c'), /^T05swbreak:/, 'the guest runs on (no crash)');
+    assert.strictEqual(stub.sim.domainState(stub.domid).crashReason, undefined);
+  });
+
   it('continue with no breakpoint while the guest patches: runs until Ctrl-C (SIGINT), no livelock', async () => {
     const { c, stats } = await patching();
     const before = stats.patches;

@@ -160,27 +160,6 @@ describe('RSP conformance (raw packets)', function () {
     assert.strictEqual(await c.request(`Z1,${(work + 5n).toString(16)},1`), 'E1c', 'a fifth one: no debug register left');
   });
 
-  it("the guest's own int3 (not ours) stops with pc on it, so resuming runs what is there then (live patching)", async () => {
-    await handshake();
-    const tick = symbols(stub.image).get('demo_tick');
-    const rare = symbols(stub.image).get('demo_rare');
-    assert.ok(tick && rare);
-    const A = tick.toString(16);
-    const orig = await c.request(`m${A},1`);
-    // The guest patches its code: a temporary int3 (as Linux's text_poke_bp does).
-    assert.strictEqual(await c.request(`M${A},1:cc`), 'OK');
-    const stop = await c.request('vCont;c');
-    assert.match(stop, /^T05thread:p1\.[12];/);
-    assert.doesNotMatch(stop, /swbreak/);
-    const pc = /;10:([0-9a-f]{16});/.exec(stop);
-    assert.ok(pc);
-    assert.strictEqual(Buffer.from(pc[1], 'hex').readBigUInt64LE(), tick, 'pc on the int3, not after it');
-    // The patch completes; the VCPU must run the finished instruction, not its middle.
-    assert.strictEqual(await c.request(`M${A},1:${orig}`), 'OK');
-    assert.strictEqual(await c.request(`Z0,${rare.toString(16)},1`), 'OK');
-    assert.match(await c.request('vCont;c'), /^T05swbreak:/, 'the guest runs on (no crash)');
-  });
-
   it('T8: qXfer:threads chunks concatenate to the document with names', async () => {
     await handshake();
     let doc = '';

@@ -173,6 +173,8 @@ resolve_versions() {
   LAB_V_XEN_UTILS=$(awk '$1 == "xen-utils-4.17" { print $2 }' <<< "$cands")
   LAB_V_KERNEL=$(awk -v k="$LAB_KERNEL_PKG" '$1 == k { print $2 }' <<< "$cands")
   LAB_V_BUSYBOX=$(apt_installed_version busybox-static)
+  # not installed yet on a fresh machine (apt_ensure comes later): the version it will get
+  [ -n "$LAB_V_BUSYBOX" ] || LAB_V_BUSYBOX=$(apt_candidate busybox-static)
   LAB_V_NODE=$(node --version)
   local what
   for what in LAB_V_XEN_SRC LAB_V_QEMU_SRC LAB_V_XEN_HYP LAB_V_XEN_UTILS LAB_V_KERNEL LAB_V_BUSYBOX; do
