@@ -13,6 +13,8 @@ const log = createDebug('gdbsx:server');
 export interface ServerOptions extends AttachOptions {
   host: string;
   port: number;
+  /** Told to each gdb once, with the guest's own notes (e.g. a width given that is not the guest's). */
+  notes?: readonly string[];
 }
 
 export class GdbServer {
@@ -34,6 +36,12 @@ export class GdbServer {
 
   get activeSession(): Session | undefined {
     return this.session;
+  }
+
+  /** The address and port actually listened on (a host name resolves to one address). */
+  get address(): net.AddressInfo | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : undefined;
   }
 
   listen(): Promise<number> {
@@ -74,7 +82,7 @@ export class GdbServer {
     this.session = new Session(sock, guest, () => {
       this.session = undefined;
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
-    }, (m) => this.onEvent(m));
+    }, (m) => this.onEvent(m), this.opts.notes);
   }
 
   /** Stop listening and end any session (detaching the guest: restored and running). */

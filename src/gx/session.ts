@@ -62,12 +62,15 @@ export class Session {
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
   private readonly onNote: (message: string) => void;
+  /** The server's notes for gdb, told with the guest's. */
+  private readonly serverNotes: readonly string[];
 
-  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined) {
+  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined, notes: readonly string[] = []) {
     this.sock = sock;
     this.guest = guest;
     this.onClose = onClose;
     this.onNote = onNote;
+    this.serverNotes = notes;
     this.lastStop = { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 };
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -230,6 +233,8 @@ export class Session {
     const ev = await run();
     if (!this.toldNotes) {
       this.toldNotes = true;
+      // The protocol has console output only while a resume (or a monitor command) is answered.
+      for (const n of this.serverNotes) this.console(`gdbsx: ${n}\n`);
       for (const n of this.guest.notes) this.console(`gdbsx: note: ${n}\n`);
     }
     if (ev.message) this.console(ev.message);
