@@ -10,6 +10,7 @@ import { RefusedError } from '../vcpu/runControl';
 import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
 import { stopReply } from './stopReply';
+import { RegView, regView } from './regView';
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
@@ -33,6 +34,8 @@ export interface Packet {
 
 export class Session {
   readonly guest: Guest;
+  /** The registers this client is shown. */
+  readonly regs: RegView;
   private readonly sock: Socket;
   private readonly framer = new Framer(PACKET_SIZE + 16);
   private noAck = false;
@@ -68,6 +71,7 @@ export class Session {
   constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined, notes: readonly string[] = []) {
     this.sock = sock;
     this.guest = guest;
+    this.regs = regView(guest);
     this.onClose = onClose;
     this.onNote = onNote;
     this.serverNotes = notes;
