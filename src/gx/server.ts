@@ -22,6 +22,8 @@ const RECONNECT_WAIT_MS = 1500;
 export interface ServerOptions extends AttachOptions {
   host: string;
   port: number;
+  /** Told to each gdb once, with the guest's own notes (e.g. a width given that is not the guest's). */
+  notes?: readonly string[];
 }
 
 export class GdbServer {
@@ -45,6 +47,12 @@ export class GdbServer {
 
   get activeSession(): Session | undefined {
     return this.session;
+  }
+
+  /** The address and port actually listened on (a host name resolves to one address). */
+  get address(): net.AddressInfo | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : undefined;
   }
 
   listen(): Promise<number> {
@@ -118,7 +126,7 @@ export class GdbServer {
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
       // One waiting connection gets the domain; the others see the new session and are refused.
       for (const f of this.sessionEnded.splice(0)) f();
-    }, (m) => this.onEvent(m));
+    }, (m) => this.onEvent(m), this.opts.notes);
     sock.resume(); // held while it waited for the previous session
   }
 

@@ -10,6 +10,7 @@ import { RefusedError } from '../vcpu/runControl';
 import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
 import { stopReply } from './stopReply';
+import { RegView, regView } from './regView';
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
@@ -33,6 +34,8 @@ export interface Packet {
 
 export class Session {
   readonly guest: Guest;
+  /** The registers this client is shown. */
+  readonly regs: RegView;
   private readonly sock: Socket;
   private readonly framer = new Framer(PACKET_SIZE + 16);
   private noAck = false;
@@ -62,12 +65,16 @@ export class Session {
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
   private readonly onNote: (message: string) => void;
+  /** The server's notes for gdb, told with the guest's. */
+  private readonly serverNotes: readonly string[];
 
-  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined) {
+  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined, notes: readonly string[] = []) {
     this.sock = sock;
     this.guest = guest;
+    this.regs = regView(guest);
     this.onClose = onClose;
     this.onNote = onNote;
+    this.serverNotes = notes;
     this.lastStop = { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 };
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -230,6 +237,8 @@ export class Session {
     const ev = await run();
     if (!this.toldNotes) {
       this.toldNotes = true;
+      // The protocol has console output only while a resume (or a monitor command) is answered.
+      for (const n of this.serverNotes) this.console(`gdbsx: ${n}\n`);
       for (const n of this.guest.notes) this.console(`gdbsx: note: ${n}\n`);
     }
     if (ev.message) this.console(ev.message);

@@ -1,6 +1,7 @@
 // Stop replies: T packets naming the thread, with the registers gdb needs first
 // (pc, sp, fp) expedited to save a `g` round trip, and swbreak when negotiated.
 import { Guest, StopEvent } from '../vcpu/guest';
+import { RegView } from './regView';
 import { hexByte } from './packet';
 import { formatThreadId } from './threadId';
 
@@ -8,6 +9,8 @@ export interface StopReplyOptions {
   multiprocess: boolean;
   swbreak: boolean;
   hwbreak: boolean;
+  /** The registers the client was shown (their numbers are the ones expedited). */
+  regs: RegView;
 }
 
 export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string {
@@ -17,9 +20,10 @@ export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string 
   if (ev.swbreak && o.swbreak) s += 'swbreak:;';
   if (ev.hwbreak && o.hwbreak) s += 'hwbreak:;';
   s += `thread:${formatThreadId(ev.vcpu, o.multiprocess, g.domid)};`;
-  for (const regno of [g.arch.pcReg, g.arch.spReg, g.arch.fpReg]) {
+  const shown = o.regs.arch;
+  for (const regno of [shown.pcReg, shown.spReg, shown.fpReg]) {
     try {
-      const v = g.readRegister(ev.vcpu, regno);
+      const v = g.readRegister(ev.vcpu, o.regs.guestRegno[regno]);
       if (v) s += `${hexByte(regno)}:${v.toString('hex')};`;
     } catch {
       // Expediting is an optimisation; gdb fetches with `g` otherwise.

@@ -233,7 +233,7 @@ describe('faults: the stub itself', function () {
       [[], /give a domain/, 2],
       [['-a', '5'], /give a TCP port/, 2],
       [['-a', 'x', '1234'], /domain|number/i, 2],
-      [['-a', '5', '64', 'notaport'], /port must be a number/, 2],
+      [['-a', '5', '64', 'notaport'], /invalid port 'notaport'/, 2],
       [['-a', '5', '70000'], /invalid port/, 2],
       [['-a', '5', '--bogus', '1234'], /Unknown argument/i, 2],
       [['-a', '5', '1234'], /no \/dev\/xen\/privcmd: this is not a Xen dom0/, 1],

@@ -212,6 +212,16 @@ describe('gdb end-to-end on the simulated Xen', function () {
     assert.match(r.stdout, /Invalid pgd3 value 'zz'/);
   });
 
+  it('monitor pgd3 on a 64-bit guest is refused, and memory reads keep working', async () => {
+    stub = await startStub({ vcpus: 2 });
+    const r0 = await gdbBatch([...connect(stub), 'monitor pgd3 0x1000', 'x/s &demo_banner', 'monitor domain', 'detach']);
+    assert.strictEqual(r0.code, 0, r0.stderr);
+    const out = r0.stdout + r0.stderr;
+    assert.match(out, /pgd3 refused: this guest is 64-bit; pgd3 .* is only for 32-bit PAE guests' module addresses/);
+    assert.match(out, /<demo_banner>:\s+"Xen gdbsx demo guest: hello from the simulated hypervisor"/);
+    assert.match(out, /pgd3: off/);
+  });
+
   it('reads partly unmapped memory up to the fault, then reports the exact address', async () => {
     stub = await startStub();
     const sym = symbols(stub.image);

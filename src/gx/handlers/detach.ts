@@ -1,7 +1,10 @@
 // D (detach) and k / vKill: all leave the guest running as it was before we came
-// (a debugger must never destroy the guest), then the connection ends. `k` has no
-// reply in the protocol; D and vKill answer OK.
+// (a debugger must never destroy the guest), then the connection ends. D and vKill
+// answer OK. `k` has no reply in gdb's protocol (gdb does not wait for one; it sends
+// vKill anyway when the stub offers multiprocess), but LLDB's `process kill` waits
+// for an exit stop reply and reports a failure without one: `W00`, the session's end.
 import type { Reply, Session } from '../session';
+import { hexByte } from '../packet';
 
 function endSession(s: Session, reply: string | undefined, why: string): Reply {
   s.guest.detach();
@@ -15,5 +18,6 @@ export function handleDetach(s: Session): Reply {
 }
 
 export function handleKill(s: Session, vKill: boolean): Reply {
-  return endSession(s, vKill ? 'OK' : undefined, `${vKill ? 'vKill' : 'k'}: detached (the guest is never destroyed)`);
+  const exited = `W${hexByte(0)}${s.multiprocess ? `;process:${s.guest.domid.toString(16)}` : ''}`;
+  return endSession(s, vKill ? 'OK' : exited, `${vKill ? 'vKill' : 'k'}: detached (the guest is never destroyed)`);
 }

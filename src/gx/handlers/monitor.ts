@@ -14,7 +14,7 @@ const HELP = `gdbsx monitor commands:
                        walk the page tables for <addr> as a thread (VCPU) sees it (default:
                        the selected thread): each level's entry and flags, the frame
   cr3                  the table each thread's memory reads start from (cr3, mode, root frame)
-  pgd3 <hex>           (gdbsx) translate through this PAE L2 table (init_mm.pgd[3]) for
+  pgd3 <hex>           (gdbsx, 32-bit guests) translate through this PAE L2 table (init_mm.pgd[3]) for
                        32-bit guest module addresses; "pgd3 0" goes back to the thread's cr3
 `;
 
@@ -106,7 +106,14 @@ function monitorOutput(s: Session, line: string): string {
         out = `Invalid pgd3 value '${arg}': give it in hex, e.g. monitor pgd3 0x1234000\n`;
         break;
       }
-      s.guest.mem.pgd3 = BigInt('0x' + m[2]);
+      const pgd3 = BigInt('0x' + m[2]);
+      if (pgd3 !== 0n && s.guest.width === 64) {
+        // A 64-bit guest has no PAE top-GB table: every read would go through a bogus L2.
+        out = `pgd3 refused: this guest is 64-bit; pgd3 (an L2 table for init_mm.pgd[3]) is only for ` +
+          `32-bit PAE guests' module addresses. Memory is read through each thread's own page tables.\n`;
+        break;
+      }
+      s.guest.mem.pgd3 = pgd3;
       out = s.guest.mem.pgd3 ? `pgd3val set to: ${s.guest.mem.pgd3.toString(16).padStart(16, '0')}\n` : 'pgd3 off: translating through the thread\'s own page tables\n';
       break;
     }

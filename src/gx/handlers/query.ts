@@ -60,7 +60,7 @@ export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
       if (!m) return '';
       if (m[1] === 'features') {
         if (m[2] !== 'target.xml') return 'E00';
-        return xferChunk(targetXml(s.guest.arch), m[3]);
+        return xferChunk(targetXml(s.regs.arch), m[3]);
       }
       if (m[1] === 'threads') return xferChunk(threadsXml(s), m[3]);
       return '';

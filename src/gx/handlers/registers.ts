@@ -1,22 +1,23 @@
-// Registers: g/G (the whole block, in target-description order) and p/P (one).
+// Registers: g/G (the whole block, in target-description order) and p/P (one), in
+// the numbering of the registers shown (regView.ts).
 import type { Reply, Session } from '../session';
 import { ProtocolError, fromHex, parseHexInt } from '../packet';
 import { encodeGBlock } from '../../vcpu/registers';
 
 export function handleG(s: Session): Reply {
   const v = s.currentVcpu;
-  return encodeGBlock(s.guest.arch, s.guest.context(v));
+  return encodeGBlock(s.regs.arch, s.guest.context(v));
 }
 
 export function handleBigG(s: Session, t: string): Reply {
-  const arch = s.guest.arch;
+  const { arch, guestRegno } = s.regs;
   const hex = t.slice(1);
   if (hex.length !== arch.gSize * 2) throw new ProtocolError(`G block is ${hex.length / 2} bytes, expected ${arch.gSize}`);
   const values = new Map<number, Buffer>();
   arch.regs.forEach((r, i) => {
     const part = hex.slice(arch.offsets[i] * 2, (arch.offsets[i] + r.bits / 8) * 2);
     if (/^x+$/i.test(part)) return; // unavailable: leave as is
-    values.set(i, fromHex(part));
+    values.set(guestRegno[i], fromHex(part));
   });
   // Only write what changed: Xen rejects some fields (PV cr3) if they differ.
   for (const [i, v] of [...values]) {
@@ -29,9 +30,9 @@ export function handleBigG(s: Session, t: string): Reply {
 
 export function handleP(s: Session, t: string): Reply {
   const regno = parseHexInt(t.slice(1));
-  const r = s.guest.arch.regs[regno];
+  const r = s.regs.arch.regs[regno];
   if (!r) return 'E45';
-  const v = s.guest.readRegister(s.currentVcpu, regno);
+  const v = s.guest.readRegister(s.currentVcpu, s.regs.guestRegno[regno]);
   return v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
 }
 
@@ -39,10 +40,10 @@ export function handleBigP(s: Session, t: string): Reply {
   const eq = t.indexOf('=');
   if (eq < 0) throw new ProtocolError('P needs n=value');
   const regno = parseHexInt(t.slice(1, eq));
-  const r = s.guest.arch.regs[regno];
+  const r = s.regs.arch.regs[regno];
   if (!r) return 'E45';
   const value = fromHex(t.slice(eq + 1));
   if (value.length !== r.bits / 8) throw new ProtocolError(`${r.name} takes ${r.bits / 8} bytes`);
-  s.guest.writeRegisters(s.currentVcpu, new Map([[regno, value]]));
+  s.guest.writeRegisters(s.currentVcpu, new Map([[s.regs.guestRegno[regno], value]]));
   return 'OK';
 }
