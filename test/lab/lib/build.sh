@@ -244,10 +244,12 @@ for cpu in 0 1; do
     /bin/userspin$cpu > /tmp/userspin$cpu.log 2>&1 &
   fi
 done
-# Linux patching its own code, as in real use and more often: the sched_switch
-# tracepoint's static key flipped every 50 ms (text_poke_bp: int3s planted across the
-# VCPUs while they sync; the debugger must never show them). gdbsx_lab_flip=off: none.
-if ! grep -q 'gdbsx_lab_flip=off' /proc/cmdline && mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; then
+# LAB_FLIP=on (gdbsx_lab_flip=on): Linux patching its own code far more often than in
+# real use, the sched_switch tracepoint's static key flipped every 50 ms (text_poke_bp:
+# int3s planted across the VCPUs while they sync; the debugger must never show them).
+# Off by default: under TCG the PV guest soft-locked in it, with no debugger attached,
+# in one boot of two.
+if grep -q 'gdbsx_lab_flip=on' /proc/cmdline && mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; then
   ev=/sys/kernel/tracing/events/sched/sched_switch/enable
   ( while :; do echo 1 > $ev; sleep 0.05; echo 0 > $ev; sleep 0.05; done ) > /dev/null 2>&1 &
   echo "GDBSX-LAB-FLIP on"

@@ -91,7 +91,7 @@ EOF
       echo "type = \"$type\""
       echo "kernel = \"$kernel\""
       [ "$ramdisk" != - ] && echo "ramdisk = \"$ramdisk\""
-      [ "$ramdisk" != - ] && echo "extra = \"console=hvc0 quiet$([ "${LAB_USERSPIN:-on}" = off ] && echo ' gdbsx_lab_userspin=off')\""
+      [ "$ramdisk" != - ] && echo "extra = \"console=hvc0 quiet$([ "${LAB_USERSPIN:-on}" = off ] && echo ' gdbsx_lab_userspin=off')$([ "${LAB_FLIP:-off}" = on ] && echo ' gdbsx_lab_flip=on')\""
       echo "memory = $mem"
       echo "vcpus = $vcpus"
       # the test kernels spin: under TCG every spinning VCPU costs a host core, so they
