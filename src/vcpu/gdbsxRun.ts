@@ -12,6 +12,8 @@ const log = createDebug('gdbsx:vcpu');
 
 /** Longest burst with debugging off in which the guest takes its own int3s (ms). */
 const BURST_MS = 50;
+/** Meetings in a row of a guest int3 that memory no longer shows before the guest gets it anyway. */
+const GONE_AGAIN_MAX = 3;
 
 interface PendingEvent {
   vcpu: number;
@@ -32,6 +34,8 @@ export class GdbsxRun extends PollingRun implements RunControl {
   private armed: { vcpu: number; mtf: boolean } | undefined;
   /** Whether Xen single-steps this domain with the monitor trap flag (learnt at the first step). */
   private mtf: boolean | undefined;
+  /** Per VCPU: the guest int3 it met that memory no longer shows, and how often in a row. */
+  private readonly goneAgain = new Map<number, { addr: bigint; n: number }>();
   /** Bursts in which the guest handled its own int3s. */
   private guestInt3Bursts = 0;
 
@@ -81,6 +85,8 @@ export class GdbsxRun extends PollingRun implements RunControl {
           ev.guestInt3 = bp;
         }
       }
+      log('event: vcpu %d, type %d%s', ev.vcpu, st.vcpuEvent, ev.bp !== undefined ? ` at our int3 0x${ev.bp.toString(16)}` :
+        ev.guestInt3 !== undefined ? ` at the guest's int3 0x${ev.guestInt3.toString(16)}` : '');
       this.pending.push(ev);
     }
   }
@@ -226,6 +232,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
     if (bpHit) return this.stopFor(bpHit);
     const hwHit = this.takeHwHit(runs);
     if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit, signal: Sig.TRAP, hwbreak: true };
+    if (guestInt3s.length > 0) log('guest int3s of vcpus %o, outcome %o', guestInt3s.map((e) => e.vcpu), outcome);
     if (guestInt3s.length > 0 && outcome === 'paused') {
       const steppedOnIt = guestInt3s.some((e) => e.vcpu === plan.step);
       await this.letGuestHandle(guestInt3s, held);
@@ -252,8 +259,22 @@ export class GdbsxRun extends PollingRun implements RunControl {
    */
   private async letGuestHandle(evs: PendingEvent[], held: readonly number[]): Promise<void> {
     const { xc, domid, vcpuSet: vcpus } = this.h;
-    const waiting = evs.filter((e) => this.h.isInt3At(e.guestInt3 as bigint, e.vcpu));
-    if (waiting.length === 0) return; // patched meanwhile: the VCPUs run the finished instruction
+    // Gone from memory: patched meanwhile, and the VCPU runs the finished instruction.
+    // Unless it meets it again and again at once: then what it executes is not what
+    // memory says (seen in the lab under QEMU/TCG), and only the guest can deal with
+    // it, as it would with no debugger.
+    const waiting = evs.filter((e) => {
+      if (this.h.isInt3At(e.guestInt3 as bigint, e.vcpu)) return true;
+      const again = this.goneAgain.get(e.vcpu);
+      const n = again !== undefined && again.addr === e.guestInt3 ? again.n + 1 : 1;
+      this.goneAgain.set(e.vcpu, { addr: e.guestInt3 as bigint, n });
+      return n >= GONE_AGAIN_MAX;
+    });
+    if (waiting.length === 0) {
+      log('guest int3s at %o: gone already', evs.map((e) => '0x' + (e.guestInt3 as bigint).toString(16)));
+      return;
+    }
+    for (const e of waiting) this.goneAgain.delete(e.vcpu);
     const heldNow: number[] = [];
     let putBack: (() => void) | undefined;
     let debuggingOff = false;
