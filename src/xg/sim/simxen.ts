@@ -38,6 +38,11 @@ export interface SimXenOptions {
   autoRun?: boolean;
   /** Instructions per VCPU per slice. Default 4000. */
   sliceInstructions?: number;
+  /**
+   * The guests' periodic timer, in ticks per second of host time (default 100, Linux's
+   * HZ=100): each tick wakes the VCPUs halted in hlt. Without autoRun each runSlice() is a tick.
+   */
+  timerHz?: number;
 }
 
 export interface CreateDomainOptions {
@@ -84,6 +89,11 @@ export interface SimDomainState {
   crashReason: string | undefined;
   dying: boolean;
   instructions: number[];
+  /** Asleep in hlt, waiting for the timer. */
+  halted: boolean[];
+  /** hlt instructions that put the VCPU to sleep, and timer ticks that woke it. */
+  halts: number[];
+  timerWakeups: number[];
 }
 
 /** A VCPU's live registers: GPRs by name plus the ones a debugger cares about. */
@@ -149,7 +159,7 @@ export class SimXen implements Hypercalls {
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
     this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
-      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx });
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx, timerHz: o.timerHz ?? 100 });
     this.monitor = new SimMonitor({
       interfaceVersion: this.interfaceVersion,
       mtf: this.mtf,
@@ -314,6 +324,9 @@ export class SimXen implements Hypercalls {
       crashReason: d.crashReason,
       dying: d.dying,
       instructions: d.vcpus.map((v) => v.instructions),
+      halted: d.vcpus.map((v) => v.halted),
+      halts: d.vcpus.map((v) => v.halts),
+      timerWakeups: d.vcpus.map((v) => v.timerWakeups),
     };
   }
 
@@ -412,7 +425,10 @@ export class SimXen implements Hypercalls {
     };
   }
 
-  /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
+  /**
+   * A timer tick, then one slice of every runnable VCPU, now (with autoRun: false, the
+   * only way guests run; each call is one period of the guests' timer).
+   */
   runSlice(): void {
     this.sched.runSlice();
     this.flushEvents();
