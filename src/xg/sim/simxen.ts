@@ -101,8 +101,14 @@ export type SimRegisters = Record<GprName | 'rip' | 'rflags' | 'cr0' | 'cr2' | '
 
 export interface GuestLayout {
   entry: bigint;
-  /** First address after the image: unmapped on purpose. */
+  /** The page after the image (the demo's _end). */
   imageEnd: bigint;
+  /**
+   * The first unmapped address after the image: the kernel maps its image up to the
+   * 2 MiB boundary after _end (64-bit); a 32-bit image lies in the direct map, which ends
+   * with RAM.
+   */
+  mappedEnd: bigint;
   directMap: bigint;
   /** Physical address of the top-level page table (every VCPU's cr3). */
   cr3: number;
@@ -344,7 +350,7 @@ export class SimXen implements Hypercalls {
   layout(domid: number): GuestLayout {
     const g = this.loaded.get(domid);
     if (!g) throw new Error(`domain ${domid} has no loaded image`);
-    return { entry: g.entry, imageEnd: g.imageEnd, directMap: g.directMap, cr3: g.cr3 };
+    return { entry: g.entry, imageEnd: g.imageEnd, mappedEnd: g.mappedEnd, directMap: g.directMap, cr3: g.cr3 };
   }
 
   /** Read guest memory by virtual address through `vcpu`'s page tables (not the debugger path). */
