@@ -56,7 +56,7 @@ describe('sim: an idle demo guest halts until the timer', function () {
       const cpu = cpuSeconds(pid, clkTck) - cpu0;
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const share = cpu / wall;
-      // A guest run flat out takes a whole core (~100%); halted between 100 Hz ticks, ~1%.
+      // A guest run flat out takes a whole core (~100%); halted between 100 Hz ticks, a few per cent.
       assert.ok(share < 0.2, `gdbsx --sim used ${(share * 100).toFixed(0)}% of a core over ${wall.toFixed(1)} s with no gdb attached`);
     } finally {
       const exited = new Promise((r) => p.once('exit', r));
