@@ -162,8 +162,9 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
   // xen_cleanhighmap): text, rodata, data and bss in one contiguous range from its
   // first page to the 2 MiB boundary after its end (the rest of that is free RAM), and
   // nothing below it. A 32-bit image lies in the direct map, which covers it already.
-  const physEnd = BigInt(mem.length) + offset;
-  const kernelEnd = roundUp(imageEnd, KERNEL_MAP_ALIGN) < physEnd ? roundUp(imageEnd, KERNEL_MAP_ALIGN) : physEnd;
+  const ramEnd = BigInt(mem.length) + offset; // the virtual address of the end of RAM
+  const aligned = roundUp(imageEnd, KERNEL_MAP_ALIGN);
+  const kernelEnd = aligned < ramEnd ? aligned : ramEnd;
   pt.map(imageStart, Number(imageStart - offset), Number(kernelEnd - imageStart) / PAGE_SIZE, true);
   const top = long ? 1n << 64n : 1n << 32n;
   let mappedEnd = imageEnd;
