@@ -7,10 +7,13 @@
 # Only the instruction subset listed in docs/sim.md may be used here.
 
         .set    .LMAX_VCPUS, 128
+        .set    .LTICK_WORK, 4          # loop iterations per timer tick (a power of 2)
+        .set    .LRARE, 32              # demo_rare every this many iterations (a power of 2)
 
         .text
 
-# demo_start(vcpu in eax): check the CPU, then loop forever doing visible work.
+# demo_start(vcpu in eax): check the CPU, then at each tick of the timer do a little
+# visible work and halt until the next one, like a kernel's idle loop.
         .globl  demo_start
         .type   demo_start, @function
 demo_start:
@@ -27,14 +30,24 @@ demo_start:
         call    demo_work
         lock incl demo_counter
         inc     %edi
-        test    $63, %edi
+        test    $.LRARE - 1, %edi
         jnz     1f
         call    demo_rare
-1:      test    $1023, %edi
+1:      test    $.LTICK_WORK - 1, %edi
         jnz     .Lloop
-        hlt                             # now and then, yield: the simulated CPU idles until its next slice
+        call    demo_idle               # this tick's work is done
         jmp     .Lloop
         .size   demo_start, . - demo_start
+
+# demo_idle(): sleep until the next timer interrupt (Linux's default_idle: sti; hlt).
+# The simulated timer resumes the VCPU after its hlt.
+        .globl  demo_idle
+        .type   demo_idle, @function
+demo_idle:
+        sti
+        hlt
+        ret
+        .size   demo_idle, . - demo_idle
 
 # demo_tick(vcpu in eax): demo_ticks[vcpu]++.
         .globl  demo_tick
@@ -69,7 +82,7 @@ demo_work:
         ret
         .size   demo_work, . - demo_work
 
-# demo_rare(): every 64 iterations; an indirect call and a look at the banner.
+# demo_rare(): every .LRARE iterations; an indirect call and a look at the banner.
         .globl  demo_rare
         .type   demo_rare, @function
 demo_rare:

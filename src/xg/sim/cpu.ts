@@ -10,7 +10,7 @@ import { isCanonical } from './paging';
 export const enum StepResult {
   /** The instruction completed. */
   Ok,
-  /** hlt completed: the CPU idles until its next slice. */
+  /** hlt completed: the CPU sleeps until the next timer tick (scheduler.ts). */
   Halt,
   /** int3 trapped: rip is already past it. */
   Int3,

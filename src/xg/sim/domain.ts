@@ -33,8 +33,11 @@ export class SimVcpu {
   pauseCount = 0;
   /** arch.gdbsx_vcpu_event: 3 after an int3 trapped to the debugger, read-to-clear. */
   event = 0;
-  /** Executed hlt: idle until the next slice (shows as "blocked"). */
+  /** Executed hlt: sleeps (shows as "blocked") until the periodic timer wakes it (scheduler.ts). */
   halted = false;
+  /** hlt instructions that halted the VCPU, and timer ticks that woke it. */
+  halts = 0;
+  timerWakeups = 0;
   /** v->arch.hvm.single_step (monitor trap flag via debug_op). */
   singleStep = false;
   /** Instructions retired; cpu_time is derived from it. */

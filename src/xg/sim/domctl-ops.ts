@@ -85,6 +85,7 @@ const handlers: Record<number, Handler> = {
       // A NULL handle: vcpu_reset.
       v.initialised = false;
       v.down = true;
+      v.halted = false;
     } else {
       if (c.data.buf.length < c.d.layout.size) fail(c, Errno.EFAULT);
       applyContext(c.d, v, c.data.buf, c.name, { dropHighGprs: c.host.dropsHighGprs });

@@ -199,6 +199,7 @@ export function runVcpu(d: SimDomain, v: SimVcpu, budget: number, onEvent: (e: E
     }
     if (r === StepResult.Halt) {
       v.halted = true;
+      v.halts++;
       break;
     }
   }

@@ -92,9 +92,10 @@ class PageTableBuilder {
     }
   }
 
-  unmap(va: bigint): void {
+  /** Whether `va` has a present leaf entry. */
+  mapped(va: bigint): boolean {
     const at = this.leaf(va, false);
-    if (at >= 0) this.mem.writeBigUInt64LE(0n, at);
+    return at >= 0 && (this.mem.readUInt32LE(at) & PTE_P) !== 0;
   }
 }
 
@@ -109,8 +110,13 @@ export interface LoadedGuest {
   entry: bigint;
   /** cr3 for every VCPU: the L4 (64-bit) or the PDPT (32-bit PAE). */
   cr3: number;
-  /** The page after the image's highest segment: left unmapped on purpose. */
+  /** The page after the image's highest segment (the demo's _end). */
   imageEnd: bigint;
+  /**
+   * The first unmapped address after the image: the 2 MiB boundary after imageEnd
+   * (64-bit), the end of the direct map (32-bit, whose image lies inside it).
+   */
+  mappedEnd: bigint;
   directMap: bigint;
   symbols: Map<string, bigint>;
   vcpus: VcpuStart[];
@@ -118,10 +124,12 @@ export interface LoadedGuest {
   pageTables: Map<number, number>;
 }
 
-function roundUp(v: bigint): bigint {
-  const p = BigInt(PAGE_SIZE);
-  return ((v + p - 1n) / p) * p;
+function roundUp(v: bigint, to = BigInt(PAGE_SIZE)): bigint {
+  return ((v + to - 1n) / to) * to;
 }
+
+/** Linux maps its image with 2 MiB pages: the mapping ends at the 2 MiB boundary after _end. */
+const KERNEL_MAP_ALIGN = 0x200000n;
 
 export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGuest {
   const long = elf.width === 64;
@@ -130,7 +138,10 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
   if (!elf.segments.length) throw new Error('guest image has no loadable segment');
 
   let imageEnd = 0n;
+  let imageStart = elf.segments[0].vaddr;
+  const offset = elf.segments[0].vaddr - elf.segments[0].paddr;
   for (const s of elf.segments) {
+    if (s.vaddr - s.paddr !== offset) throw new Error('guest image: every segment must have the same virtual-to-physical offset (as a kernel image has)');
     const end = Number(s.paddr + s.memsz);
     if (s.paddr < BigInt(MemoryMap.imageMinPhys) || end > mem.length) {
       throw new Error(`guest segment at physical 0x${s.paddr.toString(16)}..0x${end.toString(16)} does not fit ` +
@@ -141,17 +152,23 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
     mem.fill(0, pa + s.data.length, end);
     const vend = roundUp(s.vaddr + s.memsz);
     if (vend > imageEnd) imageEnd = vend;
+    if (s.vaddr < imageStart) imageStart = s.vaddr;
   }
+  imageStart -= imageStart % BigInt(PAGE_SIZE);
 
   const pt = new PageTableBuilder(mem, long);
   pt.map(directMap, 0, mem.length / PAGE_SIZE);
-  for (const s of elf.segments) {
-    const off = s.vaddr % BigInt(PAGE_SIZE);
-    const pages = Number(roundUp(s.memsz + off)) / PAGE_SIZE;
-    pt.map(s.vaddr - off, Number(s.paddr - off), pages, true);
-  }
-  // A hole right after the image, even where the direct map covers it (32-bit).
-  pt.unmap(imageEnd);
+  // The kernel maps its own image as Linux does once booted (cleanup_highmap,
+  // xen_cleanhighmap): text, rodata, data and bss in one contiguous range from its
+  // first page to the 2 MiB boundary after its end (the rest of that is free RAM), and
+  // nothing below it. A 32-bit image lies in the direct map, which covers it already.
+  const ramEnd = BigInt(mem.length) + offset; // the virtual address of the end of RAM
+  const aligned = roundUp(imageEnd, KERNEL_MAP_ALIGN);
+  const kernelEnd = aligned < ramEnd ? aligned : ramEnd;
+  pt.map(imageStart, Number(imageStart - offset), Number(kernelEnd - imageStart) / PAGE_SIZE, true);
+  const top = long ? 1n << 64n : 1n << 32n;
+  let mappedEnd = imageEnd;
+  while (mappedEnd < top && pt.mapped(mappedEnd)) mappedEnd += BigInt(PAGE_SIZE);
 
   const vcpus: VcpuStart[] = [];
   for (let n = 0; n < nrVcpus; n++) {
@@ -170,5 +187,5 @@ export function loadGuest(mem: Buffer, elf: ElfImage, nrVcpus: number): LoadedGu
 
   const symbols = new Map<string, bigint>();
   for (const s of elf.symbols) if (!symbols.has(s.name)) symbols.set(s.name, s.value);
-  return { entry: elf.entry, cr3: pt.root, imageEnd, directMap, symbols, vcpus, pageTables: pt.tables };
+  return { entry: elf.entry, cr3: pt.root, imageEnd, mappedEnd, directMap, symbols, vcpus, pageTables: pt.tables };
 }

@@ -1,7 +1,11 @@
 // Runs the runnable VCPUs of all domains in slices on Node's event loop, so that
-// sockets (a gdb Ctrl-C) are served between slices. Nothing is scheduled when nothing
-// can run, so an idle simulation never keeps the process alive.
-import { SimDomain } from './domain';
+// sockets (a gdb Ctrl-C) are served between slices. A VCPU that executes hlt sleeps
+// until the guests' periodic timer ticks, as on hardware; while every runnable VCPU
+// sleeps, the loop waits on a host timer for the next tick instead of spinning, so an
+// idle guest costs next to nothing. Nothing is scheduled when nothing can run, so an
+// idle simulation never keeps the process alive.
+import { Flag } from './alu';
+import { SimDomain, SimVcpu } from './domain';
 import { ExecEnv, ExecEvent, runVcpu } from './execute';
 
 export interface SchedulerOptions {
@@ -11,18 +15,34 @@ export interface SchedulerOptions {
   autoRun: boolean;
   /** The hypervisor has CONFIG_GDBSX (default true): how traps meet an attached debugger (execute.ts). */
   gdbsx?: boolean;
+  /** Rate of the guests' periodic timer, in ticks per second of host time (Xen's system time). */
+  timerHz: number;
+  /** The host's monotonic clock in ms (default performance.now). */
+  now?: () => number;
 }
 
 /** VCPUs of a domain take turns in quanta this long, so they interleave within a slice. */
 const QUANTUM = 256;
-/** When every VCPU idled (hlt) in a slice, wait this long before the next one. */
-const IDLE_MS = 1;
+/**
+ * Node's timers have 1 ms granularity and may fire a little before the exact
+ * deadline: a timer callback this close to the tick counts as the tick.
+ */
+const TIMER_SLACK_MS = 1;
+
+/** What the run loop has to do next. */
+type Readiness = 'run' | 'sleep' | 'nothing';
 
 export class Scheduler {
   private immediate: NodeJS.Immediate | undefined;
   private timeout: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly env: ExecEnv;
+  private readonly periodMs: number;
+  private readonly now: () => number;
+  /** When the timer ticks next (host ms). */
+  private nextTick: number;
+  /** Timer ticks so far. */
+  ticks = 0;
 
   constructor(
     private readonly domains: () => Iterable<SimDomain>,
@@ -30,37 +50,84 @@ export class Scheduler {
     private readonly afterSlice: () => void,
     private readonly opts: SchedulerOptions,
   ) {
+    if (!(opts.timerHz > 0 && opts.timerHz <= 10000)) throw new Error('simulated timer: 1..10000 Hz');
     this.env = { gdbsx: opts.gdbsx ?? true };
+    this.periodMs = 1000 / opts.timerHz;
+    this.now = opts.now ?? (() => performance.now());
+    this.nextTick = this.now() + this.periodMs;
   }
 
-  private anyRunnable(): boolean {
-    for (const d of this.domains()) if (d.anyRunnable()) return true;
-    return false;
+  /** 'run' if some VCPU can run now; 'sleep' if the runnable ones all wait for the timer in hlt. */
+  private readiness(): Readiness {
+    let sleeping = false;
+    for (const d of this.domains()) {
+      for (const v of d.vcpus) {
+        if (!d.canRun(v)) continue;
+        if (!v.halted) return 'run';
+        if (wakeable(v)) sleeping = true;
+      }
+    }
+    return sleeping ? 'sleep' : 'nothing';
   }
 
-  /** Make sure a slice is coming if anything can run. */
-  kick(busy = true): void {
-    if (this.closed || !this.opts.autoRun || this.immediate || this.timeout || !this.anyRunnable()) return;
-    if (busy) this.immediate = setImmediate(() => this.tick());
-    else this.timeout = setTimeout(() => this.tick(), IDLE_MS);
+  /** Make sure a slice is coming if anything can run, or the timer if every runnable VCPU is halted. */
+  kick(): void {
+    if (this.closed || !this.opts.autoRun || this.immediate) return;
+    const r = this.readiness();
+    if (r === 'run') {
+      this.clearTimeout();
+      this.immediate = setImmediate(() => this.loop(false));
+    } else if (r === 'sleep') {
+      if (!this.timeout) this.timeout = setTimeout(() => this.loop(true), Math.max(0, this.nextTick - this.now()));
+    } else {
+      this.clearTimeout();
+    }
   }
 
-  private tick(): void {
-    this.immediate = this.timeout = undefined;
-    const busy = this.runSlice();
+  private loop(fromTimer: boolean): void {
+    this.immediate = undefined;
+    if (fromTimer) this.timeout = undefined;
+    const t = this.now();
+    if (t >= this.nextTick - (fromTimer ? TIMER_SLACK_MS : 0)) {
+      this.tick();
+      // Ticks missed while nothing waited for them (all paused, or a long slice) are not replayed.
+      this.nextTick = Math.max(this.nextTick + this.periodMs, t + this.periodMs / 2);
+    }
+    this.run();
     this.afterSlice();
-    this.kick(busy);
+    this.kick();
   }
 
-  /** One slice of every runnable VCPU; true if some VCPU used its whole slice (did not idle). */
-  runSlice(): boolean {
-    let busy = false;
+  /**
+   * The periodic timer interrupt: every VCPU halted with interrupts enabled resumes after
+   * its hlt. A paused VCPU stays asleep (it takes the tick after its unpause).
+   */
+  private tick(): void {
+    this.ticks++;
+    for (const d of this.domains()) {
+      for (const v of d.vcpus) {
+        if (!v.halted || !d.canRun(v) || !wakeable(v)) continue;
+        v.halted = false;
+        v.timerWakeups++;
+      }
+    }
+  }
+
+  /**
+   * One slice of every runnable VCPU, synchronously. Without autoRun there is no host
+   * clock: each call is one timer tick, then the slice.
+   */
+  runSlice(): void {
+    this.tick();
+    this.run();
+  }
+
+  private run(): void {
     for (const d of this.domains()) {
       if (!d.anyRunnable()) continue;
       const used = new Map<number, number>();
       for (const v of d.vcpus) {
-        if (!d.canRun(v)) continue;
-        v.halted = false;
+        if (!d.canRun(v) || v.halted) continue;
         // Page tables may have been edited between slices (by the debugger, by tests).
         v.cpu.flushTlb();
         used.set(v.id, 0);
@@ -75,15 +142,27 @@ export class Scheduler {
           if (n > 0) progress = true;
         }
       }
-      for (const v of d.vcpus) if ((used.get(v.id) ?? 0) >= this.opts.slice) busy = true;
     }
-    return busy;
+  }
+
+  private clearTimeout(): void {
+    if (this.timeout) clearTimeout(this.timeout);
+    this.timeout = undefined;
   }
 
   close(): void {
     this.closed = true;
     if (this.immediate) clearImmediate(this.immediate);
-    if (this.timeout) clearTimeout(this.timeout);
-    this.immediate = this.timeout = undefined;
+    this.immediate = undefined;
+    this.clearTimeout();
   }
+}
+
+/**
+ * A halted VCPU resumes on an interrupt only if it accepts interrupts: PV, its event
+ * channel upcalls are not masked (cli/sti); PVH, rflags.IF. `cli; hlt` sleeps for good.
+ */
+function wakeable(v: SimVcpu): boolean {
+  const c = v.cpu;
+  return c.virtualIf ? !c.eventMask : (c.rflags & Flag.IF) !== 0;
 }

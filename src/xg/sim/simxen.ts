@@ -39,6 +39,11 @@ export interface SimXenOptions {
   autoRun?: boolean;
   /** Instructions per VCPU per slice. Default 4000. */
   sliceInstructions?: number;
+  /**
+   * The guests' periodic timer, in ticks per second of host time (default 100, Linux's
+   * HZ=100): each tick wakes the VCPUs halted in hlt. Without autoRun each runSlice() is a tick.
+   */
+  timerHz?: number;
 }
 
 export interface CreateDomainOptions {
@@ -85,6 +90,11 @@ export interface SimDomainState {
   crashReason: string | undefined;
   dying: boolean;
   instructions: number[];
+  /** Asleep in hlt, waiting for the timer. */
+  halted: boolean[];
+  /** hlt instructions that put the VCPU to sleep, and timer ticks that woke it. */
+  halts: number[];
+  timerWakeups: number[];
 }
 
 /** A VCPU's live registers: GPRs by name plus the ones a debugger cares about. */
@@ -92,8 +102,14 @@ export type SimRegisters = Record<GprName | 'rip' | 'rflags' | 'cr0' | 'cr2' | '
 
 export interface GuestLayout {
   entry: bigint;
-  /** First address after the image: unmapped on purpose. */
+  /** The page after the image (the demo's _end). */
   imageEnd: bigint;
+  /**
+   * The first unmapped address after the image: the kernel maps its image up to the
+   * 2 MiB boundary after _end (64-bit); a 32-bit image lies in the direct map, which ends
+   * with RAM.
+   */
+  mappedEnd: bigint;
   directMap: bigint;
   /** Physical address of the top-level page table (every VCPU's cr3). */
   cr3: number;
@@ -154,7 +170,7 @@ export class SimXen implements Hypercalls {
       for (const l of this.textPokes) l.afterSlice();
       this.flushEvents();
     },
-      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx });
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx, timerHz: o.timerHz ?? 100 });
     this.monitor = new SimMonitor({
       interfaceVersion: this.interfaceVersion,
       mtf: this.mtf,
@@ -319,6 +335,9 @@ export class SimXen implements Hypercalls {
       crashReason: d.crashReason,
       dying: d.dying,
       instructions: d.vcpus.map((v) => v.instructions),
+      halted: d.vcpus.map((v) => v.halted),
+      halts: d.vcpus.map((v) => v.halts),
+      timerWakeups: d.vcpus.map((v) => v.timerWakeups),
     };
   }
 
@@ -336,7 +355,7 @@ export class SimXen implements Hypercalls {
   layout(domid: number): GuestLayout {
     const g = this.loaded.get(domid);
     if (!g) throw new Error(`domain ${domid} has no loaded image`);
-    return { entry: g.entry, imageEnd: g.imageEnd, directMap: g.directMap, cr3: g.cr3 };
+    return { entry: g.entry, imageEnd: g.imageEnd, mappedEnd: g.mappedEnd, directMap: g.directMap, cr3: g.cr3 };
   }
 
   /** Read guest memory by virtual address through `vcpu`'s page tables (not the debugger path). */
@@ -441,7 +460,10 @@ export class SimXen implements Hypercalls {
     };
   }
 
-  /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
+  /**
+   * A timer tick, then one slice of every runnable VCPU, now (with autoRun: false, the
+   * only way guests run; each call is one period of the guests' timer).
+   */
   runSlice(): void {
     this.sched.runSlice();
     this.flushEvents();

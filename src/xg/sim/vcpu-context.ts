@@ -195,8 +195,9 @@ export function applyContext(d: SimDomain, v: SimVcpu, buf: Buffer, op: string, 
     }
     if (d.type === 'pvh') Object.assign(v.sel, defaultSelectors(d));
     v.initialised = true;
+    v.halted = false;
   }
-  v.halted = false;
+  // A VCPU halted in hlt stays halted until an interrupt: a new context does not wake it.
   c.flushTlb();
 }
 
