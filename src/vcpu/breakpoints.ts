@@ -7,6 +7,13 @@ import { BreakpointJournal, JournalEntry } from './bpJournal';
 
 export const INT3 = 0xcc;
 
+/** One guest byte under our int3, shared by every breakpoint address that reaches it. */
+interface Site {
+  orig: number;
+  refs: number;
+  key?: string;
+}
+
 export class SwBreakpoints {
   private readonly mem: GuestMemory;
   /**
@@ -14,7 +21,13 @@ export class SwBreakpoints {
    * `monitor pgd3` may change before removal, which must hit the same page), and the
    * pgd3 it was inserted under (reads are shadowed only under the same one).
    */
-  private readonly saved = new Map<bigint, { orig: number; pin: MemoryPin; pgd3: bigint }>();
+  private readonly saved = new Map<bigint, { site: Site; pin: MemoryPin; pgd3: bigint }>();
+  /**
+   * The bytes our int3s sit on, by frame and offset where the path knows them: two
+   * addresses can reach one byte (aliases; a 32-bit guest's `monitor pgd3` changes what
+   * an address means), and the second insert must not take our int3 for the original.
+   */
+  private readonly sites = new Map<string, Site>();
 
   /** Where our int3s are recorded for a stub that comes after a killed one (see bpJournal.ts). */
   journal: BreakpointJournal | undefined;
@@ -26,7 +39,7 @@ export class SwBreakpoints {
   private record(extra?: JournalEntry): void {
     if (!this.journal) return;
     const entries = [...this.saved].map(([a, bp]): JournalEntry => ({
-      addr: a.toString(16), orig: bp.orig, frame: bp.pin.frame?.toString(16), offset: bp.pin.offset,
+      addr: a.toString(16), orig: bp.site.orig, frame: bp.pin.frame?.toString(16), offset: bp.pin.offset,
     }));
     if (extra) entries.push(extra);
     this.journal.write(entries);
@@ -48,23 +61,33 @@ export class SwBreakpoints {
   insert(addr: bigint, space: AddressSpace): void {
     if (this.saved.has(addr)) return;
     const pin = this.mem.pin(addr, space);
-    const orig = pin.read();
+    const key = pin.frame !== undefined ? `${pin.frame.toString(16)}+${pin.offset ?? 0}` : undefined;
+    const shared = key !== undefined ? this.sites.get(key) : undefined;
+    const orig = shared ? shared.orig : pin.read();
     // On disk before it is in the guest: a SIGKILL in between leaves a harmless entry.
     this.record({ addr: addr.toString(16), orig, frame: pin.frame?.toString(16), offset: pin.offset });
-    try {
-      pin.write(INT3);
-    } catch (e) {
-      this.record();
-      throw e;
+    if (!shared) {
+      try {
+        pin.write(INT3);
+      } catch (e) {
+        this.record();
+        throw e;
+      }
     }
-    this.saved.set(addr, { orig, pin, pgd3: space.pgd3 });
+    const site = shared ?? { orig, refs: 0, key };
+    site.refs++;
+    if (key !== undefined) this.sites.set(key, site);
+    this.saved.set(addr, { site, pin, pgd3: space.pgd3 });
   }
 
   /** Removing an unknown address is not an error (gdb may remove twice). */
   remove(addr: bigint): void {
     const bp = this.saved.get(addr);
     if (bp === undefined) return;
-    bp.pin.write(bp.orig);
+    // The byte goes back only when no other address of ours still has its int3 there.
+    if (bp.site.refs <= 1) bp.pin.write(bp.site.orig);
+    bp.site.refs--;
+    if (bp.site.refs <= 0 && bp.site.key !== undefined) this.sites.delete(bp.site.key);
     this.saved.delete(addr);
     this.record();
   }
@@ -91,7 +114,7 @@ export class SwBreakpoints {
   lift(): () => void {
     const lifted: bigint[] = [];
     for (const [a, bp] of this.saved) {
-      bp.pin.write(bp.orig);
+      bp.pin.write(bp.site.orig);
       lifted.push(a);
     }
     return () => {
@@ -99,7 +122,7 @@ export class SwBreakpoints {
         const bp = this.saved.get(a);
         if (!bp) continue;
         const now = bp.pin.read();
-        if (now !== bp.orig && now !== INT3) bp.orig = now;
+        if (now !== bp.site.orig && now !== INT3) bp.site.orig = now;
         bp.pin.write(INT3);
       }
       if (lifted.length) this.record();
@@ -111,14 +134,14 @@ export class SwBreakpoints {
     if (this.saved.size === 0 || buf.length === 0) return buf;
     const end = addr + BigInt(buf.length);
     for (const [a, bp] of this.saved) {
-      if (a >= addr && a < end && bp.pgd3 === space.pgd3) buf[Number(a - addr)] = bp.orig;
+      if (a >= addr && a < end && bp.pgd3 === space.pgd3) buf[Number(a - addr)] = bp.site.orig;
     }
     return buf;
   }
 
   /** Whether the int3 at `addr` is one of ours (pc - 1 after a trap). */
   orig(addr: bigint): number | undefined {
-    return this.saved.get(addr)?.orig;
+    return this.saved.get(addr)?.site.orig;
   }
 
   /** A write over breakpoints: keep int3 in memory, remember the new bytes as originals. */
@@ -134,7 +157,7 @@ export class SwBreakpoints {
     this.mem.write(addr, patched, space);
     for (const a of hits) {
       const bp = this.saved.get(a);
-      if (bp) bp.orig = data[Number(a - addr)];
+      if (bp) bp.site.orig = data[Number(a - addr)];
     }
     this.record();
   }

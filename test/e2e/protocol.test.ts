@@ -222,3 +222,26 @@ describe('RSP conformance (raw packets)', function () {
     assert.match(await c.request('?'), /^T05/);
   });
 });
+
+describe('breakpoints on aliases of one byte (32-bit guest)', function () {
+  this.timeout(30000);
+  let stub: Stub;
+  afterEach(async () => stub.close());
+
+  it('two addresses that reach the same byte (0xA and 0x1_0000_000A on a 32-bit guest): no int3 left, whatever the removal order', async () => {
+    stub = await startStub({ vcpus: 2, width: 32 });
+    const tick = symbols(stub.image).get('demo_tick') as bigint;
+    const orig = stub.sim.readVirt(stub.domid, tick, 1)[0];
+    const c = await RspClient.session(stub.port);
+    const alias = tick + (1n << 32n); // the stub masks addresses to the guest's width
+    for (const order of [[tick, alias], [alias, tick]]) {
+      assert.strictEqual(await c.request(`Z0,${tick.toString(16)},1`), 'OK');
+      assert.strictEqual(await c.request(`Z0,${alias.toString(16)},1`), 'OK');
+      assert.strictEqual(stub.sim.readVirt(stub.domid, tick, 1)[0], 0xcc);
+      for (const a of order) assert.strictEqual(await c.request(`z0,${a.toString(16)},1`), 'OK');
+      assert.strictEqual(stub.sim.readVirt(stub.domid, tick, 1)[0], orig, `removed in the order ${order.map((a) => a.toString(16))}`);
+    }
+    assert.strictEqual(await c.request('D'), 'OK');
+    c.close();
+  });
+});
