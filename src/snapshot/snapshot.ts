@@ -238,7 +238,12 @@ export async function snapshotDomain(xc: XenControl, domid: number, file: string
     }
     // Headers last: the kernel's mappings come from the snapshot's own page tables.
     const root = kernelWalkRoot(cpus, info.hvm, width, frames);
-    const walk = root ? walkKernel({ ...root, readPage: (p) => (core.present.has(p) ? core.readPage(p) : undefined) }) : [];
+    // Only what the snapshot holds: the kernel also maps device memory (APIC, HPET) that is no RAM.
+    const held = (f: number) => {
+      const p = frames.pfnOfFrame(f);
+      return p !== undefined && core.present.has(p) ? p : undefined;
+    };
+    const walk = root ? walkKernel({ ...root, pfnOfFrame: held, readPage: (p) => core.readPage(p) }) : [];
     const layout = buildLayout(width, core.present, walk, (p) => core.offsetOf(p));
     const notes = Buffer.concat([
       ...cpus.map((c) => prstatus(width, c.vcpu, c.state)),

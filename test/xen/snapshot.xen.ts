@@ -29,6 +29,8 @@ function debugVmlinux(): string | undefined {
 /** Snapshot `g` in dom0, bring the core to the host (gzip in dom0: zero pages cost nothing). */
 async function snapshot(g: LabGuest): Promise<{ out: string; core: string }> {
   const remote = `/tmp/snap-${g.name}.core`;
+  // dom0's /tmp is in its RAM: nothing of an earlier run may stay there.
+  await labExec('rm -f /tmp/snap-* /tmp/.snap-*');
   const r = await labExec(`node /opt/gdbsx/bin/gdbsx snapshot ${g.domid} ${remote}`, { timeoutMs: 600000 });
   assert.strictEqual(r.code, 0, r.stdout + r.stderr);
   const z = await labExec(`gzip -1 -c ${remote} > ${remote}.gz && rm -f ${remote} && ls -l ${remote}.gz`, { timeoutMs: 600000 });
