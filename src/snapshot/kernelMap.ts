@@ -44,9 +44,14 @@ export function walkKernel(w: KernelWalk): VaRun[] {
     if (last && last.vpn + last.pages === vpn && last.pfn + last.pages === pfn) last.pages += pages;
     else runs.push({ vpn, pfn, pages });
   };
+  // A table reached twice is an alias (Linux's espfix maps one small table over and over
+  // across 512 GiB): walking it again would only add the same pages at other addresses.
+  const seen = new Set<number>();
   const table = (frame: number): Buffer | undefined => {
     const pfn = w.pfnOfFrame(frame);
-    return pfn === undefined ? undefined : w.readPage(pfn);
+    if (pfn === undefined || seen.has(pfn)) return undefined;
+    seen.add(pfn);
+    return w.readPage(pfn);
   };
   const leaf = (vpn: number, frame: number, pages: number) => {
     // A large page: its frames are contiguous in the frame space; map each 4 KiB through pfnOfFrame.
@@ -89,5 +94,9 @@ export function walkKernel(w: KernelWalk): VaRun[] {
     const va = BigInt(vpn) << 12n;
     return w.kind === '4level' && va >= 1n << 47n ? va | 0xffff000000000000n : va;
   };
-  return runs.slice(0, MAX_RUNS).map((r) => ({ va: toVa(r.vpn), pfn: r.pfn, pages: r.pages }));
+  // Past the cap, keep the kernel image and the biggest runs (the direct map, stacks).
+  const kept = runs.length <= MAX_RUNS ? runs
+    : [...runs].sort((a, b) => Number(toVa(b.vpn) >= 0xffffffff80000000n) - Number(toVa(a.vpn) >= 0xffffffff80000000n) || b.pages - a.pages)
+      .slice(0, MAX_RUNS).sort((a, b) => a.vpn - b.vpn);
+  return kept.map((r) => ({ va: toVa(r.vpn), pfn: r.pfn, pages: r.pages }));
 }
