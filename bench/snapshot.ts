@@ -76,8 +76,10 @@ async function labRows(runs: number): Promise<Row[]> {
     // The peer: xl dump-core of the same guest, paused for the whole copy (what a consistent dump needs with it).
     const peer: number[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await labExec(`t0=$(date +%s%N); xl pause ${g.xlName}; xl dump-core ${g.xlName} /tmp/bench-${name}.xlcore; xl unpause ${g.xlName}; t1=$(date +%s%N); rm -f /tmp/bench-${name}.xlcore; echo $(( (t1 - t0) / 1000 ))`, { timeoutMs: 600000 });
-      peer.push(Number(r.stdout.trim().split('\n').pop()) / 1000);
+      // Timed by the agent around the three commands (dom0's busybox date has no %N).
+      const r = await labExec(`xl pause ${g.xlName}; xl dump-core ${g.xlName} /tmp/bench-${name}.xlcore; xl unpause ${g.xlName}`, { timeoutMs: 600000 });
+      await labExec(`rm -f /tmp/bench-${name}.xlcore`);
+      peer.push(r.ms);
     }
     rows.push({
       where: `lab ${name}`, guestMiB: g.memoryMiB, method: snaps[0].method, pausedMs: median(snaps.map((s) => s.paused)), totalMs: median(snaps.map((s) => s.total)),
