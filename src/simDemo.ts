@@ -14,6 +14,8 @@ export interface SimDemoOptions {
   xen?: SimXenOptions;
   /** The guest kernel handles its own int3 and #DB (as Linux does while patching its text). */
   guestTrapHandlers?: boolean;
+  /** Guest RAM in MiB (default 64). */
+  memMiB?: number;
 }
 
 export function demoImage(width: 32 | 64): string {
@@ -23,7 +25,7 @@ export function demoImage(width: 32 | 64): string {
 export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid: number } {
   const sim = new SimXen(o.xen ?? {});
   const image = demoImage(o.width);
-  const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image, guestTrapHandlers: o.guestTrapHandlers });
+  const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image, guestTrapHandlers: o.guestTrapHandlers, memMiB: o.memMiB });
   const close = () => {
     // For tests of the exit paths (signals): print what the stub left behind.
     if (process.env.GDBSX_SIM_EXIT_REPORT) process.stdout.write(`sim-exit-report ${JSON.stringify(guestIntegrity(sim, domid, image))}\n`);

@@ -57,6 +57,15 @@ export class SwBreakpoints {
     return [...this.saved.keys()];
   }
 
+  /** Where our int3s sit (frame and offset, where the path knows them) and the bytes they hide: for a snapshot of memory. */
+  originals(): { frame: bigint; offset: number; orig: number }[] {
+    const out: { frame: bigint; offset: number; orig: number }[] = [];
+    for (const bp of this.saved.values()) {
+      if (bp.pin.frame !== undefined && bp.pin.offset !== undefined) out.push({ frame: bp.pin.frame, offset: bp.pin.offset, orig: bp.site.orig });
+    }
+    return out;
+  }
+
   /** Idempotent: inserting twice must not save our own 0xCC as the original. */
   insert(addr: bigint, space: AddressSpace): void {
     if (this.saved.has(addr)) return;

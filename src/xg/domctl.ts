@@ -18,6 +18,7 @@ export const DomctlCmd = {
   pausedomain: 3,
   unpausedomain: 4,
   getdomaininfo: 5,
+  shadow_op: 10,
   setvcpucontext: 12,
   getvcpucontext: 13,
   setdebugging: 18,
@@ -82,6 +83,14 @@ export const Off = {
   monOp: 16,
   monEvent: 20,
   monSync: 24,
+  // shadow_op: op, mode, mb, dirty_bitmap handle, pages (IN/OUT), stats (OUT)
+  shadowOp: 16,
+  shadowMode: 20,
+  shadowMb: 24,
+  shadowBitmap: 32,
+  shadowPages: 40,
+  shadowFaultCount: 48,
+  shadowDirtyCount: 52,
   // gdbsx_guestmemio
   memPgd3val: 16,
   memGva: 24,
@@ -111,6 +120,12 @@ export const DomInf = {
   shutdownShift: 16,
   shutdownMask: 0xff,
 } as const;
+
+/** XEN_DOMCTL_SHADOW_OP_* (shadow_op.op) and the mode flags we use. */
+export const ShadowOp = { off: 0, enableLogDirty: 2, clean: 11, peek: 12, enable: 32 } as const;
+export const SHADOW_ENABLE_LOG_DIRTY = 1 << 2;
+/** CLEAN/PEEK mode: the last round (HVM: also the frames Xen itself maps writable). */
+export const SHADOW_LOGDIRTY_FINAL = 1 << 0;
 
 /** SHUTDOWN_* reasons (xen/include/public/sched.h). */
 export const ShutdownReason = { poweroff: 0, reboot: 1, suspend: 2, crash: 3, watchdog: 4, softReset: 5 } as const;
@@ -152,7 +167,7 @@ export const HVM_PARAM_MONITOR_RING_PFN = 28;
 export const HVM_PARAM_SIZE = 16;
 
 /** XENMEM_* sub-ops and struct xen_memory_reservation (32 bytes). */
-export const XenMem = { increaseReservation: 0, decreaseReservation: 1, populatePhysmap: 6 } as const;
+export const XenMem = { increaseReservation: 0, decreaseReservation: 1, populatePhysmap: 6, maximumGpfn: 14 } as const;
 export const MemRes = { extentStart: 0, nrExtents: 8, extentOrder: 16, memFlags: 20, domid: 24, size: 32 } as const;
 
 /** XEN_DMOP_inject_event: struct xen_dm_op (op u32 @0, then the inject_event payload). */
@@ -195,6 +210,8 @@ export interface DomainInfo {
   debugged: boolean;
   totPages: bigint;
   maxPages: bigint;
+  /** The shared_info page's frame (an MFN for PV guests). */
+  sharedInfoFrame: bigint;
   cpuTimeNs: bigint;
   nrOnlineVcpus: number;
   maxVcpuId: number;
@@ -217,6 +234,7 @@ export function decodeDomainInfo(b: Buffer): DomainInfo {
     debugged: (flags & DomInf.debugged) !== 0,
     totPages: b.readBigUInt64LE(Off.infoTotPages),
     maxPages: b.readBigUInt64LE(Off.infoMaxPages),
+    sharedInfoFrame: b.readBigUInt64LE(Off.infoSharedInfoFrame),
     cpuTimeNs: b.readBigUInt64LE(Off.infoCpuTime),
     nrOnlineVcpus: b.readUInt32LE(Off.infoNrOnlineVcpus),
     maxVcpuId: b.readUInt32LE(Off.infoMaxVcpuId),
@@ -225,13 +243,14 @@ export function decodeDomainInfo(b: Buffer): DomainInfo {
 }
 
 /** Encode a DomainInfo into a getdomaininfo reply (used by the simulated Xen). */
-export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hvm' | 'shutdown' | 'shutdownReason' | 'paused' | 'blocked' | 'running' | 'debugged' | 'handle'> & { handle?: Buffer }): void {
+export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hvm' | 'shutdown' | 'shutdownReason' | 'paused' | 'blocked' | 'running' | 'debugged' | 'handle' | 'sharedInfoFrame'> & { handle?: Buffer; sharedInfoFrame?: bigint }): void {
   b.fill(0, DOMCTL_PAYLOAD);
   b.writeUInt16LE(info.domid, Off.infoDomain);
   b.writeUInt16LE(info.domid, Off.domain);
   b.writeUInt32LE(info.flags >>> 0, Off.infoFlags);
   b.writeBigUInt64LE(info.totPages, Off.infoTotPages);
   b.writeBigUInt64LE(info.maxPages, Off.infoMaxPages);
+  b.writeBigUInt64LE(info.sharedInfoFrame ?? 0n, Off.infoSharedInfoFrame);
   b.writeBigUInt64LE(info.cpuTimeNs, Off.infoCpuTime);
   b.writeUInt32LE(info.nrOnlineVcpus, Off.infoNrOnlineVcpus);
   b.writeUInt32LE(info.maxVcpuId, Off.infoMaxVcpuId);

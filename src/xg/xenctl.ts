@@ -4,7 +4,7 @@
 import createDebug from 'debug';
 import {
   DOMCTL_INTERFACE_VERSIONS, DMOP_INJECT_EVENT, DOMID_INVALID, DmOpInject, DomctlCmd, DebugOp, DomainInfo, DomStatus,
-  HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off,
+  HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off, ShadowOp,
   VCPU_CONTEXT_ANY_SIZE, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
@@ -239,6 +239,35 @@ export class XenControl {
       op.writeUInt32LE(event, Off.monEvent);
       op.writeUInt8(sync ? 1 : 0, Off.monSync);
     });
+  }
+
+  /**
+   * XEN_DOMCTL_shadow_op for log-dirty: ENABLE_LOGDIRTY, OFF, or CLEAN/PEEK into `bitmap`
+   * (bit pfn%8 of byte pfn/8: written since the last CLEAN). Returns the pfns Xen covered
+   * and its stats.
+   */
+  shadowOp(domid: number, op: number, mode = 0, bitmap?: Buffer): { pages: bigint; faultCount: number; dirtyCount: number } {
+    const r = this.call(DomctlCmd.shadow_op, domid, (b) => {
+      b.writeUInt32LE(op, Off.shadowOp);
+      b.writeUInt32LE(mode, Off.shadowMode);
+      b.writeBigUInt64LE(bitmap ? BigInt(bitmap.length * 8) : 0n, Off.shadowPages);
+    }, bitmap ? { buf: bitmap, handleOffset: Off.shadowBitmap } : undefined);
+    return { pages: r.readBigUInt64LE(Off.shadowPages), faultCount: r.readUInt32LE(Off.shadowFaultCount), dirtyCount: r.readUInt32LE(Off.shadowDirtyCount) };
+  }
+
+  logDirtyEnable(domid: number): void {
+    this.shadowOp(domid, ShadowOp.enableLogDirty);
+  }
+
+  logDirtyOff(domid: number): void {
+    this.shadowOp(domid, ShadowOp.off);
+  }
+
+  /** XENMEM_maximum_gpfn: the highest guest frame the domain's p2m has mapped (HVM/PVH). */
+  maximumGpfn(domid: number): bigint {
+    const arg = Buffer.alloc(8);
+    arg.writeUInt16LE(domid, 0);
+    return BigInt(this.named(`XENMEM_maximum_gpfn(dom${domid})`, () => this.hc.memoryOp(XenMem.maximumGpfn, arg)));
   }
 
   /** HVMOP_get_param. */

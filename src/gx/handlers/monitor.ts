@@ -2,6 +2,8 @@
 import type { Reply, Session } from '../session';
 import { readField } from '../../xg/context';
 import { formatThreadId } from '../threadId';
+import { snapshotStopped } from '../../snapshot';
+import { UserError, XenError } from '../../xg/errors';
 
 const HELP = `gdbsx monitor commands:
   help                 this text
@@ -16,6 +18,8 @@ const HELP = `gdbsx monitor commands:
   cr3                  the table each thread's memory reads start from (cr3, mode, root frame)
   pgd3 <hex>           (gdbsx, 32-bit guests) translate through this PAE L2 table (init_mm.pgd[3]) for
                        32-bit guest module addresses; "pgd3 0" goes back to the thread's cr3
+  snapshot <path>      write the stopped guest as an ELF core to <path> on the stub's host
+                       (memory and every VCPU's registers; open with gdb vmlinux <path>)
 `;
 
 function hex(v: bigint | undefined, w: number): string {
@@ -49,8 +53,25 @@ function vcpusText(s: Session): string {
   return lines.join('\n') + '\n';
 }
 
-export function runMonitor(s: Session, line: string): Reply {
+export function runMonitor(s: Session, line: string): Reply | Promise<Reply> {
+  const [cmd, ...args] = line.trim().split(/\s+/);
+  if (cmd === 'snapshot') return snapshotCommand(s, args.join(' '));
   s.console(monitorOutput(s, line));
+  return 'OK';
+}
+
+/** The guest is stopped while gdb has it: copy it as it stands; our int3s' original bytes go in the file. */
+async function snapshotCommand(s: Session, file: string): Promise<Reply> {
+  if (!file) {
+    s.console('usage: monitor snapshot <path>   (a path on the host the stub runs on)\n');
+    return 'OK';
+  }
+  try {
+    s.console(await snapshotStopped(s.guest.xc, s.guest.domid, file, s.guest.bps.originals()));
+  } catch (e) {
+    if (!(e instanceof UserError || e instanceof XenError || (e as NodeJS.ErrnoException).code)) throw e;
+    s.console(`snapshot failed: ${(e as Error).message}\n`);
+  }
   return 'OK';
 }
 

@@ -60,6 +60,8 @@ export class X86Core {
 
   /** The physical memory this CPU addresses (the domain's RAM). */
   readonly mem: Buffer;
+  /** Log-dirty on: one byte per frame of `mem`, set on every write (the domain's, shared by its VCPUs). */
+  dirtyLog: Uint8Array | undefined;
   private readonly tlb = new Map<number, number>();
   private lastKey = -1;
   private lastBase = 0;
@@ -200,6 +202,7 @@ export class X86Core {
     const mem = this.mem;
     if ((lo & 0xfff) + bytes <= PAGE_SIZE) {
       const pa = this.xlate(lo, hi);
+      if (this.dirtyLog) this.dirtyLog[pa >>> 12] = 1;
       switch (size) {
         case 8: mem[pa] = vLo; break;
         case 16: mem.writeUInt16LE(vLo & 0xffff, pa); break;
@@ -216,6 +219,7 @@ export class X86Core {
       pas.push(this.xlate(a.lo, a.hi));
     }
     for (let i = 0; i < bytes; i++) {
+      if (this.dirtyLog) this.dirtyLog[pas[i] >>> 12] = 1;
       mem[pas[i]] = i < 4 ? (vLo >>> (8 * i)) & 0xff : (vHi >>> (8 * (i - 4))) & 0xff;
     }
   }

@@ -125,6 +125,12 @@ export class SimDomain {
   readonly specialFrames = new Map<number, Buffer>();
   /** RAM frames taken out of the physmap (XENMEM_decrease_reservation): holes for foreign mappings. */
   readonly removedFrames = new Set<number>();
+  /** Log-dirty mode (shadow_op): one byte per RAM frame, set by every write to it; undefined when off. */
+  dirtyLog: Uint8Array | undefined;
+  /** Log-dirty stats since the last CLEAN (dirty_count: frames newly dirtied). */
+  dirtyStats = { faults: 0, dirty: 0 };
+  /** PV: the shared_info page (a special frame) with the p2m frame lists, built at creation. */
+  sharedInfoFrame = 0;
 
   constructor(c: DomainConfig) {
     this.domid = c.domid;
@@ -175,6 +181,19 @@ export class SimDomain {
     if (this.shutdownCode !== undefined) return;
     this.shutdownCode = code;
     if (code === ShutdownReason.crash) this.crashReason = reason ?? 'crashed';
+  }
+
+  /** Log-dirty on or off: every VCPU's CPU marks its writes in the same log. */
+  setDirtyLog(log: Uint8Array | undefined): void {
+    this.dirtyLog = log;
+    for (const v of this.vcpus) v.cpu.dirtyLog = log;
+    this.dirtyStats = { faults: 0, dirty: 0 };
+  }
+
+  /** A write from outside the CPU (a backend, the debugger, a test playing the guest) to [pa, pa+len). */
+  markDirty(pa: number, len: number): void {
+    if (!this.dirtyLog || len <= 0) return;
+    for (let f = Math.floor(pa / 4096); f <= Math.floor((pa + len - 1) / 4096) && f < this.dirtyLog.length; f++) this.dirtyLog[f] = 1;
   }
 
   /** Domain-wide cpu_time in ns: the simulated CPUs retire one instruction per ns. */

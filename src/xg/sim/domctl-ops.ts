@@ -10,6 +10,7 @@ import { getPageFrameInfo } from './foreign';
 import { guestMemIo } from './memio';
 import type { SimMonitor } from './monitor';
 import { applyContext, encodeContext, getHvmContextPartial } from './vcpu-context';
+import { shadowOp } from './logDirty';
 
 /** The simulated toolstack runs in dom0: that is "current->domain" for the checks. */
 export const CALLER_DOMID = 0;
@@ -24,6 +25,8 @@ export interface DomctlHost {
   readonly dropsHighGprs?: boolean;
   readonly gdbsx: boolean;
   readonly mtf: boolean;
+  /** CONFIG_SHADOW_PAGING: PV log-dirty possible (default true). */
+  readonly shadowPaging?: boolean;
   domain(domid: number): SimDomain | undefined;
   /** Existing domains in domid order. */
   domains(): SimDomain[];
@@ -101,6 +104,12 @@ const handlers: Record<number, Handler> = {
   [DomctlCmd.getpageframeinfo3](c) {
     getPageFrameInfo(c.d, c.op, c.data, c.name);
     return false;
+  },
+
+  [DomctlCmd.shadow_op](c) {
+    const r = shadowOp(c.d, c.op, c.data, c.name, CALLER_DOMID, c.host.shadowPaging ?? true);
+    c.host.changed(c.d, 'log-dirty op');
+    return r;
   },
 
   [DomctlCmd.setdebugging](c) {
@@ -187,6 +196,7 @@ function fillDomainInfo(op: Buffer, d: SimDomain): void {
     nrOnlineVcpus: online,
     maxVcpuId: d.vcpus.length - 1,
     handle: d.handle,
+    sharedInfoFrame: BigInt(d.sharedInfoFrame),
   });
 }
 

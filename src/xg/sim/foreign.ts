@@ -36,7 +36,8 @@ class SimForeignMapping implements ForeignMapping {
   private pages: (Buffer | undefined)[];
   private live = true;
 
-  constructor(pages: (Buffer | number)[], writable: boolean, private readonly onUnmap: (m: SimForeignMapping) => void) {
+  constructor(pages: (Buffer | number)[], writable: boolean, private readonly onUnmap: (m: SimForeignMapping) => void,
+    private readonly onWrite: (frameIndex: number) => void = () => undefined) {
     this.frames = pages.length;
     this.writable = writable;
     this.errors = pages.map((p) => (typeof p === 'number' ? p : 0));
@@ -77,6 +78,8 @@ class SimForeignMapping implements ForeignMapping {
   write(offset: number, from: Buffer): void {
     if (this.live && !this.writable) throw new XenError('foreign mapping write', Errno.EACCES, 'the mapping is read-only');
     this.span(offset, from.length, 'write');
+    // Log-dirty sees writes through a writable foreign mapping too.
+    for (let i = Math.floor(offset / PAGE_SIZE); from.length > 0 && i <= Math.floor((offset + from.length - 1) / PAGE_SIZE); i++) this.onWrite(i);
     this.copy(offset, from.length, (page, pageOff, bufOff, n) => from.copy(page, pageOff, bufOff, bufOff + n));
   }
 
@@ -102,7 +105,8 @@ export class ForeignMaps {
     if (!d || d.dying) throw new XenError(op, Errno.ESRCH, 'no such domain');
     const set = this.live.get(domid) ?? new Set<SimForeignMapping>();
     this.live.set(domid, set);
-    const m = new SimForeignMapping(frames.map((f) => resolveFrame(d, f, writable)), writable, (x) => set.delete(x));
+    const m = new SimForeignMapping(frames.map((f) => resolveFrame(d, f, writable)), writable, (x) => set.delete(x),
+      (i) => d.markDirty(Number(frames[i]) * PAGE_SIZE, PAGE_SIZE));
     set.add(m);
     return m;
   }

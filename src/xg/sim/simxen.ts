@@ -4,7 +4,7 @@
 import { createHash } from 'crypto';
 import fs from 'fs';
 import path from 'path';
-import { ShutdownReason, XenVer } from '../domctl';
+import { ShutdownReason, XenMem, XenVer } from '../domctl';
 import { Errno, XenError } from '../errors';
 import { DomctlData, EventPort, ForeignMapping, Hypercalls } from '../hypercalls';
 import { X86Cpu } from './cpu';
@@ -15,6 +15,7 @@ import { parseElf } from './elf';
 import { ExecEvent } from './execute';
 import { ForeignMaps } from './foreign';
 import { LoadedGuest, loadGuest } from './loader';
+import { buildPvSharedInfo } from './logDirty';
 import { MonitorDebugType, SimMonitor, SimMonitorState } from './monitor';
 import { SimRelease, dropsHighGprs, interfaceVersionOf, parseRelease } from './release';
 import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './userMode';
@@ -44,6 +45,8 @@ export interface SimXenOptions {
    * HZ=100): each tick wakes the VCPUs halted in hlt. Without autoRun each runSlice() is a tick.
    */
   timerHz?: number;
+  /** CONFIG_SHADOW_PAGING: log-dirty for PV guests (false: shadow_op ENABLE gives EOPNOTSUPP for PV). Default true. */
+  shadowPaging?: boolean;
 }
 
 export interface CreateDomainOptions {
@@ -95,6 +98,8 @@ export interface SimDomainState {
   /** hlt instructions that put the VCPU to sleep, and timer ticks that woke it. */
   halts: number[];
   timerWakeups: number[];
+  /** Log-dirty mode is on (shadow_op). */
+  logDirty: boolean;
 }
 
 /** A VCPU's live registers: GPRs by name plus the ones a debugger cares about. */
@@ -184,6 +189,7 @@ export class SimXen implements Hypercalls {
       dropsHighGprs: this.release !== undefined && dropsHighGprs(this.release),
       gdbsx: this.gdbsx,
       mtf: this.mtf,
+      shadowPaging: o.shadowPaging ?? true,
       domain: (id) => this.doms.get(id),
       domains: () => [...this.doms.values()].sort((a, b) => a.domid - b.domid),
       changed: (d, what) => {
@@ -227,8 +233,14 @@ export class SimXen implements Hypercalls {
     return this.monitor.hvmOp(cmd, arg);
   }
 
-  /** XENMEM_decrease_reservation / populate_physmap of single frames (monitor.ts). */
+  /** XENMEM_maximum_gpfn here; XENMEM_decrease_reservation / populate_physmap of single frames (monitor.ts). */
   memoryOp(cmd: number, arg: Buffer, data?: DomctlData): number {
+    if (cmd === XenMem.maximumGpfn) {
+      const d = arg.length >= 2 ? this.doms.get(arg.readUInt16LE(0)) : undefined;
+      if (!d) throw new XenError('XENMEM_maximum_gpfn', Errno.ESRCH);
+      // The p2m's highest mapped frame: RAM, or a special page above it (HVM); PV: max_pfn - 1.
+      return Math.max(d.mem.length / 4096 - 1, ...(d.hvm ? d.specialFrames.keys() : []));
+    }
     return this.monitor.memoryOp(cmd, arg, data);
   }
 
@@ -288,6 +300,7 @@ export class SimXen implements Hypercalls {
     if (o.paused) d.controllerPause = 1;
     d.guestTrapHandlers = o.guestTrapHandlers ?? false;
     this.monitor.initDomain(d);
+    if (type === 'pv') buildPvSharedInfo(d);
     this.doms.set(domid, d);
     this.loaded.set(domid, g);
     this.emit({ type: 'created', domid });
@@ -338,6 +351,7 @@ export class SimXen implements Hypercalls {
       halted: d.vcpus.map((v) => v.halted),
       halts: d.vcpus.map((v) => v.halts),
       timerWakeups: d.vcpus.map((v) => v.timerWakeups),
+      logDirty: d.dirtyLog !== undefined,
     };
   }
 
@@ -366,7 +380,10 @@ export class SimXen implements Hypercalls {
   }
 
   writeVirt(domid: number, va: bigint, data: Buffer, vcpu = 0): void {
-    this.virtCopy(domid, va, data.length, vcpu, (pa, off, n) => data.copy(this.dom(domid).mem, pa, off, off + n));
+    this.virtCopy(domid, va, data.length, vcpu, (pa, off, n) => {
+      this.dom(domid).markDirty(pa, n);
+      data.copy(this.dom(domid).mem, pa, off, off + n);
+    });
   }
 
   readPhys(domid: number, pa: number, len: number): Buffer {
@@ -378,6 +395,7 @@ export class SimXen implements Hypercalls {
   writePhys(domid: number, pa: number, data: Buffer): void {
     const mem = this.dom(domid).mem;
     if (pa < 0 || pa + data.length > mem.length) throw new Error(`physical 0x${pa.toString(16)}+${data.length} is outside guest RAM`);
+    this.dom(domid).markDirty(pa, data.length);
     data.copy(mem, pa);
   }
 
