@@ -122,6 +122,7 @@ async function openBackend(p: Parsed): Promise<Backend> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'profile') return (await import('./profile/main')).profileMain(argv.slice(1));
   let p: Parsed;
   try {
     p = parse(argv);

@@ -11,6 +11,8 @@ export interface SchedulerOptions {
   autoRun: boolean;
   /** The hypervisor has CONFIG_GDBSX (default true): how traps meet an attached debugger (execute.ts). */
   gdbsx?: boolean;
+  /** Slices of random length (1..2*slice): see SimXenOptions.sliceJitter. */
+  jitter?: boolean;
 }
 
 /** VCPUs of a domain take turns in quanta this long, so they interleave within a slice. */
@@ -55,6 +57,7 @@ export class Scheduler {
   /** One slice of every runnable VCPU; true if some VCPU used its whole slice (did not idle). */
   runSlice(): boolean {
     let busy = false;
+    const slice = this.opts.jitter ? 1 + Math.floor(Math.random() * 2 * this.opts.slice) : this.opts.slice;
     for (const d of this.domains()) {
       if (!d.anyRunnable()) continue;
       const used = new Map<number, number>();
@@ -69,13 +72,13 @@ export class Scheduler {
         progress = false;
         for (const v of d.vcpus) {
           const u = used.get(v.id);
-          if (u === undefined || u >= this.opts.slice || v.halted || !d.canRun(v)) continue;
-          const n = runVcpu(d, v, Math.min(QUANTUM, this.opts.slice - u), this.onEvent, this.env);
+          if (u === undefined || u >= slice || v.halted || !d.canRun(v)) continue;
+          const n = runVcpu(d, v, Math.min(QUANTUM, slice - u), this.onEvent, this.env);
           used.set(v.id, u + n);
           if (n > 0) progress = true;
         }
       }
-      for (const v of d.vcpus) if ((used.get(v.id) ?? 0) >= this.opts.slice) busy = true;
+      for (const v of d.vcpus) if ((used.get(v.id) ?? 0) >= slice) busy = true;
     }
     return busy;
   }

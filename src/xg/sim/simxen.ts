@@ -38,6 +38,12 @@ export interface SimXenOptions {
   autoRun?: boolean;
   /** Instructions per VCPU per slice. Default 4000. */
   sliceInstructions?: number;
+  /**
+   * Each slice runs a random number of instructions (1 to twice sliceInstructions), so
+   * that where a VCPU stands between slices, when an outside observer (a profiler) can
+   * look, is not tied to the guest loop's period. Default false (slices of fixed length).
+   */
+  sliceJitter?: boolean;
 }
 
 export interface CreateDomainOptions {
@@ -149,7 +155,7 @@ export class SimXen implements Hypercalls {
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
     this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => this.flushEvents(),
-      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx });
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx, jitter: o.sliceJitter ?? false });
     this.monitor = new SimMonitor({
       interfaceVersion: this.interfaceVersion,
       mtf: this.mtf,
@@ -410,6 +416,28 @@ export class SimXen implements Hypercalls {
       this.writeVirt(domid, addr, orig);
       this.sched.kick();
     };
+  }
+
+  /**
+   * Ground truth for profilers: from now on count the instructions each VCPU of `domid`
+   * retires, by the address they start at (on = false stops counting and drops the counts).
+   */
+  tallyPcs(domid: number, on = true): void {
+    for (const v of this.dom(domid).vcpus) v.pcTally = on ? new Map() : undefined;
+  }
+
+  /** The counts since tallyPcs: instructions retired per start address (by VCPU, or all VCPUs summed). */
+  pcTally(domid: number, vcpu?: number): Map<bigint, number> {
+    const out = new Map<bigint, number>();
+    for (const v of this.dom(domid).vcpus) {
+      if (vcpu !== undefined && v.id !== vcpu) continue;
+      for (const [k, n] of v.pcTally ?? []) {
+        // Keys hold address bits 0..51 exactly; canonical addresses sign-extend from there.
+        const a = BigInt.asUintN(64, BigInt.asIntN(52, BigInt(k)));
+        out.set(a, (out.get(a) ?? 0) + n);
+      }
+    }
+    return out;
   }
 
   /** Run one slice of every runnable VCPU now (with autoRun: false, the only way guests run). */
