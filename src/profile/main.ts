@@ -56,7 +56,8 @@ function parse(argv: string[]): Args {
     .alias('help', 'h')
     .version(false)
     .fail((msg, err) => {
-      throw new UserError(err ? err.message : msg);
+      // One line: yargs puts "Invalid values:" and the details on separate lines.
+      throw new UserError((err ? err.message : msg).replace(/\s*\n\s*/g, ' '));
     })
     .parseSync();
   const pos = a._.map(String);
@@ -95,7 +96,8 @@ export function openSimTarget(o: { domid?: number; vcpus?: number; type?: 'pv' |
 }
 
 async function openTarget(a: Args): Promise<Target> {
-  if (a.sim) return openSimTarget({ domid: a.domid === 0 ? 1 : a.domid, vcpus: a.simVcpus, type: a.simType });
+  // The simulated guest is always domain 1; another domain id given with --sim does not exist, as on Xen.
+  if (a.sim) return openSimTarget({ vcpus: a.simVcpus, type: a.simType });
   const { PrivcmdHypercalls } = await import('../xg/privcmd');
   const hc = PrivcmdHypercalls.open();
   return { hc, close: () => hc.close() };
