@@ -67,6 +67,19 @@ for (const type of ['pv', 'pvh'] as const) {
       }
     });
 
+    it('a domain destroyed mid-profile ends it with what was sampled', async () => {
+      const t = openSimTarget({ type, vcpus: 2 });
+      try {
+        const sampler = DomainSampler.open(new XenControl(t.hc), t.domid);
+        setTimeout(() => t.sim.destroyDomain(t.domid), 700);
+        const p = await runProfile(sampler, { hz: 50, seconds: 20, calibrateMs: Infinity });
+        assert.equal(p.endedBy, 'domain gone');
+        assert.ok(p.samples.length > 0 && p.elapsedMs < 10000, `${p.samples.length} samples in ${p.elapsedMs} ms`);
+      } finally {
+        t.close();
+      }
+    });
+
     it('--stacks: samples in demo_work are called from demo_start, through its frame pointer', async () => {
       const t = openSimTarget({ type, vcpus: 2 });
       try {
