@@ -4,7 +4,7 @@
 // made up for with a burst. Stops at the end, on abort (SIGINT) or when the domain goes.
 import { performance } from 'perf_hooks';
 import { Errno, UserError, isXenError } from '../xg/errors';
-import { DomainSampler, Mode } from './sampler';
+import { DomainSampler, Mode, VcpuSample } from './sampler';
 import { StackWalker } from './stacks';
 
 export interface Sample {
@@ -80,7 +80,7 @@ export async function runProfile(sampler: DomainSampler, o: RunOptions): Promise
     const t0 = performance.now();
     if (t0 >= end && ticks > 0) break;
     try {
-      const tick = [];
+      const tick: VcpuSample[] = [];
       for (let v = 0; v < sampler.vcpuCount; v++) tick.push(sampler.sample(v));
       for (const s of tick) {
         const out: Sample = { vcpu: s.vcpu, mode: s.mode, rip: s.rip, cr3: s.cr3 };

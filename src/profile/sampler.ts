@@ -6,7 +6,7 @@
 import { XenControl } from '../xg/xenctl';
 import { DomainInfo, HvmCpu } from '../xg/domctl';
 import { readField } from '../xg/context';
-import { Errno, UserError, XenError, isXenError } from '../xg/errors';
+import { Errno, UserError, isXenError } from '../xg/errors';
 import { Guest } from '../vcpu/guest';
 import { contextLayoutFor, inKernel } from '../vcpu/registers';
 import { WalkRoot } from '../vcpu/pageWalkMemory';
@@ -126,4 +126,3 @@ export class DomainSampler {
   }
 }
 
-export { XenError };
