@@ -7,6 +7,7 @@
 // kallsyms_relative_base, either before num_syms (up to Linux 6.3) or after the token
 // index (later kernels); of the encodings (relative, or "absolute percpu" where a
 // non-negative offset is absolute) the one that gives sorted kernel-text addresses wins.
+import createDebug from 'debug';
 import { Hypercalls } from '../xg/hypercalls';
 import { XenError } from '../xg/errors';
 import { PageWalkMemory, WalkRoot } from '../vcpu/pageWalkMemory';
@@ -31,6 +32,7 @@ export interface KallsymsTables {
   relativeBase: bigint;
 }
 
+const log = createDebug('gdbsx:kallsyms');
 const ALIGN = 8;
 const alignUp = (v: bigint, a = ALIGN) => (v + BigInt(a - 1)) & ~BigInt(a - 1);
 
@@ -127,28 +129,40 @@ function findTokens(m: MemReader, from: bigint, to: bigint): Found | undefined {
   return undefined;
 }
 
-/** Markers (u32 or u64) ending just before the token table: each candidate array. */
+/**
+ * kallsyms_markers candidates before the token table: an array starting at 0 whose
+ * steps are those of 256 names each, ending right before the token table or before
+ * kallsyms_seqs_of_names (3 bytes per symbol, Linux 6.2+ and some 6.1 stable kernels).
+ */
 function markerCandidates(m: MemReader, tokenTableAt: bigint): { at: bigint; markers: number[] }[] {
   const out: { at: bigint; markers: number[] }[] = [];
-  const span = 1 << 16;
+  const span = 1 << 23;
   const base = tokenTableAt - BigInt(span);
   const b = m.read(base, span);
   if (b.length !== span) return out;
   for (const w of [4, 8]) {
-    for (let pad = 0; pad < ALIGN; pad += w) {
-      const end = span - pad;
-      const vals: number[] = [];
-      let p = end - w;
-      let prev = Infinity;
-      for (; p >= 0; p -= w) {
-        const v = w === 4 ? b.readUInt32LE(p) : Number(b.readBigUInt64LE(p));
-        if (v >= prev) break;
-        vals.push(v);
-        prev = v;
-        if (v === 0) break;
+    const at = (p: number) => (w === 4 ? b.readUInt32LE(p) : Number(b.readBigUInt64LE(p)));
+    for (let p = 0; p + 2 * w <= span; p += w) {
+      if (at(p) !== 0) continue;
+      // Each step covers 256 entries of at least 2 bytes and at most ~300.
+      const vals = [0];
+      for (let q = p + w; q + w <= span; q += w) {
+        const d = at(q) - vals[vals.length - 1];
+        if (d < 512 || d > 256 * 300) break;
+        vals.push(at(q));
       }
-      if (vals.length > 0 && vals[vals.length - 1] === 0) out.push({ at: base + BigInt(p), markers: vals.reverse() });
+      if (vals.length < 2) continue;
+      const gap = span - (p + vals.length * w);
+      const n = vals.length;
+      const plain = gap < ALIGN;
+      const seqs = gap >= 3 * 256 * (n - 1) && gap <= 3 * 256 * n + 2 * ALIGN;
+      if (plain || seqs) out.push({ at: base + BigInt(p), markers: vals });
     }
+  }
+  // A table of at most 256 symbols has the one marker 0, right before the token table.
+  for (let pad = 0; pad < ALIGN; pad += 4) {
+    const p = span - pad - 4;
+    if (b.readUInt32LE(p) === 0) out.push({ at: base + BigInt(p), markers: [0] });
   }
   return out;
 }
@@ -161,6 +175,7 @@ export interface Decoded {
 /** Names, num_syms and markers, given the tokens. */
 function findNames(m: MemReader, f: Found): Decoded | undefined {
   for (const mk of markerCandidates(m, f.tokenTableAt)) {
+    log('markers candidate at 0x%s: %d, last %d', mk.at.toString(16), mk.markers.length, mk.markers[mk.markers.length - 1]);
     const last = mk.markers[mk.markers.length - 1];
     const count = mk.markers.length;
     // The names run from X to the markers; entry 256k starts at X + markers[k]. Read
@@ -239,6 +254,7 @@ function findAddresses(m: MemReader, d: Decoded, kernelFrom: bigint): bigint[] |
     }
   }
   const text = d.entries.filter((e) => TEXT.has(e.type)).length;
+  log('addresses: best score %d of %d text symbols', best?.score ?? 0, text);
   if (!best || best.score < 0.99 * text) return undefined;
   d.tables.offsets = best.offsets;
   d.tables.relativeBase = best.relBase;
@@ -249,8 +265,10 @@ function findAddresses(m: MemReader, d: Decoded, kernelFrom: bigint): bigint[] |
 export function findKallsyms(m: MemReader, from: bigint, to: bigint, kernelFrom = from): { table: SymbolTable; tables: KallsymsTables } | undefined {
   const f = findTokens(m, from, to);
   if (!f) return undefined;
+  log('token table at 0x%s, index at 0x%s', f.tokenTableAt.toString(16), f.tokenIndexAt.toString(16));
   const d = findNames(m, f);
   if (!d) return undefined;
+  log('%d names at 0x%s, markers at 0x%s', d.tables.numSyms, d.tables.names.toString(16), d.tables.markers.toString(16));
   const addrs = findAddresses(m, d, kernelFrom);
   if (!addrs) return undefined;
   const syms: Sym[] = [];

@@ -2,7 +2,8 @@
 // symbol list, for the decoder's tests: a token table where the unprintable byte codes
 // stand for multi-character tokens, names as token bytes (with "big symbol" two-byte
 // lengths), markers every 256 names, and s32 offsets from a relative base, in the
-// layout of Linux up to 6.3 (offsets first) or of later kernels (offsets last).
+// layout of Linux up to 6.3 (offsets first) or of later kernels (offsets last), with or
+// without kallsyms_seqs_of_names between the markers and the token table.
 
 export interface FixtureSym {
   addr: bigint;
@@ -41,7 +42,7 @@ function encode(s: string, tok: string[]): number[] {
   return out;
 }
 
-export function buildKallsyms(symsIn: FixtureSym[], o: { layout: 'old' | 'new'; absolutePercpu: boolean; relativeBase: bigint }): Fixture {
+export function buildKallsyms(symsIn: FixtureSym[], o: { layout: 'old' | 'new'; absolutePercpu: boolean; relativeBase: bigint; seqsOfNames?: boolean }): Fixture {
   const syms = [...symsIn].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
   const tok = tokens();
   const parts: Buffer[] = [];
@@ -99,6 +100,14 @@ export function buildKallsyms(symsIn: FixtureSym[], o: { layout: 'old' | 'new'; 
   align();
   put(mk);
   align();
+  if (o.seqsOfNames) {
+    // kallsyms_seqs_of_names (Linux 6.2+, and Debian's 6.1): 3 bytes per symbol, the symbol numbers in name order.
+    const order = syms.map((x, i) => [x.name, i] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const seqs = Buffer.alloc(3 * n);
+    order.forEach(([, i], k) => seqs.writeUIntBE(i, 3 * k, 3));
+    put(seqs);
+    align();
+  }
   at.tokenTable = put(tt);
   align();
   at.tokenIndex = put(ti);

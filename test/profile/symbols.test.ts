@@ -68,10 +68,11 @@ describe('profile symbols', () => {
   });
 
   for (const variant of [
-    { layout: 'old', absolutePercpu: true },
-    { layout: 'new', absolutePercpu: false },
+    { layout: 'old', absolutePercpu: true, seqsOfNames: false },
+    { layout: 'old', absolutePercpu: true, seqsOfNames: true },
+    { layout: 'new', absolutePercpu: false, seqsOfNames: true },
   ] as const) {
-    it(`kallsyms in guest memory (${variant.layout} layout, ${variant.absolutePercpu ? 'absolute-percpu' : 'relative'} offsets): found, decoded, and the profile names the demo's functions by it`, async () => {
+    it(`kallsyms in guest memory (${variant.layout} layout, ${variant.absolutePercpu ? 'absolute-percpu' : 'relative'} offsets${variant.seqsOfNames ? ', seqs_of_names' : ''}): found, decoded, and the profile names the demo's functions by it`, async () => {
       const t = openSimTarget({ type: 'pv', vcpus: 2 });
       try {
         const demo = nmSymbols().filter((s) => /^[tTdDbBrR]$/.test(s.type));
