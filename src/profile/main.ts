@@ -157,7 +157,7 @@ export async function profileMain(argv: string[]): Promise<number> {
     if (a.output) fs.writeFileSync(a.output, out);
     else process.stdout.write(out);
     if (p.endedBy === 'interrupted') console.error(`gdbsx profile: interrupted after ${(p.elapsedMs / 1000).toFixed(1)} s: wrote the ${p.samples.length} samples taken`);
-    if (p.endedBy === 'domain gone') console.error(`gdbsx profile: domain ${a.domid} went away after ${(p.elapsedMs / 1000).toFixed(1)} s: wrote the ${p.samples.length} samples taken`);
+    if (p.endedBy && p.endedBy !== 'interrupted') console.error(`gdbsx profile: ${p.endedBy.replace('domain', `domain ${a.domid}`).replace(' gone', ' went away')} after ${(p.elapsedMs / 1000).toFixed(1)} s: wrote the ${p.samples.length} samples taken`);
     else if (p.ticks > 10 && p.achievedHz < 0.9 * a.hz) console.error(`gdbsx profile: note: achieved ${p.achievedHz.toFixed(1)} Hz of the ${a.hz} Hz asked`);
     if (a.output) console.error(`gdbsx profile: wrote ${a.output} (${a.format}, ${p.samples.length} samples)`);
     return 0;

@@ -29,7 +29,7 @@ export interface ProfileData {
   tickUs: { mean: number; max: number };
   registerReads: number;
   /** How it ended early, if it did. */
-  endedBy?: 'interrupted' | 'domain gone';
+  endedBy?: 'interrupted' | 'domain gone' | 'domain shut down' | 'domain dying';
 }
 
 export interface RunOptions {
@@ -72,6 +72,7 @@ export async function runProfile(sampler: DomainSampler, o: RunOptions): Promise
   let due = start;
   let checked = false;
   let lastTick = start;
+  let lastStateCheck = start;
   for (;;) {
     if (o.signal?.aborted) {
       endedBy = 'interrupted';
@@ -80,6 +81,16 @@ export async function runProfile(sampler: DomainSampler, o: RunOptions): Promise
     const t0 = performance.now();
     if (t0 >= end && ticks > 0) break;
     try {
+      // A domain that shut down keeps its VCPUs' last state, which would read as busy:
+      // look at the domain once a second (getdomaininfo) and stop then.
+      if (t0 - lastStateCheck >= 1000) {
+        lastStateCheck = t0;
+        const why = sampler.ended();
+        if (why) {
+          endedBy = why as ProfileData['endedBy'];
+          break;
+        }
+      }
       const tick: VcpuSample[] = [];
       for (let v = 0; v < sampler.vcpuCount; v++) tick.push(sampler.sample(v));
       for (const s of tick) {

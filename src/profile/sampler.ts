@@ -64,6 +64,14 @@ export class DomainSampler {
     return new DomainSampler(xc, domid, info, Guest.detectWidth(xc, domid, info));
   }
 
+  /** Why the domain can no longer be profiled (shut down, dying), or undefined while it runs. Throws XenError ESRCH when it is gone. */
+  ended(): string | undefined {
+    const info = this.xc.getDomainInfo(this.domid);
+    if (info.dying) return 'domain dying';
+    if (info.shutdown) return 'domain shut down';
+    return undefined;
+  }
+
   /** Where to walk kernel memory from: the first VCPU that is up (a blocked one too: one brief read). */
   kernelRoot(): WalkRoot | undefined {
     for (let v = 0; v < this.vcpuCount; v++) {

@@ -80,6 +80,19 @@ for (const type of ['pv', 'pvh'] as const) {
       }
     });
 
+    it('a domain that shuts down mid-profile ends it (its frozen VCPUs are not counted as busy)', async () => {
+      const t = openSimTarget({ type, vcpus: 2 });
+      try {
+        const sampler = DomainSampler.open(new XenControl(t.hc), t.domid);
+        setTimeout(() => t.sim.shutdownDomain(t.domid, 'reboot'), 500);
+        const p = await runProfile(sampler, { hz: 50, seconds: 20, calibrateMs: Infinity });
+        assert.equal(p.endedBy, 'domain shut down');
+        assert.ok(p.elapsedMs < 5000, `ran ${p.elapsedMs} ms`);
+      } finally {
+        t.close();
+      }
+    });
+
     it('--stacks: samples in demo_work are called from demo_start, through its frame pointer', async () => {
       const t = openSimTarget({ type, vcpus: 2 });
       try {

@@ -10,7 +10,7 @@ import assert from 'assert';
 import fs from 'fs';
 import zlib from 'zlib';
 import { Profile } from 'pprof-format';
-import { readState, labExec, labRun, labClient, guest, guestDomid } from '../lab/client';
+import { readState, labExec, labRun, labClient, guest, guestDomid, xlStateOf, recreateGuest } from '../lab/client';
 import { labState } from './labUtil';
 import { parseElfSymbols } from '../../src/profile/symbols';
 
@@ -67,7 +67,8 @@ describe('real Xen: gdbsx profile', function () {
       if (/\s1\s+\d+\s+-b-/.test(r.stdout)) break;
       await sleep(2000);
     }
-    const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --vmlinux ${g.kernel} --stacks`, { timeoutMs: 300000 });
+    // 20 Hz: under TCG a sample of this spinning guest took ~24 ms in dom0 (the rate is not what is tested here).
+    const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --hz 20 --vmlinux ${g.kernel} --stacks`, { timeoutMs: 300000 });
     assert.equal(r.code, 0, r.stderr);
     process.stderr.write(r.stdout.split('\n').slice(0, 24).join('\n') + '\n');
     const v0 = tableOf(r.stdout, 'VCPU 0', 'by function');
@@ -82,7 +83,7 @@ describe('real Xen: gdbsx profile', function () {
 
     for (const format of ['speedscope', 'pprof'] as const) {
       const file = `/tmp/tk.${format}`;
-      const p = await labExec(`${GDBSX} profile ${domid} --seconds 5 --hz 97 --vmlinux ${g.kernel} --format ${format} -o ${file}`, { timeoutMs: 300000 });
+      const p = await labExec(`${GDBSX} profile ${domid} --seconds 5 --hz 20 --vmlinux ${g.kernel} --format ${format} -o ${file}`, { timeoutMs: 300000 });
       assert.equal(p.code, 0, p.stderr);
       const data = await labClient().get(file);
       if (format === 'speedscope') {
@@ -104,7 +105,13 @@ describe('real Xen: gdbsx profile', function () {
     it(`Linux ${name}: user spin per address space; kallsyms found in guest memory agree with the lab's kallsyms.elf`, async function () {
       const st = readState();
       if (!st.guests[name]) this.skip();
-      const g = guest(name);
+      let g = guest(name);
+      // Under nested TCG SVM a PVH guest now and then triple-faults on its own (docs/lab.md): start from a live guest.
+      const state = await xlStateOf(g.xlName);
+      if (state === '' || /[sc]/.test(state)) {
+        process.stderr.write(`      (${name} was found shut down (xl state '${state}'): created again)\n`);
+        g = await recreateGuest(name, { stub: false });
+      }
       const domid = await guestDomid(name);
       const r = await labExec(`${GDBSX} profile ${domid} --seconds 10`, { timeoutMs: 600000 });
       assert.equal(r.code, 0, r.stderr);
