@@ -38,8 +38,9 @@ function parse(argv: string[]): Args {
   const a = yargs(argv)
     .scriptName('gdbsx profile')
     .usage('Usage: gdbsx profile <domid> [--hz 97] [--seconds 10] [--vmlinux FILE | --system-map FILE] [--stacks] [--format text|folded|speedscope|pprof] [-o FILE]\n\n' +
-      'Samples every VCPU\'s pc, address space (cr3) and mode from dom0, reading only (each sample pauses one running VCPU\n' +
+      'Samples every VCPU\'s pc, address space (cr3) and mode from dom0, reading only (each sample pauses one running VCPU ' +
       'inside Xen for the register copy; blocked or offline VCPUs are counted without one). Ctrl-C ends early and still writes.')
+    .wrap(Math.min(100, process.stdout.columns || 100))
     .option('hz', { type: 'number', default: 97, describe: 'samples per second per VCPU' })
     .option('seconds', { alias: 's', type: 'number', default: 10, describe: 'how long to sample' })
     .option('vmlinux', { type: 'string', describe: 'kernel ELF with a symbol table (or the lab\'s kallsyms.elf)' })
