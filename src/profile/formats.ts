@@ -13,7 +13,7 @@ function foldSafe(s: string): string {
 
 /** Root-first frames of a sample for the stack formats: VCPU, address space, then the code. */
 function frames(n: Naming, s: Sample): { names: string[]; kernel: boolean[] } {
-  const space = s.mode === 'idle' || s.mode === 'offline' ? s.mode : `cr3=0x${s.cr3.toString(16)}`;
+  const space = s.mode === 'kernel' || s.mode === 'user' ? `cr3=0x${s.cr3.toString(16)}` : s.mode;
   const code = s.mode === 'kernel' ? stackNames(n, s) : [leafName(n, s)];
   return {
     names: [`vcpu${s.vcpu}`, space, ...code],

@@ -17,18 +17,19 @@ export function kernelName(n: Naming, addr: bigint): string {
   return n.symbols.nameOf(addr) ?? '[unknown kernel]';
 }
 
-/** What a sample was doing: the kernel function, or [user], [idle], [offline]. */
+/** What a sample was doing: the kernel function, or [user], [idle], [waiting], [offline]. */
 export function leafName(n: Naming, s: Sample): string {
   switch (s.mode) {
     case 'kernel': return kernelName(n, s.rip);
     case 'user': return '[user]';
     case 'idle': return '[idle]';
+    case 'waiting': return '[waiting]';
     case 'offline': return '[offline]';
   }
 }
 
 export function spaceName(s: Sample): string {
-  return s.mode === 'idle' || s.mode === 'offline' ? `(${s.mode})` : `cr3 ${hex(s.cr3)}`;
+  return s.mode === 'kernel' || s.mode === 'user' ? `cr3 ${hex(s.cr3)}` : `(${s.mode})`;
 }
 
 /** Root-first frames: the callers (a return address names the function that called), then the leaf. */

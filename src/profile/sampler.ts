@@ -1,6 +1,6 @@
 // One sample of every VCPU of a running domain, from dom0, changing nothing: the
 // scheduler's view first (getvcpuinfo: no pause, no domctl lock), and only for a VCPU
-// that is neither down nor blocked the registers, through the one call that has them
+// that is on a physical CPU right now the registers, through the one call that has them
 // (PV: getvcpucontext; HVM/PVH: the CPU record of gethvmcontext_partial). Xen pauses
 // that one VCPU for the copy and nothing else.
 import { XenControl } from '../xg/xenctl';
@@ -12,7 +12,12 @@ import { contextLayoutFor, inKernel } from '../vcpu/registers';
 import { WalkRoot } from '../vcpu/pageWalkMemory';
 import { pagingModeHvm, pagingModePv, pv32Cr3ToAddr, rootOf, kernelHalfCr3 } from '../vcpu/pageWalk';
 
-export type Mode = 'kernel' | 'user' | 'idle' | 'offline';
+/**
+ * kernel/user: the VCPU was on a physical CPU running guest code; idle: blocked in Xen;
+ * waiting: runnable but not on a CPU (preempted, or held back by a cap: steal time,
+ * where its pc is only where it last left the CPU); offline: down.
+ */
+export type Mode = 'kernel' | 'user' | 'idle' | 'waiting' | 'offline';
 
 export interface VcpuSample {
   vcpu: number;
@@ -20,7 +25,7 @@ export interface VcpuSample {
   rip: bigint;
   rsp: bigint;
   rbp: bigint;
-  /** The address space: cr3 without the PCID (bits 0-11) and PTI (bit 12) bits; PV: the process's kernel table (ctrlreg[3]). 0 when idle/offline. */
+  /** The address space: cr3 without the PCID (bits 0-11) and PTI (bit 12) bits; PV: the process's kernel table (ctrlreg[3]). 0 unless kernel/user. */
   cr3: bigint;
   /** Where a walk of this VCPU's memory starts, as sampled (for stacks). */
   root?: WalkRoot;
@@ -91,6 +96,8 @@ export class DomainSampler {
     const vi = this.xc.getVcpuInfo(this.domid, vcpu);
     if (!vi.online) return none('offline');
     if (vi.blocked) return none('idle');
+    // Not on a CPU: its registers say where it last left one, not where time goes now.
+    if (!vi.running) return none('waiting');
     this.registerReads++;
     try {
       return this.hvm ? this.sampleHvm(vcpu) : this.samplePv(vcpu);

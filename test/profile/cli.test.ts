@@ -60,7 +60,7 @@ describe('gdbsx profile (command line, simulated Xen)', function () {
     for (const l of lines) {
       assert.match(l, /^[^;\s]+(;[^;\s]+)* \d+$/, l);
       total += Number(l.split(' ').pop());
-      assert.match(l, /^vcpu[01];(cr3=0x[0-9a-f]+|idle|offline);/, l);
+      assert.match(l, /^vcpu[01];(cr3=0x[0-9a-f]+|idle|waiting|offline);/, l);
     }
     assert.equal(total, Number(m[1]));
     assert.ok(lines.some((l) => /;demo_start_\[k\];demo_work_\[k\] \d+$/.test(l)), 'a demo_start -> demo_work stack');

@@ -71,15 +71,16 @@ describe('real Xen: gdbsx profile', function () {
     const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --hz 20 --vmlinux ${g.kernel} --stacks`, { timeoutMs: 300000 });
     assert.equal(r.code, 0, r.stderr);
     process.stderr.write(r.stdout.split('\n').slice(0, 24).join('\n') + '\n');
-    const v0 = tableOf(r.stdout, 'VCPU 0', 'by function');
+    // The test kernel is capped (10% of a CPU): much of VCPU 0's time is [waiting]; of the
+    // time it runs, tk_work's loop is the most.
+    const v0 = tableOf(r.stdout, 'VCPU 0', 'by function').filter((x) => !x.key.startsWith('['));
     assert.equal(v0[0].key, 'tk_work', r.stdout);
-    assert.ok(v0[0].pct > 50, r.stdout);
     const v1 = tableOf(r.stdout, 'VCPU 1', 'by function');
     assert.equal(v1[0].key, '[idle]', r.stdout);
     assert.ok(v1[0].pct > 95, r.stdout);
     assert.equal(tableOf(r.stdout, 'VCPU 1', 'by address space')[0].key, '(idle)');
-    // The one address space of VCPU 0 is the kernel's page table, tk_pml4 (cr3 as Xen has it).
-    assert.match(tableOf(r.stdout, 'VCPU 0', 'by address space')[0].key, /^cr3 0x[0-9a-f]+$/);
+    // The one address space of VCPU 0 is the kernel's page table (cr3 as Xen has it).
+    assert.equal(tableOf(r.stdout, 'VCPU 0', 'by address space').filter((x) => x.key.startsWith('cr3')).length, 1, r.stdout);
 
     for (const format of ['speedscope', 'pprof'] as const) {
       const file = `/tmp/tk.${format}`;
@@ -91,7 +92,7 @@ describe('real Xen: gdbsx profile', function () {
         const frames: string[] = j.shared.frames.map((f: { name: string }) => f.name);
         const busiest = new Map<string, number>();
         for (const s of j.profiles[0].samples as number[][]) busiest.set(frames[s[s.length - 1]], (busiest.get(frames[s[s.length - 1]]) ?? 0) + 1);
-        assert.equal([...busiest].sort((a, b) => b[1] - a[1])[0][0], 'tk_work');
+        assert.equal([...busiest].filter(([f]) => !f.startsWith('[')).sort((a, b) => b[1] - a[1])[0][0], 'tk_work');
         assert.ok((j.profiles[1].samples as number[][]).every((s) => frames[s[s.length - 1]] === '[idle]'));
       } else {
         const prof = Profile.decode(zlib.gunzipSync(data));
@@ -113,17 +114,20 @@ describe('real Xen: gdbsx profile', function () {
         g = await recreateGuest(name, { stub: false });
       }
       const domid = await guestDomid(name);
-      const r = await labExec(`${GDBSX} profile ${domid} --seconds 10`, { timeoutMs: 600000 });
+      // PVH: under TCG a sample of a running HVM VCPU took ~15 ms in dom0 (a PV one ~1 ms).
+      const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --hz ${name === 'pvh' ? 20 : 97}`, { timeoutMs: 600000 });
       assert.equal(r.code, 0, r.stderr);
       process.stderr.write(r.stdout.split('\n').slice(0, 30).join('\n') + '\n');
       assert.match(r.stdout, /^symbols: the guest's kallsyms at 0xffffffff[0-9a-f]+ \(\d+ functions, read from guest memory\)/m);
-      // Each VCPU spends most of its time in its own process (userspin0/1), in user mode.
+      // Of the time each VCPU runs (not [waiting] under the lab's cap, not [idle]), most
+      // is in user mode, in its own process (userspin0/1).
       const spaces: string[] = [];
       for (const v of [0, 1]) {
-        const fns = tableOf(r.stdout, `VCPU ${v}`, 'by function');
+        const fns = tableOf(r.stdout, `VCPU ${v}`, 'by function').filter((x) => x.key !== '[waiting]' && x.key !== '[idle]');
+        const running = fns.reduce((t, x) => t + x.count, 0);
         const user = fns.find((x) => x.key === '[user]');
-        assert.ok(user && user.pct > 50, `VCPU ${v}:\n${r.stdout}`);
-        spaces.push(tableOf(r.stdout, `VCPU ${v}`, 'by address space')[0].key);
+        assert.ok(user && user.count > running / 2, `VCPU ${v}:\n${r.stdout}`);
+        spaces.push(tableOf(r.stdout, `VCPU ${v}`, 'by address space').filter((x) => x.key.startsWith('cr3'))[0].key);
       }
       assert.notEqual(spaces[0], spaces[1], 'the two spinning processes share an address space');
 
@@ -149,9 +153,15 @@ describe('real Xen: gdbsx profile', function () {
       }
       assert.ok(same > 0.95 * elf.size, `${same} of ${elf.size} kallsyms.elf functions found at the same address in memory (${differ} differ)`);
       assert.ok(differ < 0.01 * elf.size, `${differ} differ`);
-      // The kernel functions the profile named are kallsyms.elf's, at the same address.
+      // Each kernel function the profile named starts where kallsyms.elf has a function too
+      // (the same one, or an alias at that address: each table keeps one name per address,
+      // e.g. __x86_indirect_thunk_array in one, its alias in the other).
       const kernel = tableOf(r.stdout, 'all VCPUs', 'by function').filter((x) => !x.key.startsWith('[') && !x.key.startsWith('('));
-      for (const k of kernel) assert.equal(elf.addressOf(k.key), mem.get(k.key), k.key);
+      for (const k of kernel) {
+        const a = mem.get(k.key);
+        assert.ok(a !== undefined, k.key);
+        assert.equal(elf.lookup(a)?.sym.addr, a, `${k.key} at 0x${a.toString(16)}: kallsyms.elf has ${elf.lookup(a)?.sym.name}`);
+      }
     });
   }
 });
