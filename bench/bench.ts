@@ -7,6 +7,7 @@ import path from 'path';
 import { Results } from './model';
 import { runSimSuite } from './simSuite';
 import { runLabSuite } from './labSuite';
+import { runProfileSuite } from './profileSuite';
 import { writeReports } from './report';
 import { GDB } from './mi';
 
@@ -114,6 +115,13 @@ async function main(): Promise<number> {
       failed = true;
       log(`sim suite failed: ${(e as Error).stack ?? String(e)}`);
       res.skipped.push(`sim: failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    try {
+      await runProfileSuite({ runs: 5, pairs: envInt('BENCH_PROFILE_PAIRS', 6), windowMs: 3000, log }, res);
+    } catch (e) {
+      failed = true;
+      log(`profile suite failed: ${(e as Error).stack ?? String(e)}`);
+      res.skipped.push(`sim profile: failed: ${(e as Error).message.split('\n')[0]}`);
     }
   } else {
     res.skipped.push('sim: turned off (BENCH_SIM=0)');

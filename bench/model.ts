@@ -3,7 +3,7 @@
 import { Summary, summarize } from './stats';
 import type { PacketTrace } from './gdbFigures';
 
-export type Unit = 'MiB/s' | 'ms' | 'µs' | 'steps/s';
+export type Unit = 'MiB/s' | 'ms' | 'µs' | 'steps/s' | 'samples/s' | '%';
 
 export interface Measure {
   what: string;
@@ -135,7 +135,7 @@ export function rate(msPerRun: number[]): number[] {
 
 /** Time ratio a/b from medians, whatever the unit (higher-is-better units are inverted). */
 export function costRatio(a: Measure, b: Measure): number {
-  const inv = a.unit === 'MiB/s' || a.unit === 'steps/s';
+  const inv = a.unit === 'MiB/s' || a.unit === 'steps/s' || a.unit === 'samples/s';
   return inv ? b.stats.median / a.stats.median : a.stats.median / b.stats.median;
 }
 

@@ -187,6 +187,7 @@ async function openBackend(p: Parsed): Promise<Backend> {
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'snapshot') return (await import('./snapshot/main')).snapshotMain(argv.slice(1));
+  if (argv[0] === 'profile') return (await import('./profile/main')).profileMain(argv.slice(1));
   let p: Parsed;
   try {
     p = parse(argv);

@@ -21,6 +21,7 @@ export const DomctlCmd = {
   shadow_op: 10,
   setvcpucontext: 12,
   getvcpucontext: 13,
+  getvcpuinfo: 14,
   setdebugging: 18,
   get_address_size: 36,
   gethvmcontext_partial: 55,
@@ -60,6 +61,13 @@ export const Off = {
   // getvcpucontext / setvcpucontext
   ctxVcpu: 16,
   ctxHandle: 24,
+  // getvcpuinfo: vcpu (IN); online, blocked, running (u8), cpu_time (ns), cpu (OUT)
+  viVcpu: 16,
+  viOnline: 20,
+  viBlocked: 21,
+  viRunning: 22,
+  viCpuTime: 24,
+  viCpu: 32,
   // setdebugging
   debugEnable: 16,
   // get_address_size (OUT)
@@ -255,6 +263,27 @@ export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hv
   b.writeUInt32LE(info.nrOnlineVcpus, Off.infoNrOnlineVcpus);
   b.writeUInt32LE(info.maxVcpuId, Off.infoMaxVcpuId);
   if (info.handle) info.handle.copy(b, Off.infoHandle, 0, 16);
+}
+
+/** XEN_DOMCTL_getvcpuinfo: the scheduler's view of one VCPU (Xen answers it without pausing anything). */
+export interface VcpuInfo {
+  online: boolean;
+  /** Blocked in Xen (SCHEDOP_block, hlt): idle. */
+  blocked: boolean;
+  /** On a physical CPU right now. */
+  running: boolean;
+  cpuTimeNs: bigint;
+  cpu: number;
+}
+
+export function decodeVcpuInfo(b: Buffer): VcpuInfo {
+  return {
+    online: b.readUInt8(Off.viOnline) !== 0,
+    blocked: b.readUInt8(Off.viBlocked) !== 0,
+    running: b.readUInt8(Off.viRunning) !== 0,
+    cpuTimeNs: b.readBigUInt64LE(Off.viCpuTime),
+    cpu: b.readUInt32LE(Off.viCpu),
+  };
 }
 
 export interface DomStatus {

@@ -5,7 +5,7 @@ import createDebug from 'debug';
 import {
   DOMCTL_INTERFACE_VERSIONS, DMOP_INJECT_EVENT, DOMID_INVALID, DmOpInject, DomctlCmd, DebugOp, DomainInfo, DomStatus,
   HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off, ShadowOp,
-  VCPU_CONTEXT_ANY_SIZE, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, domctlName, newDomctl,
+  VCPU_CONTEXT_ANY_SIZE, VcpuInfo, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, decodeVcpuInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
 import { Hypercalls } from './hypercalls';
@@ -120,6 +120,14 @@ export class XenControl {
     const buf = Buffer.alloc(VCPU_CONTEXT_ANY_SIZE);
     this.call(DomctlCmd.getvcpucontext, domid, (op) => op.writeUInt32LE(vcpu, Off.ctxVcpu), { buf, handleOffset: Off.ctxHandle });
     return buf;
+  }
+
+  /**
+   * XEN_DOMCTL_getvcpuinfo: online/blocked/running and CPU time. Xen answers it from the
+   * scheduler's state without pausing the VCPU or taking the global domctl lock.
+   */
+  getVcpuInfo(domid: number, vcpu: number): VcpuInfo {
+    return decodeVcpuInfo(this.call(DomctlCmd.getvcpuinfo, domid, (op) => op.writeUInt32LE(vcpu, Off.viVcpu)));
   }
 
   setVcpuContext(domid: number, vcpu: number, ctx: Buffer): void {

@@ -42,6 +42,8 @@ export class SimVcpu {
   singleStep = false;
   /** Instructions retired; cpu_time is derived from it. */
   instructions = 0;
+  /** SimXen.tallyPcs: instructions retired by start address (bits 0..51 of rip as a number). */
+  pcTally: Map<number, number> | undefined;
   /** Segment selectors as the context shows them (the CPU runs flat and ignores them). */
   readonly sel: Record<SegName, number> = { cs: 0, ss: 0, ds: 0, es: 0, fs: 0, gs: 0 };
   /** Virtualised IOPL of a PV VCPU (Xen keeps it out of the real rflags). */

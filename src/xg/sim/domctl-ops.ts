@@ -81,6 +81,18 @@ const handlers: Record<number, Handler> = {
     return true;
   },
 
+  [DomctlCmd.getvcpuinfo](c) {
+    // xen/common/domctl.c: vcpu >= max_vcpus -> EINVAL; no pause, copied back.
+    const v = vcpuArg(c, Off.viVcpu);
+    const online = !v.down;
+    c.op.writeUInt8(online ? 1 : 0, Off.viOnline);
+    c.op.writeUInt8(online && v.halted ? 1 : 0, Off.viBlocked);
+    c.op.writeUInt8(online && !v.halted && c.d.canRun(v) ? 1 : 0, Off.viRunning);
+    c.op.writeBigUInt64LE(BigInt(v.instructions), Off.viCpuTime); // 1 ns per instruction, as getdomaininfo
+    c.op.writeUInt32LE(online ? v.id : 0, Off.viCpu);
+    return true;
+  },
+
   [DomctlCmd.setvcpucontext](c) {
     if (c.d.domid === CALLER_DOMID) fail(c, Errno.EINVAL, 'the calling domain');
     const v = vcpuArg(c, Off.ctxVcpu);

@@ -139,7 +139,10 @@ export function runVcpu(d: SimDomain, v: SimVcpu, budget: number, onEvent: (e: E
       if (m === 'stopped' || !guestException(d, v, VEC_DB, ret, crash)) break;
       continue;
     }
+    const tally = v.pcTally;
+    const pcKey = tally ? (cpu.ripHi & 0xfffff) * 0x100000000 + (cpu.ripLo >>> 0) : 0;
     const r = cpu.step();
+    if (tally && r !== StepResult.Fault) tally.set(pcKey, (tally.get(pcKey) ?? 0) + 1);
     if (r === StepResult.Fault) {
       const f = cpu.fault;
       crashWith(`${f ? f.message : 'fault'} at ${where(d, v)}`)();

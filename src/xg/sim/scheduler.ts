@@ -19,6 +19,8 @@ export interface SchedulerOptions {
   timerHz: number;
   /** The host's monotonic clock in ms (default performance.now). */
   now?: () => number;
+  /** Slices of random length (1..2*slice): see SimXenOptions.sliceJitter. */
+  jitter?: boolean;
 }
 
 /** VCPUs of a domain take turns in quanta this long, so they interleave within a slice. */
@@ -123,6 +125,7 @@ export class Scheduler {
   }
 
   private run(): void {
+    const slice = this.opts.jitter ? 1 + Math.floor(Math.random() * 2 * this.opts.slice) : this.opts.slice;
     for (const d of this.domains()) {
       if (!d.anyRunnable()) continue;
       const used = new Map<number, number>();
@@ -136,8 +139,8 @@ export class Scheduler {
         progress = false;
         for (const v of d.vcpus) {
           const u = used.get(v.id);
-          if (u === undefined || u >= this.opts.slice || v.halted || !d.canRun(v)) continue;
-          const n = runVcpu(d, v, Math.min(QUANTUM, this.opts.slice - u), this.onEvent, this.env);
+          if (u === undefined || u >= slice || v.halted || !d.canRun(v)) continue;
+          const n = runVcpu(d, v, Math.min(QUANTUM, slice - u), this.onEvent, this.env);
           used.set(v.id, u + n);
           if (n > 0) progress = true;
         }

@@ -47,6 +47,12 @@ export interface SimXenOptions {
   timerHz?: number;
   /** CONFIG_SHADOW_PAGING: log-dirty for PV guests (false: shadow_op ENABLE gives EOPNOTSUPP for PV). Default true. */
   shadowPaging?: boolean;
+  /**
+   * Each slice runs a random number of instructions (1 to twice sliceInstructions), so
+   * that where a VCPU stands between slices, when an outside observer (a profiler) can
+   * look, is not tied to the guest loop's period. Default false (slices of fixed length).
+   */
+  sliceJitter?: boolean;
 }
 
 export interface CreateDomainOptions {
@@ -175,7 +181,7 @@ export class SimXen implements Hypercalls {
       for (const l of this.textPokes) l.afterSlice();
       this.flushEvents();
     },
-      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx, timerHz: o.timerHz ?? 100 });
+      { slice: o.sliceInstructions ?? 4000, autoRun: o.autoRun ?? true, gdbsx: this.gdbsx, timerHz: o.timerHz ?? 100, jitter: o.sliceJitter ?? false });
     this.monitor = new SimMonitor({
       interfaceVersion: this.interfaceVersion,
       mtf: this.mtf,
@@ -476,6 +482,28 @@ export class SimXen implements Hypercalls {
         this.sched.kick();
       },
     };
+  }
+
+  /**
+   * Ground truth for profilers: from now on count the instructions each VCPU of `domid`
+   * retires, by the address they start at (on = false stops counting and drops the counts).
+   */
+  tallyPcs(domid: number, on = true): void {
+    for (const v of this.dom(domid).vcpus) v.pcTally = on ? new Map() : undefined;
+  }
+
+  /** The counts since tallyPcs: instructions retired per start address (by VCPU, or all VCPUs summed). */
+  pcTally(domid: number, vcpu?: number): Map<bigint, number> {
+    const out = new Map<bigint, number>();
+    for (const v of this.dom(domid).vcpus) {
+      if (vcpu !== undefined && v.id !== vcpu) continue;
+      for (const [k, n] of v.pcTally ?? []) {
+        // Keys hold address bits 0..51 exactly; canonical addresses sign-extend from there.
+        const a = BigInt.asUintN(64, BigInt.asIntN(52, BigInt(k)));
+        out.set(a, (out.get(a) ?? 0) + n);
+      }
+    }
+    return out;
   }
 
   /**

@@ -601,6 +601,29 @@ NOINLINE void tk_loop(int cpu)
     }
 }
 
+/*
+ * Command line "idle1" (the profiler's lab test): CPU 1 does no work but blocks in
+ * Xen (SCHEDOP_block; no event ever comes, so it stays blocked), an idle VCPU.
+ */
+static int cmdline_has(const char *w)
+{
+    for (u32 i = 0; tk_cmdline[i]; i++) {
+        u32 j = 0;
+        while (w[j] && tk_cmdline[i + j] == w[j])
+            j++;
+        if (!w[j])
+            return 1;
+    }
+    return 0;
+}
+
+NOINLINE void tk_idle(int cpu)
+{
+    (void)cpu;
+    for (;;)
+        hypercall3(HC_sched_op, SCHEDOP_block, 0, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Secondary CPUs.                                                     */
 /* ------------------------------------------------------------------ */
@@ -778,5 +801,7 @@ USED void tk_cpu_entry(int cpu)
         bsp_main();
     mark_online(cpu);
     tk_printf("tk: up cpu%d\n", cpu);
+    if (cpu == 1 && tk_on_xen && cmdline_has("idle1"))
+        tk_idle(cpu);
     tk_loop(cpu);
 }

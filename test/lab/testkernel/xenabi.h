@@ -36,6 +36,7 @@ typedef unsigned long      ulong;
 #define VCPUOP_up            1
 #define VCPUOP_is_up         3
 #define SCHEDOP_yield        0
+#define SCHEDOP_block        1
 #define EVTCHNOP_send        4
 #define HVMOP_get_param      1
 #define HVM_PARAM_CONSOLE_PFN     17
