@@ -2,6 +2,7 @@
 // speed, and the fixed cost of one packet round trip through gdb.
 import { closeFrame, escapeBinary, frame, hexBlocksInto, hexRleInto, rleEncode } from '../src/gx/packet';
 import { SimXen } from '../src/xg/sim';
+import { keepBusy } from '../src/simDemo';
 import { MiGdb } from './mi';
 import { now, summarize } from './stats';
 
@@ -55,9 +56,7 @@ export function simSpeed(vcpus: number, width: 32 | 64, ms = 500): { instruction
   const sim = new SimXen({ autoRun: false });
   try {
     const domid = sim.createDomain({ domid: 1, name: 'speed', vcpus, width, type: 'pv' });
-    const hlt = sim.symbol(domid, 'demo_idle') + 1n;
-    if (sim.readVirt(domid, hlt, 1)[0] !== 0xf4) throw new Error('demo_idle+1 is not the demo\'s hlt');
-    sim.writeVirt(domid, hlt, Buffer.from([0x90]));
+    keepBusy(sim, domid);
     const count = () => sim.domainState(domid).instructions.reduce((a, b) => a + b, 0);
     for (let i = 0; i < 20; i++) sim.runSlice(); // warm up the interpreter (JIT)
     const i0 = count();

@@ -16,16 +16,26 @@ export interface SimDemoOptions {
   guestTrapHandlers?: boolean;
   /** Guest RAM in MiB (default 64). */
   memMiB?: number;
+  /** The demo never idles: its idle hlt becomes a nop (a busy guest, for profiles and the simulator's speed). */
+  busy?: boolean;
 }
 
 export function demoImage(width: 32 | 64): string {
   return path.resolve(__dirname, '..', '..', 'guest', 'build', width === 64 ? 'demo64.elf' : 'demo32.elf');
 }
 
+/** The demo never idles from now on: its idle hlt becomes a nop. */
+export function keepBusy(sim: SimXen, domid: number): void {
+  const hlt = sim.symbol(domid, 'demo_idle') + 1n;
+  if (sim.readVirt(domid, hlt, 1)[0] !== 0xf4) throw new Error('demo_idle+1 is not the demo\'s hlt');
+  sim.writeVirt(domid, hlt, Buffer.from([0x90]));
+}
+
 export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid: number } {
   const sim = new SimXen(o.xen ?? {});
   const image = demoImage(o.width);
   const domid = sim.createDomain({ domid: o.domid ?? 1, name: 'demo', vcpus: o.vcpus, width: o.width, type: o.type, image, guestTrapHandlers: o.guestTrapHandlers, memMiB: o.memMiB });
+  if (o.busy) keepBusy(sim, domid);
   const close = () => {
     // For tests of the exit paths (signals): print what the stub left behind.
     if (process.env.GDBSX_SIM_EXIT_REPORT) process.stdout.write(`sim-exit-report ${JSON.stringify(guestIntegrity(sim, domid, image))}\n`);

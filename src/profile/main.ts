@@ -93,7 +93,7 @@ export interface Target {
  * sampler's timers on time.
  */
 export function openSimTarget(o: { domid?: number; vcpus?: number; type?: 'pv' | 'pvh' } = {}): Target & { sim: SimXen; domid: number } {
-  return startSimDemo({ domid: o.domid ?? 1, vcpus: o.vcpus ?? 2, width: 64, type: o.type ?? 'pv', xen: { sliceJitter: true, sliceInstructions: 1000 } });
+  return startSimDemo({ domid: o.domid ?? 1, vcpus: o.vcpus ?? 2, width: 64, type: o.type ?? 'pv', busy: true, xen: { sliceJitter: true, sliceInstructions: 1000 } });
 }
 
 async function openTarget(a: Args): Promise<Target> {

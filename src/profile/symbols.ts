@@ -14,15 +14,20 @@ export interface Sym {
 /** A symbol with no size that is this far from the next one (or the last one) is not trusted beyond it. */
 const MAX_UNSIZED = 1 << 20;
 
+/** Names the linker gives section boundaries, not functions. */
+const SECTION_MARKER = /^(_text|_stext|_etext|_sinittext|_einittext|_sdata|_edata|_end|__bss_start|__bss_stop|__init_begin|__init_end|__start_rodata|__end_rodata)$/;
+
 export class SymbolTable {
   readonly source: string;
   private readonly syms: Sym[];
 
   constructor(source: string, syms: Sym[]) {
     this.source = source;
-    // Sorted by address; of several names at one address the first given wins.
+    // Sorted by address; of several names at one address the first given wins. The
+    // linker's section markers are not functions (_text is startup_64's address in Linux,
+    // _etext would name whatever follows the text): left out.
     const seen = new Set<bigint>();
-    this.syms = [...syms].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0)).filter((s) => {
+    this.syms = syms.filter((s) => !SECTION_MARKER.test(s.name)).sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0)).filter((s) => {
       if (seen.has(s.addr)) return false;
       seen.add(s.addr);
       return true;
