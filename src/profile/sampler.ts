@@ -7,6 +7,7 @@ import { XenControl } from '../xg/xenctl';
 import { DomainInfo, HvmCpu } from '../xg/domctl';
 import { readField } from '../xg/context';
 import { Errno, UserError, isXenError } from '../xg/errors';
+import { lookupGuest } from '../vcpu/lookup';
 import { Guest } from '../vcpu/guest';
 import { contextLayoutFor, inKernel } from '../vcpu/registers';
 import { WalkRoot } from '../vcpu/pageWalkMemory';
@@ -55,16 +56,7 @@ export class DomainSampler {
 
   /** Checks the domain (exists, not dom0, not dying) without pausing it. */
   static open(xc: XenControl, domid: number): DomainSampler {
-    if (!Number.isInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new UserError(`invalid domain id '${domid}'`);
-    if (domid === 0) throw new UserError('cannot profile dom0 from itself (Xen does not give a domain its own running VCPUs\' registers): give a guest\'s domain id (`xl list`)');
-    let info: DomainInfo;
-    try {
-      info = xc.getDomainInfo(domid);
-    } catch (e) {
-      if (isXenError(e, Errno.ESRCH)) throw new UserError(`domain ${domid} does not exist (see \`xl list\`)`);
-      throw e;
-    }
-    if (info.dying) throw new UserError(`domain ${domid} is being destroyed`);
+    const info = lookupGuest(xc, domid, 'cannot profile dom0 from itself (Xen does not give a domain its own running VCPUs\' registers): give a guest\'s domain id (`xl list`)');
     if (info.shutdown) throw new UserError(`domain ${domid} has shut down (reason ${info.shutdownReason}): nothing runs to profile`);
     return new DomainSampler(xc, domid, info, Guest.detectWidth(xc, domid, info));
   }

@@ -8,8 +8,9 @@
 // debugger, so it is copied as it stands.
 import fs from 'fs';
 import { XenControl } from '../xg/xenctl';
-import { DomainInfo, SHADOW_LOGDIRTY_FINAL, ShadowOp } from '../xg/domctl';
+import { SHADOW_LOGDIRTY_FINAL, ShadowOp } from '../xg/domctl';
 import { Errno, UserError, XenError, isXenError } from '../xg/errors';
+import { lookupGuest } from '../vcpu/lookup';
 import { Guest } from '../vcpu/guest';
 import { VcpuSet, losesHighGprs } from '../vcpu/vcpus';
 import { CoreFile, HEADER_AREA, PAGE } from './coreFile';
@@ -112,15 +113,7 @@ function explain(e: unknown, xc: XenControl, domid: number, core: CoreFile): unk
  */
 export async function snapshotDomain(xc: XenControl, domid: number, file: string, o: SnapshotOptions = {}): Promise<SnapshotResult> {
   const t0 = now();
-  if (!Number.isInteger(domid) || domid <= 0 || domid >= 0x7ff0) throw new UserError(`invalid domain id '${domid}' (a guest's id from \`xl list\`; not dom0)`);
-  let info: DomainInfo;
-  try {
-    info = xc.getDomainInfo(domid);
-  } catch (e) {
-    if (isXenError(e, Errno.ESRCH)) throw new UserError(`domain ${domid} does not exist (see \`xl list\`)`);
-    throw e;
-  }
-  if (info.dying) throw new UserError(`domain ${domid} is being destroyed`);
+  const info = lookupGuest(xc, domid, 'cannot snapshot dom0 (the domain this tool runs in): give a guest\'s domain id (`xl list`)');
   const mode = o.mode ?? 'live';
   const width = Guest.detectWidth(xc, domid, info);
   const v = xc.version();

@@ -8,6 +8,7 @@ import createDebug from 'debug';
 import { XenControl } from '../xg/xenctl';
 import { DomainInfo, HvmCpu } from '../xg/domctl';
 import { Errno, UserError, XenError, isXenError } from '../xg/errors';
+import { lookupGuest } from './lookup';
 import { readField, writeField } from '../xg/context';
 import { Arch, VcpuContext, archFor, contextLayoutFor, inKernel, readReg, writeReg } from './registers';
 import { AddressSpace, GuestMemory, MemoryPath } from './memory';
@@ -97,16 +98,7 @@ export class Guest implements RunHost {
    * makes Xen skip or swallow the guest's int3s).
    */
   static attach(xc: XenControl, domid: number, opts: AttachOptions = {}): Guest {
-    if (!Number.isInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new UserError(`invalid domain id '${domid}'`);
-    if (domid === 0) throw new UserError('refusing to attach to dom0 (the domain this stub runs in): give the id of a guest domain (`xl list`)');
-    let info: DomainInfo;
-    try {
-      info = xc.getDomainInfo(domid);
-    } catch (e) {
-      if (isXenError(e, Errno.ESRCH)) throw new UserError(`domain ${domid} does not exist (see \`xl list\`)`);
-      throw e;
-    }
-    if (info.dying) throw new UserError(`domain ${domid} is being destroyed`);
+    const info = lookupGuest(xc, domid, 'refusing to attach to dom0 (the domain this stub runs in): give the id of a guest domain (`xl list`)');
     const build: XenBuild = xc.hasGdbsx(domid) ? 'gdbsx' : 'stock';
     if (build === 'stock' && opts.memory === 'gdbsx') {
       throw new UserError('gdbsx_guestmemio was asked for, but this hypervisor was built without CONFIG_GDBSX');

@@ -64,16 +64,20 @@ export interface BatchResult {
 
 /** gdb -batch with one -ex per command; resolves when gdb exits. */
 export function gdbBatch(cmds: string[], timeoutMs = 30000): Promise<BatchResult> {
-  const args = ['-nx', '-batch', ...cmds.flatMap((c) => ['-ex', c])];
+  return runBatch(GDB, ['-nx', '-batch', ...cmds.flatMap((c) => ['-ex', c])], timeoutMs);
+}
+
+/** A debugger in batch mode (gdb, lldb): its output once it exits, or an error after `timeoutMs`. */
+export function runBatch(bin: string, args: string[], timeoutMs: number): Promise<BatchResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(GDB, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => {
       p.kill('SIGKILL');
-      reject(new Error(`gdb timed out after ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+      reject(new Error(`${bin} timed out after ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
     }, timeoutMs);
     p.on('error', reject);
     p.on('close', (code) => {

@@ -3,38 +3,18 @@
 // breakpoint hit, `process detach`, and `process kill`, which must end without an error
 // and leave the guest running, unpaused and without our int3s (it is never destroyed).
 import assert from 'assert';
-import { spawn, spawnSync } from 'child_process';
-import { startStub, gdbBatch, gdbConnect, Stub, symbols, sleep } from './harness';
+import { spawnSync } from 'child_process';
+import { startStub, gdbBatch, gdbConnect, runBatch, BatchResult, Stub, symbols, sleep } from './harness';
 import { guestIntegrity } from '../../src/simIntegrity';
 import { CTX64, readField } from '../../src/xg/context';
 
 const LLDB = process.env.LLDB ?? 'lldb';
 
-interface LldbResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type LldbResult = BatchResult;
 
 /** `lldb -b` with one -o per command; batch mode stops at the first command that fails. */
 function lldbBatch(cmds: string[], timeoutMs = 60000): Promise<LldbResult> {
-  const args = ['--no-lldbinit', '-b', ...cmds.flatMap((c) => ['-o', c])];
-  return new Promise((resolve, reject) => {
-    const p = spawn(LLDB, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`lldb timed out after ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runBatch(LLDB, ['--no-lldbinit', '-b', ...cmds.flatMap((c) => ['-o', c])], timeoutMs);
 }
 
 function connect(stub: Stub): string {
