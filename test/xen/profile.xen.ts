@@ -122,14 +122,15 @@ describe('real Xen: gdbsx profile', function () {
       assert.equal(r.code, 0, r.stderr);
       process.stderr.write(r.stdout.split('\n').slice(0, 30).join('\n') + '\n');
       assert.match(r.stdout, /^symbols: the guest's kallsyms at 0xffffffff[0-9a-f]+ \(\d+ functions, read from guest memory\)/m);
-      // Of the time each VCPU runs (not [waiting] under the lab's cap, not [idle]), user mode
-      // in its own process (userspin0/1) is the biggest entry. (Not "most of it": under TCG
-      // a capped PVH VCPU gives a dozen running samples in 10 s, and 6 of 12 was seen.)
+      // Each VCPU is seen running its user-mode spin, in its own process (userspin0/1).
+      // Not "most of its running time": the spin calls clock_gettime, and under TCG a capped
+      // PVH VCPU gives about a dozen running samples in 10 s, as many in pvclock as in user
+      // mode (6 of 12 user, and 3 user against 4 pvclock_clocksource_read, both seen).
       const spaces: string[] = [];
       for (const v of [0, 1]) {
         const fns = tableOf(r.stdout, `VCPU ${v}`, 'by function').filter((x) => x.key !== '[waiting]' && x.key !== '[idle]');
         const user = fns.find((x) => x.key === '[user]');
-        assert.ok(user && fns.every((x) => x.count <= user.count), `VCPU ${v}:\n${r.stdout}`);
+        assert.ok(user && user.count > 0, `VCPU ${v}:\n${r.stdout}`);
         spaces.push(tableOf(r.stdout, `VCPU ${v}`, 'by address space').filter((x) => x.key.startsWith('cr3'))[0].key);
       }
       assert.notEqual(spaces[0], spaces[1], 'the two spinning processes share an address space');
