@@ -94,6 +94,11 @@ EOF
       [ "$ramdisk" != - ] && echo "extra = \"console=hvc0 quiet$([ "${LAB_USERSPIN:-on}" = off ] && echo ' gdbsx_lab_userspin=off')$([ "${LAB_FLIP:-off}" = on ] && echo ' gdbsx_lab_flip=on')\""
       echo "memory = $mem"
       echo "vcpus = $vcpus"
+      # HVM-type guests: no rdtsc intercept. QEMU's CPU model has no invariant TSC, so Xen's
+      # default mode emulates rdtsc for them, and under the emulated SVM a PVH guest now and
+      # then triple-faulted right after an intercepted rdtsc (docs/lab.md). Hardware with an
+      # invariant TSC gets native mode by default anyway. LAB_TSC_MODE=default reproduces it.
+      [ "$type" = pvh ] && [ "${LAB_TSC_MODE:-native}" != default ] && echo "tsc_mode = \"${LAB_TSC_MODE:-native}\""
       # the test kernels spin: under TCG every spinning VCPU costs a host core, so they
       # get a low weight and a cap (percent of one CPU); pausing and stepping are unchanged
       case "$name" in testkernel*)
