@@ -12,6 +12,7 @@ import { SymbolTable, loadSymbolFile } from './symbols';
 import { kallsymsFromGuest } from './kallsyms';
 import { Naming, textReport } from './report';
 import { folded, pprof, speedscope } from './formats';
+import { LiveView } from './live';
 import { startSimDemo } from '../simDemo';
 import type { SimXen } from '../xg/sim';
 
@@ -21,6 +22,8 @@ interface Args {
   domid: number;
   hz: number;
   seconds: number;
+  live: boolean;
+  window: number;
   vmlinux?: string;
   systemMap?: string;
   stacks: boolean;
@@ -37,12 +40,14 @@ const MAX_HZ = 10000;
 function parse(argv: string[]): Args {
   const a = yargs(argv)
     .scriptName('gdbsx profile')
-    .usage('Usage: gdbsx profile <domid> [--hz 97] [--seconds 10] [--vmlinux FILE | --system-map FILE] [--stacks] [--format text|folded|speedscope|pprof] [-o FILE]\n\n' +
+    .usage('Usage: gdbsx profile <domid> [--hz 97] [--seconds 10] [--live [--window 5]] [--vmlinux FILE | --system-map FILE] [--stacks] [--format text|folded|speedscope|pprof] [-o FILE]\n\n' +
       'Samples every VCPU\'s pc, address space (cr3) and mode from dom0, reading only (each sample pauses one running VCPU ' +
       'inside Xen for the register copy; blocked or offline VCPUs are counted without one). Ctrl-C ends early and still writes.')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .option('hz', { type: 'number', default: 97, describe: 'samples per second per VCPU' })
-    .option('seconds', { alias: 's', type: 'number', default: 10, describe: 'how long to sample' })
+    .option('seconds', { alias: 's', type: 'number', describe: 'how long to sample (default 10; with --live, until Ctrl-C)' })
+    .option('live', { type: 'boolean', default: false, describe: 'a top-like view on the terminal, redrawn every second while sampling; the report is written at the end as without it' })
+    .option('window', { type: 'number', default: 5, describe: 'with --live: seconds of samples the "last" columns cover' })
     .option('vmlinux', { type: 'string', describe: 'kernel ELF with a symbol table (or the lab\'s kallsyms.elf)' })
     .option('system-map', { type: 'string', describe: 'a System.map (or a copy of the guest\'s /proc/kallsyms)' })
     .option('stacks', { type: 'boolean', default: false, describe: 'kernel call stacks through frame pointers' })
@@ -72,9 +77,11 @@ function parse(argv: string[]): Args {
   }
   if (!Number.isFinite(a.hz) || a.hz <= 0) throw new UserError(`--hz must be a positive number, got '${a.hz}'`);
   if (a.hz > MAX_HZ) throw new UserError(`--hz ${a.hz} is more than this tool samples (at most ${MAX_HZ} Hz)`);
-  if (!Number.isFinite(a.seconds) || a.seconds <= 0) throw new UserError(`--seconds must be a positive number, got '${a.seconds}'`);
+  const seconds = a.seconds ?? (a.live ? Infinity : 10);
+  if (a.seconds !== undefined && (!Number.isFinite(a.seconds) || a.seconds <= 0)) throw new UserError(`--seconds must be a positive number, got '${a.seconds}'`);
+  if (!Number.isFinite(a.window) || a.window <= 0) throw new UserError(`--window must be a positive number of seconds, got '${a.window}'`);
   return {
-    domid, hz: a.hz, seconds: a.seconds, vmlinux: a.vmlinux, systemMap: a['system-map'], stacks: a.stacks,
+    domid, hz: a.hz, seconds, live: a.live, window: a.window, vmlinux: a.vmlinux, systemMap: a['system-map'], stacks: a.stacks,
     format: a.format as Format, output: a.output, sim: a.sim, simVcpus: a['sim-vcpus'], simType: a['sim-type'] as 'pv' | 'pvh',
   };
 }
@@ -134,6 +141,10 @@ export async function profileMain(argv: string[]): Promise<number> {
     console.error(`gdbsx profile: ${(e as Error).message}`);
     return 2;
   }
+  if (a.live && !process.stdout.isTTY) {
+    console.error('gdbsx profile: --live draws on a terminal, and stdout is not one: leave out --live, or run it on a terminal (and -o FILE for the report)');
+    return 2;
+  }
   if (a.format === 'pprof' && !a.output && process.stdout.isTTY) {
     console.error('gdbsx profile: pprof output is binary (gzip): give -o FILE');
     return 2;
@@ -148,7 +159,14 @@ export async function profileMain(argv: string[]): Promise<number> {
     const sampler = DomainSampler.open(xc, a.domid);
     const naming = symbolsFor(a, target, sampler);
     const stacks = a.stacks ? new StackWalker(target.hc, a.domid, sampler.width, naming.symbols) : undefined;
-    const p = await runProfile(sampler, { hz: a.hz, seconds: a.seconds, stacks, signal: abort.signal });
+    const live = a.live ? new LiveView(process.stdout, { domid: a.domid, vcpus: sampler.vcpuCount, hz: a.hz, windowSeconds: a.window, seconds: a.seconds }, naming) : undefined;
+    live?.start();
+    let p: ProfileData;
+    try {
+      p = await runProfile(sampler, { hz: a.hz, seconds: a.seconds, stacks, signal: abort.signal, onTick: live && ((s) => live.add(s)) });
+    } finally {
+      live?.stop();
+    }
     if (stacks) {
       const { walked, withCallers } = stacks.stats;
       naming.symbolNote += `; stacks: ${withCallers} of ${walked} kernel samples had callers through frame pointers` +

@@ -37,6 +37,8 @@ export interface RunOptions {
   seconds: number;
   stacks?: StackWalker;
   signal?: AbortSignal;
+  /** Called with each tick's samples as they are taken (the live view). */
+  onTick?: (samples: readonly Sample[]) => void;
   /** After this many ms (default: 1000, or half the profile if shorter), a rate below half the asked one is an error. */
   calibrateMs?: number;
 }
@@ -93,12 +95,15 @@ export async function runProfile(sampler: DomainSampler, o: RunOptions): Promise
       }
       const tick: VcpuSample[] = [];
       for (let v = 0; v < sampler.vcpuCount; v++) tick.push(sampler.sample(v));
+      const taken: Sample[] = [];
       for (const s of tick) {
         const out: Sample = { vcpu: s.vcpu, mode: s.mode, rip: s.rip, cr3: s.cr3 };
         if (o.stacks && s.mode === 'kernel') out.callers = o.stacks.callers(s);
+        taken.push(out);
         samples.push(out);
       }
       o.stacks?.afterTick();
+      o.onTick?.(taken);
     } catch (e) {
       if (isXenError(e, Errno.ESRCH)) {
         endedBy = 'domain gone';

@@ -157,4 +157,36 @@ describe('gdbsx profile (command line, simulated Xen)', function () {
     const total = fs.readFileSync(file, 'utf8').trimEnd().split('\n').reduce((t, l) => t + Number(l.split(' ').pop()), 0);
     assert.equal(total, Number(m[2]));
   });
+  // --live on a real pseudo-terminal: util-linux's script(1) gives the command one.
+  it('--live: a top-like view redrawn every second on a terminal (alternate screen), then the report as without it; refused off a terminal', async function () {
+    const out = path.join(dir, 'live.tty');
+    const cmd = `stty cols 120 rows 30; ${process.execPath} ${BIN} profile --sim --live --window 2 --seconds 3.5 --hz 40`;
+    const r = await new Promise<{ code: number | null }>((resolve) => {
+      execFile('script', ['-qfec', cmd, out], { timeout: 60000 }, (err) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0 }));
+    });
+    assert.equal(r.code, 0);
+    const tty = fs.readFileSync(out, 'utf8');
+    const start = tty.indexOf('\x1b[?1049h');
+    const end = tty.indexOf('\x1b[?1049l');
+    assert.ok(start >= 0 && end > start, 'the view is drawn on the alternate screen and leaves it');
+    // A frame is drawn at the start and then once a second: 3.5 s gives at least 3.
+    const frames = tty.slice(start, end).split('\x1b[H').slice(1).map((f) => f.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, ''));
+    assert.ok(frames.length >= 3, `${frames.length} frames`);
+    const last = frames[frames.length - 1];
+    assert.match(last, /^gdbsx profile: domain 1, 2 VCPUs, 40 Hz, [\d.]+ s of 3.5 s, \d+ samples\./);
+    assert.match(last, /^ {3}0 +\d+\.\d% .* demo_\w+ \(cr3 0x[0-9a-f]+\)$/m);
+    assert.match(last, /^ {3}1 +\d+\.\d%/m);
+    assert.match(last, /^by function, last 2 s +by function, whole run$/m);
+    assert.match(last, /^ *\d+\.\d%  demo_work +\d+\.\d%  \S+/m);
+    // Sample counts grow from frame to frame.
+    const counts = frames.map((f) => Number(/, (\d+) samples\./.exec(f)?.[1]));
+    assert.ok(counts[counts.length - 1] > counts[1], counts.join(' '));
+    // After the view: the usual text report.
+    assert.match(tty.slice(end), /^\x1b\[\?1049lgdbsx profile: domain 1, 2 VCPUs, 3\.\d s at 40 Hz/);
+    assert.match(tty.slice(end), /^VCPU 1: \d+ samples/m);
+
+    const piped = await run(['--sim', '--live', '--seconds', '1']);
+    assert.equal(piped.code, 2);
+    oneLine(piped, /--live draws on a terminal, and stdout is not one/);
+  });
 });
