@@ -50,6 +50,13 @@ export function tally(samples: readonly Sample[], key: (s: Sample) => string): R
   return [...m].map(([k, count]) => ({ key: k, count })).sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : 1));
 }
 
+/** Each function once per sample whose stack holds it (recursion counted once). */
+export function inclusive(samples: readonly Sample[], n: Naming): Row[] {
+  const m = new Map<string, number>();
+  for (const s of samples) for (const f of new Set(stackNames(n, s))) m.set(f, (m.get(f) ?? 0) + 1);
+  return [...m].map(([key, count]) => ({ key, count })).sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : 1));
+}
+
 function table(title: string, head: string, rows: Row[], total: number, top: number): string[] {
   const out = [title, `  ${'samples'.padStart(8)} ${'%'.padStart(7)}  ${head}`];
   for (const r of rows.slice(0, top)) {
@@ -85,6 +92,11 @@ export function textReport(p: ProfileData, n: Naming, top = 15): string {
     out.push('', `${title}: ${samples.length} samples (${modes})`);
     out.push(...table('  by address space', 'address space (cr3, PCID and PTI bits masked)', tally(samples, spaceName), samples.length, top).map((l) => '  ' + l));
     out.push(...table('  by function', 'function', tally(samples, (s) => leafName(n, s)), samples.length, top).map((l) => '  ' + l));
+    // With stacks: the time spent in a function and what it called, so the loop a VCPU
+    // spins in tops this table even when its callees take the samples one by one.
+    if (samples.some((s) => s.callers !== undefined)) {
+      out.push(...table('  by function, with what it called (inclusive)', 'function', inclusive(samples, n), samples.length, top).map((l) => '  ' + l));
+    }
   };
   section('all VCPUs', p.samples);
   for (let v = 0; v < p.vcpus; v++) section(`VCPU ${v}`, p.samples.filter((s) => s.vcpu === v));

@@ -11,6 +11,12 @@ import { VcpuSample } from './sampler';
 import { SymbolTable } from './symbols';
 
 const MAX_DEPTH = 64;
+/** x86 near `ret`, and `push %rbp` (the first byte of a frame-pointer prologue). */
+const RET = 0xc3;
+const PUSH_RBP = 0x55;
+const ENDBR64 = Buffer.from([0xf3, 0x0f, 0x1e, 0xfa]);
+/** The 5-byte nop Linux leaves at a function's start for ftrace. */
+const NOP5 = Buffer.from([0x0f, 0x1f, 0x44, 0x00, 0x00]);
 /** Frames of one chain lie on one stack: Linux x86_64 stacks are 16 KiB, IRQ stacks too. */
 const MAX_FRAME_GAP = 64n * 1024n;
 
@@ -56,6 +62,18 @@ export class StackWalker {
     if (!s.root) return out;
     this.roots.set(s.vcpu, s.root);
     this.stats.walked++;
+    // At a function's first instruction, just after its `push %rbp`, or on a `ret` (after
+    // `pop %rbp`), rbp is still the caller's frame: the caller's own return address is on
+    // the stack top, and the frame chain alone would skip it.
+    const slot = this.returnSlot(s);
+    let guessed = false;
+    if (slot !== undefined) {
+      const ret = this.readPtr(slot, s.vcpu);
+      if (ret !== undefined && this.isText(ret)) {
+        out.push(ret);
+        guessed = true;
+      }
+    }
     let bp = s.rbp;
     const align = BigInt(this.ptr - 1);
     for (let i = 0; i < MAX_DEPTH; i++) {
@@ -69,8 +87,51 @@ export class StackWalker {
       if (next === undefined || next <= bp || next - bp > MAX_FRAME_GAP) break;
       bp = next;
     }
-    if (out.length > 0) this.stats.withCallers++;
+    // Counted only when the frame chain gave callers: whether the kernel keeps frame pointers.
+    if (out.length > (guessed ? 1 : 0)) this.stats.withCallers++;
     return out;
+  }
+
+  /**
+   * Where the return address is when the sampled function has no frame of its own: at its
+   * first instruction, just after its `push %rbp`, on a `ret`, or anywhere in a function
+   * without a frame-pointer prologue (a leaf such as a hypercall stub; a guess, checked
+   * only by the address being kernel text).
+   */
+  private returnSlot(s: VcpuSample): bigint | undefined {
+    const at = this.symbols?.lookup(s.rip);
+    if (this.byteAt(s.rip, s.vcpu) === RET) return s.rsp;
+    if (!at) return undefined;
+    const push = this.prologuePush(s.rip - at.offset, s.vcpu);
+    if (push === undefined) return s.rsp;
+    if (s.rip <= push) return s.rsp;
+    if (s.rip === push + 1n) return s.rsp + BigInt(this.ptr);
+    return undefined;
+  }
+
+  /** The address of the function's `push %rbp` (after endbr64 and an ftrace nop), if it has one. */
+  private prologuePush(fn: bigint, vcpu: number): bigint | undefined {
+    const b = Buffer.alloc(10);
+    try {
+      if (this.mem.read(fn, b, { vcpu, pgd3: 0n }) !== b.length) return fn; // unreadable: assume a frame
+    } catch (e) {
+      if (e instanceof XenError) return fn;
+      throw e;
+    }
+    let i = 0;
+    if (b.subarray(i, i + 4).equals(ENDBR64)) i += 4;
+    if (b.subarray(i, i + 5).equals(NOP5)) i += 5;
+    return b[i] === PUSH_RBP ? fn + BigInt(i) : undefined;
+  }
+
+  private byteAt(addr: bigint, vcpu: number): number | undefined {
+    const b = Buffer.alloc(1);
+    try {
+      return this.mem.read(addr, b, { vcpu, pgd3: 0n }) === 1 ? b[0] : undefined;
+    } catch (e) {
+      if (e instanceof XenError) return undefined;
+      throw e;
+    }
   }
 
   /** The guest ran on: what we mapped of its page tables is stale. */

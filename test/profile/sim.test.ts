@@ -9,7 +9,7 @@ import { DomainSampler } from '../../src/profile/sampler';
 import { runProfile } from '../../src/profile/profiler';
 import { parseElfSymbols, SymbolTable } from '../../src/profile/symbols';
 import { openSimTarget } from '../../src/profile/main';
-import { leafName, tally } from '../../src/profile/report';
+import { inclusive, leafName, tally, textReport } from '../../src/profile/report';
 import { StackWalker } from '../../src/profile/stacks';
 
 /** Share of each function in a count map (address -> count). */
@@ -107,6 +107,31 @@ for (const type of ['pv', 'pvh'] as const) {
         assert.ok(framed.length > work.length / 2, `${framed.length} of ${work.length} with callers`);
         for (const s of framed) assert.equal(syms.nameOf((s.callers as bigint[])[0] - 1n), 'demo_start');
         assert.equal(t.sim.liveMappings(t.domid), 0, 'mappings left');
+      } finally {
+        t.close();
+      }
+    });
+
+    it('--stacks: callers found where rbp is still the caller\'s (a frameless leaf, a prologue, a ret); the inclusive table puts the loop first', async () => {
+      const t = openSimTarget({ type, vcpus: 2 });
+      try {
+        const syms = parseElfSymbols(fs.readFileSync(t.symbolFile as string), 'demo');
+        const sampler = DomainSampler.open(new XenControl(t.hc), t.domid);
+        const stacks = new StackWalker(t.hc, t.domid, 64, syms);
+        const p = await runProfile(sampler, { hz: 100, seconds: 2, stacks, calibrateMs: Infinity });
+        // demo_tick has no frame (lea; incq; ret): every sample in it is called from demo_start.
+        const tick = p.samples.filter((s) => s.mode === 'kernel' && syms.nameOf(s.rip) === 'demo_tick');
+        assert.ok(tick.length > 3, `${tick.length} samples in demo_tick`);
+        for (const s of tick) assert.equal(syms.nameOf((s.callers ?? [0n])[0] - 1n), 'demo_start', `demo_tick+0x${(s.rip - syms.lookup(s.rip)!.sym.addr).toString(16)}`);
+        // Every sample in demo_work, at any instruction (its first ones included), has demo_start above it.
+        const work = p.samples.filter((s) => s.mode === 'kernel' && syms.nameOf(s.rip) === 'demo_work');
+        for (const s of work) assert.equal(syms.nameOf((s.callers ?? [0n])[0] - 1n), 'demo_start', `demo_work+0x${(s.rip - syms.lookup(s.rip)!.sym.addr).toString(16)}`);
+        const rows = inclusive(p.samples, { symbols: syms, symbolNote: '' });
+        assert.equal(rows[0].key, 'demo_start');
+        assert.ok(rows[0].count >= 0.95 * p.samples.length, `${rows[0].count} of ${p.samples.length}`);
+        const text = textReport(p, { symbols: syms, symbolNote: '' });
+        assert.equal((text.match(/^ {4}by function, with what it called \(inclusive\)$/gm) ?? []).length, 3);
+        assert.doesNotMatch(textReport({ ...p, samples: p.samples.map(({ callers: _c, ...s }) => s) }, { symbols: syms, symbolNote: '' }), /inclusive/);
       } finally {
         t.close();
       }
