@@ -163,8 +163,12 @@ export class MonitorRun extends PollingRun implements RunControl {
         // Xen leaves pending_dbg (and the request's dr6) 0; the VCPU's DR6 may say more
         // (where Xen has it up to date: not always on SVM, whose DR6 lives in the VMCB).
         const dbg = req.pendingDbg | this.dr6Of(req.vcpu);
-        // Our trap-flag step: a #DB from the VCPU we armed is ours whatever DR6 says.
-        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf) return { ...stop({}), dr6Bits: DR6_BS };
+        // Our trap-flag step: a #DB from the VCPU we armed is ours whatever DR6 says. A
+        // watchpoint the stepped instruction fired comes in the same #DB: reported with it.
+        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf) {
+          const w = this.h.hw.match(dbg & 0xfn, undefined);
+          return w ? { ...stop(this.h.hw.stopFields(w.slot)), dr6Bits: DR6_BS | w.bits } : { ...stop({}), dr6Bits: DR6_BS };
+        }
         const hit = this.h.hw.match(dbg, req.rip);
         if (hit) return { ...stop(this.h.hw.stopFields(hit.slot)), dr6Bits: hit.bits };
         log('guest #DB on vcpu %d at 0x%s (dr6 0x%s): given back', req.vcpu, req.rip.toString(16), dbg.toString(16));

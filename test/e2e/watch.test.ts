@@ -185,6 +185,23 @@ describe('watchpoints end-to-end on the simulated Xen', function () {
     }
   });
 
+  for (const [name, o] of [['gdbsx build, PV (TF)', {}], ['stock Xen, PVH on AMD (TF)', { type: 'pvh', xen: { gdbsx: false } }],
+    ['stock Xen, PVH on Intel (MTF)', { type: 'pvh', xen: { gdbsx: false, mtf: true } }]] as const) {
+    it(`${name}: stepi over the write reports the watchpoint with the step; the next continue the next write`, async () => {
+      stub = await startStub({ vcpus: 2, ...o });
+      // demo_tick+7 is `incq (%rax,%rdi,8)`: demo_ticks[vcpu]++.
+      const r = await gdbBatch([...connect(stub), 'break *(demo_tick+7)', 'continue', 'delete', 'set scheduler-locking step',
+        'watch -l *(long long *)($rax+$rdi*8)', 'stepi', 'p $pc', 'continue', 'p $pc', 'detach']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      const hits = [...r.stdout.matchAll(/hit Hardware watchpoint 2: -location .*\n\nOld value = (\d+)\nNew value = (\d+)\n.*\n.*\n\$(\d) = \(void \(\*\)\(\)\) 0x[0-9a-f]+ <demo_tick\+11>/g)];
+      assert.strictEqual(hits.length, 2, r.stdout + r.stderr);
+      assert.deepStrictEqual(hits.map((h) => h[3]), ['1', '2']);
+      assert.strictEqual(BigInt(hits[0][2]), BigInt(hits[0][1]) + 1n);
+      assert.strictEqual(BigInt(hits[1][1]), BigInt(hits[0][2]), 'the continue stops at the next write, not on a stale DR6 bit');
+      await assertNothingLeft(stub, 'after detach');
+    });
+  }
+
   it('gdbsx build, PVH: watchpoints refused with the reason (never the empty reply)', async () => {
     stub = await startStub({ vcpus: 1, type: 'pvh' });
     const c = await RspClient.session(stub.port);
