@@ -500,7 +500,9 @@ export class Guest implements RunHost {
     for (;;) {
       this.noteReadWatchValues();
       const ev = await this.runner.resume(plan);
-      if (!this.isWriteOnReadWatch(ev, plan)) return ev;
+      if (ev.kind !== 'stopped' || !this.isWriteOnReadWatch(ev)) return ev;
+      // A step that wrote what an rwatch watches: just the step.
+      if (plan.step !== undefined || !this.attached) return { ...ev, watch: undefined };
     }
   }
 
@@ -524,10 +526,10 @@ export class Guest implements RunHost {
   /**
    * A read watchpoint's hit where the watched bytes changed: a write, not a read, so
    * not reported (the guest runs on), as gdb itself treats x86 access hits for `rwatch`.
-   * A write of the same value is taken for a read, as in gdb. A step's stop stays a step.
+   * A write of the same value is taken for a read, as in gdb.
    */
-  private isWriteOnReadWatch(ev: StopEvent, plan: ResumePlan): boolean {
-    if (ev.kind !== 'stopped' || ev.watch?.kind !== 'rwatch' || plan.step !== undefined) return false;
+  private isWriteOnReadWatch(ev: StopEvent & { kind: 'stopped' }): boolean {
+    if (ev.watch?.kind !== 'rwatch') return false;
     const { addr } = ev.watch;
     for (const [n, before] of this.readWatchValues) {
       const s = this.hw.slot(n);

@@ -79,6 +79,19 @@ describe('watchpoints end-to-end on the simulated Xen', function () {
     await assertNothingLeft(stub, 'after detach');
   });
 
+  it('rwatch: a stepi over a write is just the step; the next continue stops at the read', async () => {
+    stub = await startStub({ vcpus: 2 });
+    // demo_rare+1 is `lock addq $1, demo_rare_count`.
+    const r = await gdbBatch([...connect(stub), 'break *(demo_rare+1)', 'continue', 'delete', 'set scheduler-locking step',
+      'rwatch *(long long *)&demo_rare_count', 'stepi', 'p $pc', 'continue', 'p $pc', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const pcs = [...r.stdout.matchAll(/\$\d+ = \(void \(\*\)\(\)\) 0x[0-9a-f]+ <(\w+\+\d+)>/g)].map((m) => m[1]);
+    assert.deepStrictEqual(pcs, ['demo_rare+10', 'demo_hook+7'], r.stdout);
+    const hits = [...r.stdout.matchAll(/hit Hardware read watchpoint 2/g)];
+    assert.strictEqual(hits.length, 1, `only the read is reported:\n${r.stdout}`);
+    await assertNothingLeft(stub, 'after detach');
+  });
+
   it('rwatch on data nothing writes, and awatch: reads ("Value =") and writes ("Old value / New value")', async () => {
     stub = await startStub({ vcpus: 2 });
     const r = await gdbBatch([...connect(stub), 'rwatch *(char *)&demo_banner', 'continue', 'delete',
