@@ -147,6 +147,9 @@ describe('watchpoints end-to-end on the simulated Xen', function () {
         assert.strictEqual((d.dr7 >> BigInt(2 * slot)) & 3n, 1n, 'locally enabled');
         assert.strictEqual((d.dr7 >> BigInt(16 + 4 * slot)) & 0xfn, 0b1001n, 'R/W 01 (write), LEN 10 (8 bytes)');
       }
+      const listed = mi.log.length;
+      assert.strictEqual((await mi.cmd('-interpreter-exec console "monitor breakpoints"')).cls, 'done');
+      assert.match(mi.log.slice(listed).join('\n'), new RegExp(`0x${counter.toString(16)}  watch 8 bytes \\(debug register\\)`));
       const since = mi.asyncRecords.length;
       assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
       const stopped = await mi.waitAsync(/^\*stopped/, 20000, since);

@@ -9,7 +9,7 @@ const HELP = `gdbsx monitor commands:
   help                 this text
   domain | info        the domain being debugged (id, type, width, state, VCPUs)
   vcpus                every VCPU: state, pc, sp, cr3, mode
-  breakpoints          the breakpoints the stub has set (int3 in memory, debug registers)
+  breakpoints          the breakpoints and watchpoints the stub has set (int3 in memory, debug registers)
   xen                  hypervisor version, domctl interface, and how this guest is reached
                        (memory path, run control, what this hypervisor cannot do here)
   translate <addr> [thread]
