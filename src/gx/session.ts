@@ -64,6 +64,11 @@ export class Session {
 
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
+  /**
+   * Refused watchpoints, told to gdb's console at the next resume: gdb shows only its own
+   * "Could not insert hardware watchpoint" for an error reply to Z2-Z4, not our reason.
+   */
+  private readonly refusalsForGdb: string[] = [];
   private readonly onNote: (message: string) => void;
   /** The server's notes for gdb, told with the guest's. */
   private readonly serverNotes: readonly string[];
@@ -176,7 +181,9 @@ export class Session {
       log('refused %s: %s', what.slice(0, 60), e.message);
       if (!this.toldRefusals.has(e.message)) {
         this.toldRefusals.add(e.message);
-        this.onNote(`refused ${what[0] === 'Z' ? 'a breakpoint' : what.startsWith('vCont') || what[0] === 's' ? 'a step' : `'${what.slice(0, 20)}'`}: ${e.message}`);
+        const watch = /^Z[234]/.test(what);
+        this.onNote(`refused ${watch ? 'a watchpoint' : what[0] === 'Z' ? 'a breakpoint' : what.startsWith('vCont') || what[0] === 's' ? 'a step' : `'${what.slice(0, 20)}'`}: ${e.message}`);
+        if (watch) this.refusalsForGdb.push(`gdbsx: a watchpoint was refused: ${e.message}\n`);
       }
       return `E.${e.message}`;
     }
@@ -241,6 +248,7 @@ export class Session {
       for (const n of this.serverNotes) this.console(`gdbsx: ${n}\n`);
       for (const n of this.guest.notes) this.console(`gdbsx: note: ${n}\n`);
     }
+    for (const m of this.refusalsForGdb.splice(0)) this.console(m);
     if (ev.message) this.console(ev.message);
     this.lastStop = ev;
     if (ev.kind === 'stopped') {

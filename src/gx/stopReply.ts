@@ -1,5 +1,6 @@
 // Stop replies: T packets naming the thread, with the registers gdb needs first
-// (pc, sp, fp) expedited to save a `g` round trip, and swbreak when negotiated.
+// (pc, sp, fp) expedited to save a `g` round trip, swbreak/hwbreak when negotiated, and
+// the data address of a watchpoint hit.
 import { Guest, StopEvent } from '../vcpu/guest';
 import { RegView } from './regView';
 import { hexByte } from './packet';
@@ -19,6 +20,8 @@ export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string 
   let s = `T${hexByte(ev.signal)}`;
   if (ev.swbreak && o.swbreak) s += 'swbreak:;';
   if (ev.hwbreak && o.hwbreak) s += 'hwbreak:;';
+  // watch/rwatch/awatch need no qSupported feature: gdb then compares the old and new values.
+  if (ev.watch) s += `${ev.watch.kind}:${ev.watch.addr.toString(16)};`;
   s += `thread:${formatThreadId(ev.vcpu, o.multiprocess, g.domid)};`;
   const shown = o.regs.arch;
   for (const regno of [shown.pcReg, shown.spReg, shown.fpReg]) {

@@ -47,8 +47,12 @@ export class GdbsxRun extends PollingRun implements RunControl {
     super(h);
     this.hvm = hvm;
     // Verified on PV (real Xen) only: in the lab, debug registers set through
-    // setvcpucontext never fired for PVH. Unsupported rather than silently inert.
-    this.limits = hvm ? { hwBreak: 'hardware breakpoints are not offered for HVM/PVH guests on the gdbsx path' } : {};
+    // setvcpucontext never fired for PVH. Unsupported rather than silently inert; the
+    // same debug registers carry watchpoints.
+    this.limits = hvm ? {
+      hwBreak: 'hardware breakpoints are not offered for HVM/PVH guests on the gdbsx path',
+      watch: 'hardware watchpoints (debug registers) are not offered for HVM/PVH guests on the gdbsx path',
+    } : {};
     this.unsubscribe = h.xc.hc.onDebuggerEvent?.(() => this.wake?.());
   }
 
@@ -231,7 +235,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
     const bpHit = this.takeEventOf(runs);
     if (bpHit) return this.stopFor(bpHit);
     const hwHit = this.takeHwHit(runs);
-    if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit, signal: Sig.TRAP, hwbreak: true };
+    if (hwHit !== undefined) return { kind: 'stopped', vcpu: hwHit.vcpu, signal: Sig.TRAP, ...this.h.hw.stopFields(hwHit.slot) };
     if (guestInt3s.length > 0) log('guest int3s of vcpus %o, outcome %o', guestInt3s.map((e) => e.vcpu), outcome);
     if (guestInt3s.length > 0 && outcome === 'paused') {
       const steppedOnIt = guestInt3s.some((e) => e.vcpu === plan.step);
@@ -318,8 +322,8 @@ export class GdbsxRun extends PollingRun implements RunControl {
     return [...vcpus].filter((v) => hw.hit(this.h.vcpuSet.context(v)) !== undefined);
   }
 
-  /** A VCPU (of those that ran) stopped on one of our hardware breakpoints; its DR6 bit is cleared. */
-  private takeHwHit(vcpus: ReadonlySet<number>): number | undefined {
+  /** A VCPU (of those that ran) stopped on one of our debug registers, and the slot; our DR6 bits are cleared. */
+  private takeHwHit(vcpus: ReadonlySet<number>): { vcpu: number; slot: number } | undefined {
     const { hw } = this.h;
     if (hw.size === 0) return undefined;
     for (const v of [...vcpus].sort((a, b) => a - b)) {
@@ -328,7 +332,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
       if (!hit) continue;
       writeField(c.buf, c.layout, 'dr6', hit.dr6);
       this.h.vcpuSet.put(v, c);
-      return v;
+      return { vcpu: v, slot: hit.slot };
     }
     return undefined;
   }

@@ -17,15 +17,15 @@ import { PageWalkMemory, WalkRoot } from './pageWalkMemory';
 import { formatTranslation, kernelHalfCr3, pagingModeHvm, pagingModePv, pv32Cr3ToAddr, rootOf } from './pageWalk';
 import { INT3, SwBreakpoints } from './breakpoints';
 import { BreakpointJournal } from './bpJournal';
-import { HwBreakpoints } from './hwBreakpoints';
+import { HwBreakpoints, HwKind, HwSlot } from './hwBreakpoints';
 import { VcpuSet, losesHighGprs } from './vcpus';
 import { PauseOnlyRun, RefusedError, RunControl, RunHost, RunLimits } from './runControl';
 import { GdbsxRun } from './gdbsxRun';
 import { MonitorRun } from './monitorRun';
-import { ResumePlan, StopEvent } from './stop';
+import { ResumePlan, StopEvent, WatchKind } from './stop';
 
 export { Sig } from './stop';
-export type { StopEvent, ResumePlan } from './stop';
+export type { StopEvent, ResumePlan, WatchKind } from './stop';
 
 const log = createDebug('gdbsx:vcpu');
 /** EFER.LMA: long mode active. */
@@ -63,6 +63,8 @@ export class Guest implements RunHost {
   /** Our int3s and our pause, on disk for a stub that comes after a killed one. */
   private journal: BreakpointJournal | undefined;
   private readonly hvmCpus = new Map<number, Buffer>();
+  /** Read watchpoints (R/W = 11): the watched bytes when the guest last ran, by slot. */
+  private readonly readWatchValues = new Map<number, Buffer>();
   private wasPausedAtAttach: boolean;
   private attached = true;
 
@@ -424,11 +426,45 @@ export class Guest implements RunHost {
   /** Z1: an instruction breakpoint in a free debug register, on every VCPU. */
   insertHwBreakpoint(addr: bigint): void {
     this.refuse(this.runner.limits.hwBreak);
-    if (this.hw.has(addr)) return;
+    this.takeSlot({ kind: 'exec', addr, len: 1 });
+  }
+
+  removeHwBreakpoint(addr: bigint): void {
+    this.freeSlot('exec', addr, 1);
+  }
+
+  /**
+   * Z2/Z3/Z4: a data breakpoint in a free debug register, on every VCPU. x86 watches
+   * 1, 2, 4 or 8 bytes (8 in 64-bit mode only) at an address aligned to the length
+   * (the CPU ignores the low bits); anything else is refused with the reason, and gdb
+   * says it cannot insert the watchpoint.
+   */
+  insertWatchpoint(kind: WatchKind, addr: bigint, len: number): void {
+    this.refuse(this.runner.limits.watch);
+    const lens = this.width === 64 ? [1, 2, 4, 8] : [1, 2, 4];
+    if (!lens.includes(len)) {
+      throw new RefusedError(`an x86 debug register watches ${lens.join(', ')} bytes, not ${len} (watch a smaller object, or one field of it)`);
+    }
+    if (addr % BigInt(len) !== 0n) {
+      throw new RefusedError(`an x86 debug register watches ${len} bytes at an address aligned to ${len}: 0x${addr.toString(16)} is not`);
+    }
+    this.takeSlot({ kind, addr, len });
+  }
+
+  removeWatchpoint(kind: WatchKind, addr: bigint, len: number): void {
+    this.freeSlot(kind, addr, len);
+  }
+
+  private takeSlot(want: HwSlot): void {
+    if (this.hw.find(want.kind, want.addr, want.len) >= 0) return;
     const contexts = new Map(this.vcpuSet.list().map((v) => [v, this.vcpuSet.context(v)] as const));
     const slot = this.hw.freeSlot(contexts);
-    if (slot < 0) throw new XenError('hardware breakpoint', Errno.ENOSPC, 'all four debug registers are in use');
-    this.hw.set(slot, addr);
+    if (slot < 0) {
+      const ours = this.hw.size;
+      throw new RefusedError(`all four x86 debug registers are in use (${ours} by hardware breakpoints and watchpoints of this session` +
+        `${ours < 4 ? `, ${4 - ours} by the guest itself` : ''}): delete one first`);
+    }
+    this.hw.set(slot, want);
     try {
       this.applyHw();
     } catch (e) {
@@ -438,10 +474,11 @@ export class Guest implements RunHost {
     }
   }
 
-  removeHwBreakpoint(addr: bigint): void {
-    const slot = this.hw.slotOf(addr);
+  private freeSlot(kind: HwKind, addr: bigint, len: number): void {
+    const slot = this.hw.find(kind, addr, len);
     if (slot < 0) return;
     this.hw.set(slot, undefined);
+    this.readWatchValues.delete(slot);
     this.applyHw();
   }
 
@@ -455,12 +492,58 @@ export class Guest implements RunHost {
 
   // ---- run control ----
 
-  resume(plan: ResumePlan): Promise<StopEvent> {
+  async resume(plan: ResumePlan): Promise<StopEvent> {
     // The journal says "attached" (heldPause) from attach to detach, not per run: a file
     // write per step costs milliseconds in a PV dom0. A stub killed while the guest ran
     // thus leaves a journal that says paused; the next stub undoes a pause only if the
     // domain is paused when it comes.
-    return this.runner.resume(plan);
+    for (;;) {
+      this.noteReadWatchValues();
+      const ev = await this.runner.resume(plan);
+      if (ev.kind !== 'stopped' || !this.isWriteOnReadWatch(ev)) return ev;
+      // A step that wrote what an rwatch watches: just the step.
+      if (plan.step !== undefined || !this.attached) return { ...ev, watch: undefined };
+    }
+  }
+
+  /**
+   * Before the guest runs: the bytes each read watchpoint watches. x86 has no read-only
+   * data breakpoint, so `rwatch` is R/W = 11, which writes fire too.
+   */
+  private noteReadWatchValues(): void {
+    this.readWatchValues.clear();
+    for (let n = 0; n < 4; n++) {
+      const s = this.hw.slot(n);
+      if (s?.kind !== 'rwatch') continue;
+      try {
+        this.readWatchValues.set(n, Buffer.from(this.readMemory(s.addr, s.len, this.vcpuSet.list()[0])));
+      } catch (e) {
+        log('rwatch 0x%s: cannot read: %s', s.addr.toString(16), (e as Error).message);
+      }
+    }
+  }
+
+  /**
+   * A read watchpoint's hit where the watched bytes changed: a write, not a read, so
+   * not reported (the guest runs on), as gdb itself treats x86 access hits for `rwatch`.
+   * A write of the same value is taken for a read, as in gdb.
+   */
+  private isWriteOnReadWatch(ev: StopEvent & { kind: 'stopped' }): boolean {
+    if (ev.watch?.kind !== 'rwatch') return false;
+    const { addr } = ev.watch;
+    for (const [n, before] of this.readWatchValues) {
+      const s = this.hw.slot(n);
+      if (s?.kind !== 'rwatch' || s.addr !== addr) continue;
+      try {
+        const now = this.readMemory(s.addr, s.len, ev.vcpu);
+        if (now.equals(before)) return false;
+        log('rwatch 0x%s: hit by a write on vcpu %d (0x%s -> 0x%s): not reported', addr.toString(16), ev.vcpu, before.toString('hex'), now.toString('hex'));
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    return false;
   }
 
   /** Ctrl-C: stop now if running; if stopped, report it at the next resume. */

@@ -53,6 +53,7 @@ export class MonitorRun extends PollingRun implements RunControl {
       hold: 'all VCPUs run together: stock Xen cannot keep single VCPUs paused (only a VCPU stopped at a trap stays stopped)',
       step: this.mtf ? undefined : bug ? `single-step needs the trap flag here (no monitor trap flag on this CPU), and ${bug}` : undefined,
       hwBreak: bug,
+      watch: bug,
     };
     this.unsubscribe = ring.onEvent(() => this.wake?.());
   }
@@ -162,12 +163,14 @@ export class MonitorRun extends PollingRun implements RunControl {
         // Xen leaves pending_dbg (and the request's dr6) 0; the VCPU's DR6 may say more
         // (where Xen has it up to date: not always on SVM, whose DR6 lives in the VMCB).
         const dbg = req.pendingDbg | this.dr6Of(req.vcpu);
-        // Our trap-flag step: a #DB from the VCPU we armed is ours whatever DR6 says.
-        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf) return { ...stop({}), dr6Bits: DR6_BS };
-        for (const a of this.h.hw.addresses()) {
-          const bit = 1n << BigInt(this.h.hw.slotOf(a));
-          if ((dbg & bit) !== 0n || req.rip === a) return { ...stop({ hwbreak: true }), dr6Bits: bit };
+        // Our trap-flag step: a #DB from the VCPU we armed is ours whatever DR6 says. A
+        // watchpoint the stepped instruction fired comes in the same #DB: reported with it.
+        if (this.armed?.vcpu === req.vcpu && !this.armed.mtf) {
+          const w = this.h.hw.match(dbg & 0xfn, undefined);
+          return w ? { ...stop(this.h.hw.stopFields(w.slot)), dr6Bits: DR6_BS | w.bits } : { ...stop({}), dr6Bits: DR6_BS };
         }
+        const hit = this.h.hw.match(dbg, req.rip);
+        if (hit) return { ...stop(this.h.hw.stopFields(hit.slot)), dr6Bits: hit.bits };
         log('guest #DB on vcpu %d at 0x%s (dr6 0x%s): given back', req.vcpu, req.rip.toString(16), dbg.toString(16));
         this.giveBack(req, X86_VEC_DB, X86EventType.hwException, 0, dbg & DR6_CAUSES);
         return undefined;
@@ -197,7 +200,7 @@ export class MonitorRun extends PollingRun implements RunControl {
 
   private staleStop(s: HeldStop): boolean {
     if (s.stop.swbreak) return !this.h.bps.has(s.req.rip);
-    if (s.stop.hwbreak) return this.h.hw.size === 0;
+    if (s.stop.hwbreak || s.stop.watch) return this.h.hw.size === 0;
     return false;
   }
 

@@ -32,6 +32,8 @@ export interface RunHost {
 export interface RunLimits {
   swBreak?: string;
   hwBreak?: string;
+  /** Watchpoints (data breakpoints in the debug registers). */
+  watch?: string;
   step?: string;
   /** Keeping some VCPUs stopped while others run (scheduler-locking, per-thread vCont). */
   hold?: string;
@@ -265,6 +267,7 @@ export class PauseOnlyRun extends PollingRun implements RunControl {
     this.limits = {
       swBreak: `${why} given breakpoints`,
       hwBreak: `${why} given breakpoints`,
+      watch: `${why} given watchpoints`,
       step: `${why} single-stepped`,
       hold: 'all VCPUs run together (Xen has no per-VCPU pause without CONFIG_GDBSX)',
     };

@@ -4,8 +4,15 @@
 /** GDB signal numbers (not the host's). */
 export const Sig = { INT: 2, TRAP: 5, KILL: 9, SEGV: 11, TERM: 15 } as const;
 
+/** gdb's names for the three kinds of watchpoint (Z2, Z3, Z4), as its stop replies say them. */
+export type WatchKind = 'watch' | 'rwatch' | 'awatch';
+
 export type StopEvent =
-  | { kind: 'stopped'; vcpu: number; signal: number; swbreak?: boolean; hwbreak?: boolean; message?: string }
+  | {
+    kind: 'stopped'; vcpu: number; signal: number; swbreak?: boolean; hwbreak?: boolean; message?: string;
+    /** A data breakpoint fired (a trap: the access is done): which kind, at the address gdb gave. */
+    watch?: { kind: WatchKind; addr: bigint };
+  }
   /** The domain is gone (destroyed, powered off, rebooted into a new domid). */
   | { kind: 'exited'; code: number; message: string }
   | { kind: 'terminated'; signal: number; message: string };

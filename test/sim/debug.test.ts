@@ -284,3 +284,108 @@ describe('sim traps that crash, and MTF', () => {
     g.close();
   });
 });
+
+describe('sim data breakpoints (DR7 R/W 01 and 11)', () => {
+  /** DR7 with slot `n` locally enabled as a data breakpoint: R/W (1 write, 3 read/write) and LEN (1, 2, 4, 8). */
+  function dr7For(n: number, rw: 1 | 3, len: 1 | 2 | 4 | 8): bigint {
+    const lenBits = { 1: 0n, 2: 1n, 8: 2n, 4: 3n }[len];
+    return 0x400n | (1n << BigInt(2 * n)) | (BigInt(rw) << BigInt(16 + 4 * n)) | (lenBits << BigInt(18 + 4 * n));
+  }
+
+  for (const width of [64, 32] as const) {
+    const layout = width === 64 ? CTX64 : CTX32;
+    const word = width === 64 ? 8 : 4;
+
+    it(`${width}-bit PV: a write to a watched word traps after the write, on the VCPU that wrote it, DR6.B2 set`, async () => {
+      const g = startGuest({ vcpus: 2, width });
+      const { xc, sim, domid } = g;
+      const tick1 = g.sym('demo_ticks') + BigInt(word); // demo_ticks[1]: only VCPU 1 writes it
+      xc.pauseDomain(domid);
+      xc.setDebugging(domid, true);
+      for (const v of [0, 1]) {
+        const ctx = xc.getVcpuContext(domid, v);
+        writeField(ctx, layout, 'dr2', tick1);
+        writeField(ctx, layout, 'dr7', dr7For(2, 1, word));
+        xc.setVcpuContext(domid, v, ctx);
+      }
+      const before = g.peek(tick1, word);
+      const trap = nextEvent(sim, (e) => e.type === 'trap');
+      xc.unpauseDomain(domid);
+      const ev = await trap;
+      assert.ok(ev.type === 'trap');
+      assert.equal(ev.kind, 'watch');
+      assert.equal(ev.vcpu, 1);
+      assert.equal(xc.getDomainInfo(domid).paused, true);
+      assert.equal(g.peek(tick1, word), before + 1n, 'a trap: the write is done');
+      const r = sim.registers(domid, 1);
+      assert.equal(r.dr6 & 0xfn, 4n);
+      // rip is after the write: the next instruction of demo_tick, not the write itself.
+      const tick = g.sym('demo_tick');
+      assert.ok(r.rip > tick && r.rip < tick + 32n, `rip 0x${r.rip.toString(16)}`);
+      assert.equal(sim.registers(domid, 0).dr6 & 0xfn, 0n);
+      assert.equal(sim.domainState(domid).crashReason, undefined);
+      g.close();
+    });
+  }
+
+  it('R/W 11 traps on a read (the banner, which only demo_rare reads); R/W 01 never does', () => {
+    const g = startGuest({ vcpus: 1, sim: { autoRun: false } });
+    const { xc, sim, domid } = g;
+    const banner = g.sym('demo_banner');
+    xc.pauseDomain(domid);
+    xc.setDebugging(domid, true);
+    const set = (dr7: bigint) => {
+      const ctx = xc.getVcpuContext(domid, 0);
+      writeField(ctx, CTX64, 'dr0', banner);
+      writeField(ctx, CTX64, 'dr7', dr7);
+      xc.setVcpuContext(domid, 0, ctx);
+    };
+    let traps = 0;
+    sim.onStateChange((e) => { if (e.type === 'trap' && e.kind === 'watch') traps++; });
+    set(dr7For(0, 1, 1));
+    xc.unpauseDomain(domid);
+    for (let i = 0; i < 60 && !xc.getDomainInfo(domid).paused; i++) sim.runSlice();
+    assert.equal(traps, 0, 'nothing writes the banner');
+    assert.ok(g.peek(g.sym('demo_rare_count'), 8) > 0n, 'demo_rare ran (it reads the banner)');
+    xc.pauseDomain(domid);
+    set(dr7For(0, 3, 1));
+    xc.unpauseDomain(domid);
+    for (let i = 0; i < 60 && !xc.getDomainInfo(domid).paused; i++) sim.runSlice();
+    assert.equal(traps, 1);
+    assert.equal(sim.registers(domid, 0).dr6 & 0xfn, 1n);
+    g.close();
+  });
+
+  it('the hardware ignores address bits below LEN: DR0 = word + 1 with LEN 8 watches the word', async () => {
+    const g = startGuest({ vcpus: 1 });
+    const { xc, sim, domid } = g;
+    const counter = g.sym('demo_counter');
+    xc.pauseDomain(domid);
+    xc.setDebugging(domid, true);
+    const ctx = xc.getVcpuContext(domid, 0);
+    writeField(ctx, CTX64, 'dr1', counter + 1n);
+    writeField(ctx, CTX64, 'dr7', dr7For(1, 1, 8));
+    xc.setVcpuContext(domid, 0, ctx);
+    const trap = nextEvent(sim, (e) => e.type === 'trap');
+    xc.unpauseDomain(domid);
+    const ev = await trap;
+    assert.equal(ev.type === 'trap' && ev.kind, 'watch');
+    assert.equal(sim.registers(domid, 0).dr6 & 0xfn, 2n);
+    g.close();
+  });
+
+  it('a data breakpoint left behind with no debugger crashes the guest (#DB)', async () => {
+    const g = startGuest({ vcpus: 1 });
+    const { xc, sim, domid } = g;
+    xc.pauseDomain(domid);
+    const ctx = xc.getVcpuContext(domid, 0);
+    writeField(ctx, CTX64, 'dr0', g.sym('demo_counter'));
+    writeField(ctx, CTX64, 'dr7', dr7For(0, 1, 8));
+    xc.setVcpuContext(domid, 0, ctx);
+    const down = nextEvent(sim, (e) => e.type === 'shutdown');
+    xc.unpauseDomain(domid);
+    await down;
+    assert.match(sim.domainState(domid).crashReason ?? '', /#DB: data breakpoint/);
+    g.close();
+  });
+});

@@ -9,7 +9,7 @@ const HELP = `gdbsx monitor commands:
   help                 this text
   domain | info        the domain being debugged (id, type, width, state, VCPUs)
   vcpus                every VCPU: state, pc, sp, cr3, mode
-  breakpoints          the breakpoints the stub has set (int3 in memory, debug registers)
+  breakpoints          the breakpoints and watchpoints the stub has set (int3 in memory, debug registers)
   xen                  hypervisor version, domctl interface, and how this guest is reached
                        (memory path, run control, what this hypervisor cannot do here)
   translate <addr> [thread]
@@ -92,7 +92,8 @@ function monitorOutput(s: Session, line: string): string {
       break;
     case 'breakpoints':
       out = s.guest.bps.size + s.guest.hw.size === 0 ? 'no breakpoints inserted\n'
-        : [...s.guest.bps.addresses().map((a) => `  0x${a.toString(16)}  int3`), ...s.guest.hw.addresses().map((a) => `  0x${a.toString(16)}  hardware (debug register)`)].join('\n') + '\n';
+        : [...s.guest.bps.addresses().map((a) => `  0x${a.toString(16)}  int3`), ...s.guest.hw.list().map((h) => h.kind === 'exec' ? `  0x${h.addr.toString(16)}  hardware (debug register)`
+          : `  0x${h.addr.toString(16)}  ${h.kind} ${h.len} byte${h.len === 1 ? '' : 's'} (debug register)`)].join('\n') + '\n';
       break;
     case 'xen': {
       const v = s.guest.xc.version();

@@ -85,6 +85,8 @@ export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
       const triple = Buffer.from(s.guest.width === 64 ? 'x86_64-unknown-none' : 'i386-unknown-none').toString('hex');
       return `triple:${triple};ptrsize:${s.guest.width / 8};endian:little;`;
     }
+    // LLDB asks how many watchpoints it may set: the four debug registers (shared with hbreak).
+    case 'qWatchpointSupportInfo': return 'num:4;';
     case 'qProcessInfo': return `pid:${s.guest.domid.toString(16)};endian:little;ptrsize:${s.guest.width / 8};ostype:none;`;
     default: return '';
   }

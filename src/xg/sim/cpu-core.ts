@@ -63,6 +63,16 @@ export class X86Core {
   /** Log-dirty on: one byte per frame of `mem`, set on every write (the domain's, shared by its VCPUs). */
   dirtyLog: Uint8Array | undefined;
   private readonly tlb = new Map<number, number>();
+  /**
+   * Data breakpoints armed from DR7 (armDataBreakpoints): bit n set when DRn watches
+   * writes (R/W = 01) or reads and writes (R/W = 11). Zero keeps memory access fast.
+   */
+  watchMask = 0;
+  /** Slots whose data breakpoint matched an access of the current instruction (DR6's B0-3 to be). */
+  dataHits = 0;
+  private readonly watchStart: bigint[] = [0n, 0n, 0n, 0n];
+  private readonly watchLen: bigint[] = [1n, 1n, 1n, 1n];
+  private readonly watchReads: boolean[] = [false, false, false, false];
   private lastKey = -1;
   private lastBase = 0;
 
@@ -169,9 +179,43 @@ export class X86Core {
 
   private readonly tmpA: Val = { lo: 0, hi: 0 };
 
+  /**
+   * Read DR0-3/DR7 into the data-breakpoint state (DR7 changes only through a VCPU
+   * context write, between slices). LEN 00/01/11/10 = 1/2/4/8 bytes; the hardware
+   * ignores the address bits below the length. R/W 10 (I/O) is not modelled.
+   */
+  armDataBreakpoints(): void {
+    const dr7 = this.dr[7];
+    let mask = 0;
+    for (let n = 0; n < 4; n++) {
+      const enabled = (dr7 >> BigInt(2 * n)) & 3n;
+      const rw = Number((dr7 >> BigInt(16 + 4 * n)) & 3n);
+      if (enabled === 0n || (rw !== 1 && rw !== 3)) continue;
+      const len = [1n, 2n, 8n, 4n][Number((dr7 >> BigInt(18 + 4 * n)) & 3n)];
+      this.watchLen[n] = len;
+      this.watchStart[n] = this.dr[n] & ~(len - 1n);
+      this.watchReads[n] = rw === 3;
+      mask |= 1 << n;
+    }
+    this.watchMask = mask;
+    this.dataHits = 0;
+  }
+
+  /** An access of `bytes` at lo:hi: note each armed slot it touches. */
+  private noteAccess(lo: number, hi: number, bytes: number, write: boolean): void {
+    const a = toBig(lo, hi);
+    const end = a + BigInt(bytes);
+    for (let n = 0; n < 4; n++) {
+      if ((this.watchMask & (1 << n)) === 0 || (!write && !this.watchReads[n])) continue;
+      const s = this.watchStart[n];
+      if (a < s + this.watchLen[n] && s < end) this.dataHits |= 1 << n;
+    }
+  }
+
   readMem(lo: number, hi: number, size: OpSize, out: Val): void {
     const bytes = size >>> 3;
     const mem = this.mem;
+    if (this.watchMask !== 0) this.noteAccess(lo, hi, bytes, false);
     if ((lo & 0xfff) + bytes <= PAGE_SIZE) {
       const pa = this.xlate(lo, hi);
       out.hi = 0;
@@ -200,6 +244,7 @@ export class X86Core {
   writeMem(lo: number, hi: number, size: OpSize, vLo: number, vHi: number): void {
     const bytes = size >>> 3;
     const mem = this.mem;
+    if (this.watchMask !== 0) this.noteAccess(lo, hi, bytes, true);
     if ((lo & 0xfff) + bytes <= PAGE_SIZE) {
       const pa = this.xlate(lo, hi);
       if (this.dirtyLog) this.dirtyLog[pa >>> 12] = 1;

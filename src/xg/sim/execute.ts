@@ -15,7 +15,7 @@ import { ShutdownReason, VcpuEvent, X86EventType } from '../domctl';
 import { SimDomain, SimVcpu } from './domain';
 import { DebugInfo, MonitorDebugType, MonitorOutcome, hvmMonitorDebug } from './monitor';
 
-export type TrapKind = 'int3' | 'step' | 'mtf' | 'hwbreak';
+export type TrapKind = 'int3' | 'step' | 'mtf' | 'hwbreak' | 'watch';
 
 /** A trap that paused the domain for the debugger, a request put on the monitor ring, or a crash. */
 export type ExecEvent =
@@ -69,7 +69,8 @@ function addrAdd(v: SimVcpu, a: bigint, delta: bigint): bigint {
  *  - #BP: poke_int3_handler / a vanished kprobe: go back to the int3's address and run
  *    it again, which loops until the patching CPU has put the real instruction back;
  *  - #DB: exc_debug reads and clears DR6; an unexpected single-step just clears TF, an
- *    instruction breakpoint returns with RF set so that it does not fire again at once.
+ *    instruction breakpoint returns with RF set so that it does not fire again at once
+ *    (a data breakpoint, a trap, needs none).
  * Without them the guest has no IDT and the domain crashes with `crashMessage`.
  * Returns whether the VCPU runs on.
  */
@@ -87,8 +88,15 @@ function guestException(d: SimDomain, v: SimVcpu, vector: number, ret: bigint, c
   cpu.dr[6] = DR6_DEFAULT;
   cpu.rip = ret;
   if (dr6 & DR6_BS) cpu.rflags &= ~Flag.TF;
-  if (dr6 & DR6_B0_3) cpu.rflags |= EFLAGS_RF;
+  if (dr6 & execSlots(cpu.dr[7])) cpu.rflags |= EFLAGS_RF;
   return true;
+}
+
+/** DR6 B0-3 bits of the slots DR7 makes instruction breakpoints (R/W = 00): the ones RF is for. */
+function execSlots(dr7: bigint): bigint {
+  let m = 0n;
+  for (let n = 0; n < 4; n++) if (((dr7 >> BigInt(16 + 4 * n)) & 3n) === 0n) m |= 1n << BigInt(n);
+  return m;
 }
 
 /**
@@ -118,6 +126,7 @@ export function runVcpu(d: SimDomain, v: SimVcpu, budget: number, onEvent: (e: E
 
   let n = 0;
   if (v.injectEvent && d.canRun(v) && !deliverInjected(d, v, env, toDebugger, crashWith)) return 0;
+  cpu.armDataBreakpoints();
   while (n < budget && d.canRun(v)) {
     // TF is sampled at the start: the #DB comes after the instruction it was set for.
     const tf = (cpu.rflags & Flag.TF) !== 0;
@@ -172,6 +181,28 @@ export function runVcpu(d: SimDomain, v: SimVcpu, budget: number, onEvent: (e: E
       }
       if (!guestException(d, v, VEC_BP, after, crashWith(`#BP: int3 with no debugger attached (guest has no IDT), ${where(d, v)}`))) break;
       continue;
+    }
+    // Data breakpoints are traps: the instruction has run (its write is done) when the
+    // #DB comes. With TF set too, one #DB reports both (DR6 gets Bn and BS).
+    const dataHits = cpu.dataHits;
+    if (dataHits !== 0) {
+      cpu.dataHits = 0;
+      cpu.dr[6] |= BigInt(dataHits);
+      if (!tf) {
+        if (attached()) {
+          if (env.gdbsx) {
+            toDebugger('watch');
+            break;
+          }
+          // Stock: dropped, as for every #DB with the debugging flag on.
+        } else {
+          const crash = crashWith(`#DB: data breakpoint (DR6 0x${cpu.dr[6].toString(16)}) with no debugger attached, ${where(d, v)}`);
+          const ret = cpu.rip;
+          const m = monitor('debugException', { trapType: X86EventType.hwException, insnLength: 0, pendingDbg: 0n },
+            () => guestException(d, v, VEC_DB, ret, crash));
+          if (m === 'stopped' || !guestException(d, v, VEC_DB, ret, crash)) break;
+        }
+      }
     }
     if (tf) {
       cpu.dr[6] |= DR6_BS;

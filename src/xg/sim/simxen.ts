@@ -80,7 +80,7 @@ export type ShutdownName = keyof typeof ShutdownReason;
 
 /** Events of the control API (a superset of the debugger notification). */
 export type SimEvent =
-  | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' | 'hwbreak' }
+  | { type: 'trap'; domid: number; vcpu: number; kind: 'int3' | 'step' | 'mtf' | 'hwbreak' | 'watch' }
   /** A debug exit that Xen put on the monitor ring (or that waits for a slot there). */
   | { type: 'monitor'; domid: number; vcpu: number; event: MonitorDebugType }
   | { type: 'shutdown'; domid: number; reason: number; message?: string }
