@@ -67,6 +67,9 @@ export class SimVcpu {
   vmEventPause = 0;
   /** Held by the monitor ring's flow control: waiting for a free slot (ved->wq) or blocked (_VPF_mem_access). */
   vmEventBlocked = false;
+  /** Physical CPUs it may run on (hard affinity) and prefers (soft); undefined: every CPU. */
+  hardAffinity: number[] | undefined;
+  softAffinity: number[] | undefined;
   /** XEN_DMOP_inject_event queued for the VCPU's next entry (v->arch.hvm.inject_event). */
   injectEvent: InjectedEvent | undefined;
 
