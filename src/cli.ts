@@ -11,6 +11,7 @@ import { UserError, XenError } from './xg/errors';
 import { Guest } from './vcpu/guest';
 import { dumpContexts } from './vcpu/contextDump';
 import { GdbServer } from './gx/server';
+import type { XsTransport } from './xs/transport';
 
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -172,6 +173,8 @@ export interface Backend {
   hc: Hypercalls;
   /** Demo ELF for the simulated guest (for the gdb `file` hint). */
   symbolFile?: string;
+  /** The xenstore `monitor info` reads: the simulated one; unset, this host's. */
+  xenstore?: () => Promise<XsTransport>;
   close(): void;
 }
 
@@ -285,6 +288,7 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
   const server = new GdbServer(xc, p.domid, {
     host: p.host, port: p.port ?? 0, width, stepTimeoutMs: p.stepTimeout, memory: p.memory,
     notes: mismatch ? [`warning: ${mismatch}`] : [],
+    xenstore: backend.xenstore,
   });
   server.onEvent = (m) => console.error(`gdbsx: ${m}`);
   const port = await server.listen();

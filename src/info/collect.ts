@@ -202,11 +202,11 @@ export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name
  * Everything, for a domain already looked up (lookupGuest). `xs` undefined, or failing:
  * the domctl part alone, with xenstoreError saying why.
  */
-export async function collectInfo(xc: XenControl, info: DomainInfo, xs: XsClient | undefined, xsError?: string): Promise<InfoView> {
-  const width = Guest.detectWidth(xc, info.domid, info);
+export async function collectInfo(xc: XenControl, info: DomainInfo, xs: XsClient | undefined, o: { xsError?: string; width?: 32 | 64 } = {}): Promise<InfoView> {
+  const width = o.width ?? Guest.detectWidth(xc, info.domid, info);
   const view: InfoView = { domain: domainView(info, width), vcpus: vcpuViews(xc, info) };
   if (!xs) {
-    view.xenstoreError = xsError ?? 'no xenstore';
+    view.xenstoreError = o.xsError ?? 'no xenstore';
     return view;
   }
   try {

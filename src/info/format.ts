@@ -18,6 +18,11 @@ export function cpuList(cpus: readonly number[]): string {
   return parts.join(',');
 }
 
+/** Microseconds shown: an idle guest's VCPUs add up little CPU time. */
+function seconds(s: number): string {
+  return s.toFixed(6);
+}
+
 function kib(n: number): string {
   return n >= 1024 && n % 1024 === 0 ? `${n / 1024} MiB` : `${n} KiB`;
 }
@@ -31,13 +36,13 @@ export function domainSection(v: InfoView): string {
     `domain ${d.domid}${d.name !== undefined ? ` "${d.name}"` : ''}: ${d.type} ${d.width}-bit, uuid ${d.uuid}, cpupool ${d.cpupool}`,
     `  state:    ${d.state}${flags.length ? `, ${flags.join(', ')}` : ''}`,
     `  memory:   ${kib(mem.currentKiB)} current, ${kib(mem.maxKiB)} max${targets.length ? ` (xenstore: ${targets.join(', ')})` : ''}`,
-    `  cpu time: ${d.cpuTimeSeconds.toFixed(3)} s`,
+    `  cpu time: ${seconds(d.cpuTimeSeconds)} s`,
     `  VCPUs:    ${d.vcpusOnline} online of ${d.vcpusMax}`,
   ].join('\n') + '\n';
 }
 
 export function vcpusSection(v: InfoView): string {
-  const rows = v.vcpus.map((c) => [String(c.vcpu), c.state, c.cpu === undefined ? '-' : String(c.cpu), c.cpuTimeSeconds.toFixed(3), cpuList(c.hardAffinity), cpuList(c.softAffinity)]);
+  const rows = v.vcpus.map((c) => [String(c.vcpu), c.state, c.cpu === undefined ? '-' : String(c.cpu), seconds(c.cpuTimeSeconds), cpuList(c.hardAffinity), cpuList(c.softAffinity)]);
   const head = ['VCPU', 'state', 'CPU', 'time (s)', 'hard affinity', 'soft affinity'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => '  ' + r.map((c, i) => (i === 0 || i === 2 || i === 3 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd();
@@ -47,8 +52,8 @@ export function vcpusSection(v: InfoView): string {
 function deviceText(d: DeviceView): string[] {
   const f = d.frontend;
   const b = d.backend;
-  const title = `${d.kind} ${d.id}${d.details.dev ? ` (${d.details.dev})` : ''}: frontend ${f.stateName ?? 'no state'}` +
-    (b ? `, backend (dom${b.domid ?? '?'}) ${b.stateName ?? 'no state'}` : ', no backend');
+  const title = `${d.kind} ${d.id}${d.details.dev ? ` (${d.details.dev})` : ''}: frontend ${f.stateName ?? 'has no state'}` +
+    (b ? `, backend (dom${b.domid ?? '?'}) ${b.stateName ?? 'has no state'}` : ', no backend');
   const lines = [`  ${title}`, `      frontend ${f.path}`];
   if (b) lines.push(`      backend  ${b.path}`);
   const rest = Object.entries(d.details).filter(([k]) => k !== 'dev');
