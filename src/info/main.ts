@@ -78,6 +78,8 @@ async function openTarget(a: Args): Promise<Target> {
     // The simulated guest is always domain 1; another id given with --sim does not exist, as on Xen.
     const { startSimDemo } = await import('../simDemo');
     const demo = startSimDemo({ domid: 1, vcpus: a.simVcpus, width: 64, type: a.simType });
+    // Let the demo run a moment, as a guest found running would have (CPU time to show).
+    await new Promise((r) => setTimeout(r, 200));
     return { hc: demo.hc, xenstore: async () => (a.xenstore ? openXenStore(a.xenstore) : demo.sim.xenstore.transport()), close: () => demo.close() };
   }
   const { PrivcmdHypercalls } = await import('../xg/privcmd');
