@@ -4,6 +4,8 @@
 // HVM/PVH guest's width, Xen's brief pause to copy one VCPU's CPU record.
 import { DomainInfo, ShutdownReason, domainType } from '../xg/domctl';
 import { XenControl } from '../xg/xenctl';
+import { XenError } from '../xg/errors';
+import { VIRQ_NAMES } from '../xg/evtchnStatus';
 import { XsClient } from '../xs/client';
 import { Guest } from '../vcpu/guest';
 
@@ -71,8 +73,18 @@ export interface DeviceView {
 
 export interface EventChannelView {
   port: number;
-  /** What xenstore says it serves (xenstore ring, console, a device). */
-  use: string;
+  /** From EVTCHNOP_status: unbound, interdomain, pirq, virq, ipi. */
+  status?: string;
+  /** The VCPU it notifies. */
+  vcpu?: number;
+  /** interdomain: the other end; unbound: who may bind it. */
+  remoteDomid?: number;
+  remotePort?: number;
+  /** VIRQ_TIMER etc. */
+  virq?: string;
+  pirq?: number;
+  /** What xenstore says it serves (xenstore ring, console, a device), where it names it. */
+  use?: string;
 }
 
 export interface InfoView {
@@ -80,8 +92,11 @@ export interface InfoView {
   vcpus: VcpuView[];
   /** Absent when xenstore could not be read (xenstoreError says why). */
   devices?: DeviceView[];
-  /** The ports xenstore names (store, console, devices' event-channel keys). */
+  /** Every bound port (EVTCHNOP_status), named where xenstore names it; or, where Xen's answer is missing, the ports xenstore names. */
   eventChannels?: EventChannelView[];
+  /** Where eventChannels come from, and why not from Xen when they do not. */
+  eventChannelsFrom?: 'EVTCHNOP_status' | 'xenstore';
+  eventChannelsNote?: string;
   xenstoreError?: string;
 }
 
@@ -168,7 +183,7 @@ async function device(xs: XsClient, kind: string, id: string, fpath: string, dom
 }
 
 /** The name, memory targets, devices and event channels the toolstack keeps for `domid`. */
-export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name?: string; targetKiB?: number; staticMaxKiB?: number; devices: DeviceView[]; eventChannels: EventChannelView[] }> {
+export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name?: string; targetKiB?: number; staticMaxKiB?: number; devices: DeviceView[]; eventChannels: { port: number; use: string }[] }> {
   const dom = await xs.getDomainPath(domid);
   const name = await xs.read(`${dom}/name`);
   const kib = async (p: string) => {
@@ -183,7 +198,7 @@ export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name
     ids.sort((a, b) => Number(a) - Number(b) || a.localeCompare(b));
     for (const id of ids) devices.push(await device(xs, kind, id, `${dom}/device/${kind}/${id}`, domid));
   }
-  const ports: EventChannelView[] = [];
+  const ports: { port: number; use: string }[] = [];
   const port = (v: string | undefined, use: string) => {
     if (v !== undefined && /^\d+$/.test(v)) ports.push({ port: Number(v), use });
   };
@@ -198,6 +213,26 @@ export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name
   return { name, targetKiB: await kib(`${dom}/memory/target`), staticMaxKiB: await kib(`${dom}/memory/static-max`), devices, eventChannels: ports };
 }
 
+/** Ports past this are not asked about (FIFO event channels go up to 2^17). */
+const MAX_PORTS = 16384;
+
+/** Every port of the domain that is not closed, by EVTCHNOP_status from port 1 until Xen says the table ends. */
+export function evtchnViews(xc: XenControl, domid: number): { ports: EventChannelView[]; truncated: boolean } {
+  const ports: EventChannelView[] = [];
+  for (let p = 1; p < MAX_PORTS; p++) {
+    const s = xc.evtchnStatus(domid, p);
+    if (!s) return { ports, truncated: false };
+    if (s.status === 'closed') continue;
+    const v: EventChannelView = { port: p, status: s.status, vcpu: s.vcpu };
+    if (s.remoteDomid !== undefined) v.remoteDomid = s.remoteDomid;
+    if (s.remotePort !== undefined) v.remotePort = s.remotePort;
+    if (s.virq !== undefined) v.virq = VIRQ_NAMES[s.virq] ?? `VIRQ ${s.virq}`;
+    if (s.pirq !== undefined) v.pirq = s.pirq;
+    ports.push(v);
+  }
+  return { ports, truncated: true };
+}
+
 /**
  * Everything, for a domain already looked up (lookupGuest). `xs` undefined, or failing:
  * the domctl part alone, with xenstoreError saying why.
@@ -205,19 +240,38 @@ export async function xenstoreViews(xs: XsClient, domid: number): Promise<{ name
 export async function collectInfo(xc: XenControl, info: DomainInfo, xs: XsClient | undefined, o: { xsError?: string; width?: 32 | 64 } = {}): Promise<InfoView> {
   const width = o.width ?? Guest.detectWidth(xc, info.domid, info);
   const view: InfoView = { domain: domainView(info, width), vcpus: vcpuViews(xc, info) };
+  let named: { port: number; use: string }[] | undefined;
   if (!xs) {
     view.xenstoreError = o.xsError ?? 'no xenstore';
-    return view;
+  } else {
+    try {
+      const s = await xenstoreViews(xs, info.domid);
+      view.domain.name = s.name;
+      view.domain.memory.targetKiB = s.targetKiB;
+      view.domain.memory.staticMaxKiB = s.staticMaxKiB;
+      view.devices = s.devices;
+      named = s.eventChannels;
+    } catch (e) {
+      view.xenstoreError = (e as Error).message;
+    }
   }
   try {
-    const s = await xenstoreViews(xs, info.domid);
-    view.domain.name = s.name;
-    view.domain.memory.targetKiB = s.targetKiB;
-    view.domain.memory.staticMaxKiB = s.staticMaxKiB;
-    view.devices = s.devices;
-    view.eventChannels = s.eventChannels;
+    const { ports, truncated } = evtchnViews(xc, info.domid);
+    for (const n of named ?? []) {
+      const p = ports.find((x) => x.port === n.port);
+      if (p) p.use = p.use ? `${p.use}, ${n.use}` : n.use;
+    }
+    view.eventChannels = ports;
+    view.eventChannelsFrom = 'EVTCHNOP_status';
+    if (truncated) view.eventChannelsNote = `only ports below ${MAX_PORTS} asked about`;
   } catch (e) {
-    view.xenstoreError = (e as Error).message;
+    // No event_channel_op here (an old addon) or Xen refused: the ports xenstore names, said so.
+    if (!(e instanceof XenError)) throw e;
+    if (named) {
+      view.eventChannels = named;
+      view.eventChannelsFrom = 'xenstore';
+    }
+    view.eventChannelsNote = `EVTCHNOP_status: ${e.message}`;
   }
   return view;
 }

@@ -68,11 +68,24 @@ export function devicesSection(v: InfoView): string {
 }
 
 export function evtchnSection(v: InfoView): string {
-  if (!v.eventChannels) return `event channels of domain ${v.domain.domid}: not known (${v.xenstoreError})\n`;
-  const lines = [`event channels of domain ${v.domain.domid} named in xenstore (the guest's ports; others, e.g. VIRQs and IPIs, are not listed)`];
-  if (!v.eventChannels.length) lines.push('  none');
-  for (const e of v.eventChannels) lines.push(`  port ${String(e.port).padStart(4)}  ${e.use}`);
-  return lines.join('\n') + '\n';
+  const id = v.domain.domid;
+  if (!v.eventChannels) return `event channels of domain ${id}: not known (${[v.eventChannelsNote, v.xenstoreError].filter(Boolean).join('; ')})\n`;
+  if (v.eventChannelsFrom === 'xenstore') {
+    const lines = [`event channels of domain ${id} named in xenstore (${v.eventChannelsNote}; VIRQs and IPIs not listed)`];
+    if (!v.eventChannels.length) lines.push('  none');
+    for (const e of v.eventChannels) lines.push(`  port ${String(e.port).padStart(4)}  ${e.use}`);
+    return lines.join('\n') + '\n';
+  }
+  const rows = v.eventChannels.map((e) => [
+    String(e.port), e.status ?? '', String(e.vcpu ?? ''),
+    e.status === 'interdomain' ? `dom${e.remoteDomid} port ${e.remotePort}` : e.status === 'unbound' ? `for dom${e.remoteDomid}` : e.virq ?? (e.pirq !== undefined ? `pirq ${e.pirq}` : ''),
+    e.use ?? '',
+  ]);
+  const head = ['port', 'status', 'VCPU', 'bound to', 'xenstore names it'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => '  ' + r.map((c, i) => (i === 0 || i === 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd();
+  const title = `event channels of domain ${id} (EVTCHNOP_status${v.eventChannelsNote ? `; ${v.eventChannelsNote}` : ''})`;
+  return [title, line(head), ...(rows.length ? rows.map(line) : ['  none'])].join('\n') + '\n';
 }
 
 export function infoText(v: InfoView, sections: readonly InfoSection[] = INFO_SECTIONS): string {

@@ -108,7 +108,7 @@ export async function infoMain(argv: string[]): Promise<number> {
     if (view.xenstoreError) throw new UserError(`cannot read domain ${a.domid}'s xenstore entries: ${view.xenstoreError}`);
     if (a.json) {
       const pick = Object.fromEntries(Object.entries(view).filter(([k]) => k === 'domain' ||
-        (k === 'vcpus' && a.sections.includes('vcpus')) || (k === 'devices' && a.sections.includes('devices')) || (k === 'eventChannels' && a.sections.includes('evtchn'))));
+        (k === 'vcpus' && a.sections.includes('vcpus')) || (k === 'devices' && a.sections.includes('devices')) || (k.startsWith('eventChannels') && a.sections.includes('evtchn'))));
       process.stdout.write(JSON.stringify(pick, null, 2) + '\n');
     } else {
       process.stdout.write(infoText(view, a.sections));

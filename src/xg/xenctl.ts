@@ -9,6 +9,7 @@ import {
 } from './domctl';
 import { Errno, XenError } from './errors';
 import { Hypercalls } from './hypercalls';
+import { EVTCHNOP_STATUS, EvtchnStatus, decodeEvtchnStatus, encodeEvtchnStatusRequest } from './evtchnStatus';
 
 const log = createDebug('gdbsx:xg');
 
@@ -290,6 +291,24 @@ export class XenControl {
 
   logDirtyOff(domid: number): void {
     this.shadowOp(domid, ShadowOp.off);
+  }
+
+  /**
+   * EVTCHNOP_status of one port of `domid`; undefined where the port is past the
+   * domain's table (Xen: EINVAL). Throws XenError ENOSYS where the transport has no
+   * event_channel_op.
+   */
+  evtchnStatus(domid: number, port: number): EvtchnStatus | undefined {
+    const name = `EVTCHNOP_status(dom${domid}, port ${port})`;
+    if (!this.hc.eventChannelOp) throw new XenError(name, Errno.ENOSYS, 'this hypercall transport has no event_channel_op');
+    const arg = encodeEvtchnStatusRequest(domid, port);
+    try {
+      this.named(name, () => (this.hc.eventChannelOp as (c: number, a: Buffer) => number)(EVTCHNOP_STATUS, arg));
+    } catch (e) {
+      if (e instanceof XenError && e.errno === Errno.EINVAL) return undefined;
+      throw e;
+    }
+    return decodeEvtchnStatus(arg);
   }
 
   /** XENMEM_maximum_gpfn: the highest guest frame the domain's p2m has mapped (HVM/PVH). */

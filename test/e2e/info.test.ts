@@ -3,6 +3,7 @@
 import assert from 'assert';
 import { spawnSync } from 'child_process';
 import { startStub, gdbBatch, gdbConnect as connect, Stub } from './harness';
+import { collectInfo } from '../../src/info/collect';
 
 describe('monitor info through gdb (simulated Xen)', function () {
   this.timeout(60000);
@@ -36,7 +37,8 @@ describe('monitor info through gdb (simulated Xen)', function () {
     assert.match(out, new RegExp(`^ {6}mac ${mac}, bridge xenbr0,`, 'm'));
     assert.match(out, /^ {6}backend {2}\/local\/domain\/0\/backend\/vbd\/1\/51712$/m);
     assert.match(out, /^ {6}params \/var\/lib\/xen\/images\/demo\.img, type phy, mode w,/m);
-    assert.match(out, /^ {2}port +4 +vbd 51712$/m);
+    assert.match(out, /^ +4 +interdomain +0 +dom0 port \d+ +vbd 51712$/m);
+    assert.match(out, /^ +\d+ +virq +2 +VIRQ_TIMER$/m);
   });
 
   it('one section at a time, an unknown one refused; a device state change is seen at the next connection', async () => {
@@ -60,6 +62,29 @@ describe('monitor info through gdb (simulated Xen)', function () {
     assert.match(out, /^domain 1: PV 64-bit/m);
     assert.match(out, /^VCPUs of domain 1$/m);
     assert.match(out, /^devices of domain 1: not known \(the simulated xenstore is switched off\)$/m);
-    assert.match(out, /^event channels of domain 1: not known/m);
+    // Event channels come from Xen: there, without xenstore's names.
+    assert.match(out, /^ +1 +interdomain +0 +dom0 port \d+$/m);
+  });
+});
+
+describe('monitor info evtchn on stock Xen (PVH, monitor ring)', function () {
+  this.timeout(60000);
+  let stub: Stub;
+  afterEach(async () => {
+    await stub?.close();
+  });
+
+  it('shows the monitor ring\'s Xen port, bound to dom0, while the stub holds the ring; gone after detach', async () => {
+    stub = await startStub({ vcpus: 2, type: 'pvh', xen: { gdbsx: false, mtf: true } });
+    const r = await gdbBatch([...connect(stub), 'monitor info evtchn', 'detach']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const out = r.stdout + r.stderr;
+    // An interdomain port to dom0 that xenstore does not name: the ring's (the guest's own are named).
+    const unnamed = [...out.matchAll(/^ +(\d+) +interdomain +0 +dom0 port \d+$/gm)].map((m) => Number(m[1]));
+    assert.equal(unnamed.length, 1, out);
+    assert.ok(!stub.sim.xenstore.read('/local/domain/1/store/port')?.includes(String(unnamed[0])));
+    // After detach the stub has torn the ring down: Xen's port is closed (left out).
+    const after = await collectInfo(stub.xc, stub.xc.getDomainInfo(1), undefined, { width: 64 });
+    assert.ok(!after.eventChannels?.some((e) => e.port === unnamed[0]), JSON.stringify(after.eventChannels));
   });
 });

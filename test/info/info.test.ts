@@ -96,15 +96,42 @@ describe('gdbsx info: the view of a simulated domain', () => {
     assert.equal(vbd?.details.params, sim.xenstore.read('/local/domain/0/backend/vbd/1/51712/params'));
     assert.equal(vbd?.backend?.stateName, 'XenbusStateConnected');
     assert.ok(v.devices?.some((d) => d.kind === 'console' && d.frontend.path === '/local/domain/1/console'));
-    assert.deepEqual(v.eventChannels, [
-      { port: 1, use: 'xenstore ring' }, { port: 2, use: 'console' }, { port: 3, use: 'vif 0' }, { port: 4, use: 'vbd 51712' },
-    ]);
+    // Named by xenstore where it names them (store/port, console/port, the devices' event-channel).
+    assert.equal(v.eventChannelsFrom, 'EVTCHNOP_status');
+    const named = v.eventChannels?.filter((e) => e.use).map((e) => [e.port, e.use, e.status, e.remoteDomid]);
+    assert.deepEqual(named, [[1, 'xenstore ring', 'interdomain', 0], [2, 'console', 'interdomain', 0], [3, 'vif 0', 'interdomain', 0], [4, 'vbd 51712', 'interdomain', 0]]);
+    assert.equal(String(v.eventChannels?.find((e) => e.use === 'vif 0')?.port), sim.xenstore.read('/local/domain/1/device/vif/0/event-channel'));
     // A device added later is seen.
     sim.xenstore.write('/local/domain/1/device/vkbd/0/backend', '/local/domain/0/backend/vkbd/1/0');
     sim.xenstore.write('/local/domain/1/device/vkbd/0/state', '1');
     const again = await view();
     assert.equal(again.devices?.find((d) => d.kind === 'vkbd')?.frontend.stateName, 'XenbusStateInitialising');
     assert.match(infoText(again, ['devices']), /^ {2}vkbd 0: frontend XenbusStateInitialising, backend \(dom\?\) has no state$/m);
+  });
+
+  it('event channels: every bound port by EVTCHNOP_status (a timer VIRQ per VCPU), closed ones left out', async () => {
+    const v = await view();
+    const timers = v.eventChannels?.filter((e) => e.status === 'virq' && e.virq === 'VIRQ_TIMER').map((e) => e.vcpu);
+    assert.deepEqual(timers, [0, 1, 2]);
+    assert.ok(v.eventChannels?.every((e) => e.status !== 'closed'));
+    // Each entry is what Xen answers for that port.
+    for (const e of v.eventChannels ?? []) {
+      const s = xc.evtchnStatus(1, e.port);
+      assert.equal(e.status, s?.status);
+      assert.equal(e.remotePort, s?.remotePort);
+    }
+    // Past the table: EINVAL, seen as the end.
+    assert.equal(xc.evtchnStatus(1, 64), undefined);
+    assert.match(infoText(v, ['evtchn']), /^ +1 +interdomain +0 +dom0 port \d+ +xenstore ring$/m);
+    assert.match(infoText(v, ['evtchn']), /^ +\d+ +virq +2 +VIRQ_TIMER$/m);
+  });
+
+  it('a hypervisor transport without event_channel_op: the ports xenstore names, and why', async () => {
+    const bare = new XenControl(new Proxy(sim, { get: (t, k) => (k === 'eventChannelOp' ? undefined : Reflect.get(t, k, t)) }));
+    const v = await collectInfo(bare, bare.getDomainInfo(1), new XsClient(await sim.xenstore.transport()));
+    assert.equal(v.eventChannelsFrom, 'xenstore');
+    assert.deepEqual(v.eventChannels?.map((e) => e.port), [1, 2, 3, 4]);
+    assert.match(infoText(v, ['evtchn']), /^event channels of domain 1 named in xenstore \(EVTCHNOP_status: .*no event_channel_op.*\)/m);
   });
 
   it('without xenstore: the domctl parts, and why the rest is missing', async () => {
@@ -127,7 +154,7 @@ describe('gdbsx info (command line, simulated Xen)', function () {
     assert.match(r.stdout, /^ {2}vif 0: frontend XenbusStateConnected, backend \(dom0\) XenbusStateConnected$/m);
     assert.match(r.stdout, /^ {6}mac 00:16:3e:00:01:01, bridge xenbr0,/m);
     assert.match(r.stdout, /^ {2}vbd 51712 \(xvda\): /m);
-    assert.match(r.stdout, /^ {2}port +3 +vif 0$/m);
+    assert.match(r.stdout, /^ +3 +interdomain +0 +dom0 port \d+ +vif 0$/m);
   });
 
   it('--json: parses, and its fields are the simulated domain\'s', async () => {
@@ -150,7 +177,8 @@ describe('gdbsx info (command line, simulated Xen)', function () {
       assert.equal(vif?.frontend.keys.mac, demo.sim.xenstore.read('/local/domain/1/device/vif/0/mac'));
       assert.equal(vif?.backend?.keys.bridge, demo.sim.xenstore.read('/local/domain/0/backend/vif/1/0/bridge'));
       assert.equal(vif?.backend?.state, 4);
-      assert.ok(j.eventChannels?.some((e) => e.use === 'vbd 51712'));
+      assert.ok(j.eventChannels?.some((e) => e.use === 'vbd 51712' && e.status === 'interdomain'));
+      assert.equal(j.eventChannelsFrom, 'EVTCHNOP_status');
     } finally {
       demo.close();
     }

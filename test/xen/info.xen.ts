@@ -2,7 +2,8 @@
 // compared with what Xen's own tools say: xl list/vcpu-list/info for the domain and
 // VCPUs, xenstore-read/xenstore-list for the devices (the lab's guests have the primary
 // console and the xenstore ring; no vif or vbd), through xenstored's socket and through
-// /dev/xen/xenbus (both transports), and the refusals (dom0, a domain that is not there).
+// /dev/xen/xenbus (both transports), the event channels by EVTCHNOP_status against
+// xenstore's ports, and the refusals (dom0, a domain that is not there).
 // Not in .ci/run yet: run it with `npx mocha --timeout 1800000 dist/test/xen/info.xen.js`
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
@@ -95,7 +96,20 @@ describe('real Xen: gdbsx info and monitor info', function () {
         assert.strictEqual(con.frontend.keys.port, await xsRead(`/local/domain/${domid}/console/port`));
         const kinds = (await labExec(`xenstore-list /local/domain/${domid}/device`)).stdout.split('\n').filter(Boolean).sort();
         assert.deepStrictEqual([...new Set(v.devices?.filter((d) => d.frontend.path.includes('/device/')).map((d) => d.kind))].sort(), kinds);
-        assert.strictEqual(String(v.eventChannels?.find((e) => e.use === 'xenstore ring')?.port), await xsRead(`/local/domain/${domid}/store/port`));
+        // Event channels from Xen (EVTCHNOP_status), named from xenstore: the xenstore and
+        // console rings are bound to dom0 (xenstored, xenconsoled); a Linux guest has a timer VIRQ per VCPU.
+        assert.strictEqual(v.eventChannelsFrom, 'EVTCHNOP_status', v.eventChannelsNote);
+        for (const [use, key] of [['xenstore ring', 'store/port'], ['console', 'console/port']]) {
+          const e = v.eventChannels?.find((x) => x.use === use);
+          assert.ok(e, `${use}: ${JSON.stringify(v.eventChannels)}`);
+          assert.strictEqual(String(e.port), await xsRead(`/local/domain/${domid}/${key}`));
+          assert.strictEqual(e.status, 'interdomain', JSON.stringify(e));
+          assert.strictEqual(e.remoteDomid, 0);
+        }
+        if (name !== 'testkernel64') {
+          const timers = v.eventChannels?.filter((e) => e.virq === 'VIRQ_TIMER').map((e) => e.vcpu).sort();
+          assert.deepStrictEqual(timers, [...Array(g.vcpus).keys()], JSON.stringify(v.eventChannels));
+        }
         // The other transport gives the same tree.
         const dev = await info(domid, '--xenstore /dev/xen/xenbus');
         assert.deepStrictEqual(dev.devices, v.devices);

@@ -22,6 +22,7 @@ import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './u
 import { UNMAPPED } from './paging';
 import { Scheduler } from './scheduler';
 import { SimXenStore } from './xenstore';
+import { evtchnOp, guestEventChannels } from './evtchn';
 import { TextPokeLoop } from './textPoke';
 import { bringUp } from './vcpu-context';
 
@@ -258,6 +259,11 @@ export class SimXen implements Hypercalls {
     return this.monitor.memoryOp(cmd, arg, data);
   }
 
+  /** EVTCHNOP_status (evtchn.ts). */
+  eventChannelOp(cmd: number, arg: Buffer): number {
+    return evtchnOp(cmd, arg, (id) => this.doms.get(id), (d) => this.monitor.state(d).ring);
+  }
+
   /** XEN_DMOP_inject_event (monitor.ts). */
   dmOp(domid: number, bufs: Buffer[]): number {
     return this.monitor.dmOp(domid, bufs);
@@ -317,6 +323,7 @@ export class SimXen implements Hypercalls {
     if (type === 'pv') buildPvSharedInfo(d);
     this.doms.set(domid, d);
     this.loaded.set(domid, g);
+    d.evtchns = guestEventChannels(domid, online);
     const h = d.handle.toString('hex');
     this.xenstore.addDomain({
       domid, name, type, vcpus: o.vcpus, memKiB: memMiB * 1024,
