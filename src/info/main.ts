@@ -28,7 +28,9 @@ const USAGE = `Usage: gdbsx info <domid> [domain|vcpus|devices|evtchn ...] [--js
 Shows a guest as Xen and its toolstack see it: the domain (type, width, state, memory,
 CPU time), each VCPU (state, physical CPU, CPU time, affinity), its virtual devices
 from xenstore (frontend and backend paths and states, MACs, bridges, backing disks)
-and the event channels xenstore names. Reads only; nothing is paused.`;
+and its event channels (EVTCHNOP_status, named from xenstore). Reads only: nothing is
+paused, but for an HVM/PVH guest's width Xen pauses it while it copies one VCPU's CPU
+record.`;
 
 function parse(argv: string[]): Args {
   const a = yargs(argv)
