@@ -11,6 +11,7 @@ import { UserError, XenError } from './xg/errors';
 import { Guest } from './vcpu/guest';
 import { dumpContexts } from './vcpu/contextDump';
 import { GdbServer } from './gx/server';
+import type { XsTransport } from './xs/transport';
 
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -36,6 +37,8 @@ function usage(): string {
   gdbsx -a <domid> [32|64] <port>     attach to a domain and serve gdb on <port>
   gdbsx -c <domid> [32|64] [vcpu]     print the VCPU context(s) and exit
   gdbsx --sim [-a <domid>] [--port N] serve the built-in simulated Xen and demo guest
+  gdbsx info <domid> [--json]         the domain, its VCPUs, devices and event channels
+  gdbsx profile <domid> | snapshot <domid> <file>   (see gdbsx profile --help, gdbsx snapshot --help)
   gdbsx --version                     print the version
 
 The guest width (32|64) is detected when left out; a width that does not match
@@ -170,6 +173,8 @@ export interface Backend {
   hc: Hypercalls;
   /** Demo ELF for the simulated guest (for the gdb `file` hint). */
   symbolFile?: string;
+  /** The xenstore `monitor info` reads: the simulated one; unset, this host's. */
+  xenstore?: () => Promise<XsTransport>;
   close(): void;
 }
 
@@ -187,6 +192,7 @@ async function openBackend(p: Parsed): Promise<Backend> {
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'snapshot') return (await import('./snapshot/main')).snapshotMain(argv.slice(1));
+  if (argv[0] === 'info') return (await import('./info/main')).infoMain(argv.slice(1));
   if (argv[0] === 'profile') return (await import('./profile/main')).profileMain(argv.slice(1));
   let p: Parsed;
   try {
@@ -282,6 +288,7 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
   const server = new GdbServer(xc, p.domid, {
     host: p.host, port: p.port ?? 0, width, stepTimeoutMs: p.stepTimeout, memory: p.memory,
     notes: mismatch ? [`warning: ${mismatch}`] : [],
+    xenstore: backend.xenstore,
   });
   server.onEvent = (m) => console.error(`gdbsx: ${m}`);
   const port = await server.listen();

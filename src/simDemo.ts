@@ -41,5 +41,5 @@ export function startSimDemo(o: SimDemoOptions): Backend & { sim: SimXen; domid:
     if (process.env.GDBSX_SIM_EXIT_REPORT) process.stdout.write(`sim-exit-report ${JSON.stringify(guestIntegrity(sim, domid, image))}\n`);
     sim.close();
   };
-  return { hc: sim, sim, domid, symbolFile: path.relative(process.cwd(), image) || image, close };
+  return { hc: sim, sim, domid, symbolFile: path.relative(process.cwd(), image) || image, xenstore: async () => sim.xenstore.transport(), close };
 }

@@ -113,6 +113,7 @@ static_assert(kIoctlPrivcmdDmOp == 0x00105005, "IOCTL_PRIVCMD_DM_OP");
 // Hypercall numbers (xen/include/public/xen.h).
 constexpr uint64_t kHypervisorMemoryOp = 12;
 constexpr uint64_t kHypervisorXenVersion = 17;
+constexpr uint64_t kHypervisorEventChannelOp = 32;
 constexpr uint64_t kHypervisorHvmOp = 34;
 constexpr uint64_t kHypervisorDomctl = 36;
 constexpr uint64_t kHypervisorDmOp = 41;
@@ -130,6 +131,12 @@ constexpr uint32_t kXenmemIncreaseReservation = 0, kXenmemDecreaseReservation = 
 constexpr uint64_t kMemopCmdMask = 0x3f;
 constexpr size_t kReservationSize = 32, kReservationExtentStart = 0, kReservationNrExtents = 8,
                  kReservationDomid = 24;
+
+// EVTCHNOP_status and struct evtchn_status (24 bytes: dom u16 @0, port u32 @4,
+// status u32 @8, vcpu u32 @12, union u @16), for the loopback double.
+constexpr uint64_t kEvtchnopStatus = 5;
+constexpr size_t kEvtchnStatusPort = 4, kEvtchnStatusStatus = 8, kEvtchnStatusVcpu = 12, kEvtchnStatusU = 16;
+constexpr uint32_t kEvtchnStatInterdomain = 2;
 
 // hvm_op commands (xen/include/public/hvm/hvm_op.h) and struct xen_hvm_param
 // (16 bytes: domid u16 @0, index u32 @4, value u64 @8), for the loopback double.

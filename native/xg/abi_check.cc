@@ -18,6 +18,14 @@ static_assert(xg::kHypervisorXenVersion == __HYPERVISOR_xen_version, "__HYPERVIS
 static_assert(xg::kVirqDebugger == VIRQ_DEBUGGER, "VIRQ_DEBUGGER differs");
 static_assert(xg::kHypervisorMemoryOp == __HYPERVISOR_memory_op, "__HYPERVISOR_memory_op differs");
 static_assert(xg::kHypervisorHvmOp == __HYPERVISOR_hvm_op, "__HYPERVISOR_hvm_op differs");
+static_assert(xg::kHypervisorEventChannelOp == __HYPERVISOR_event_channel_op, "__HYPERVISOR_event_channel_op differs");
+#if __has_include(<xen/event_channel.h>)
+#include <xen/event_channel.h>
+static_assert(xg::kEvtchnopStatus == EVTCHNOP_status, "EVTCHNOP_status differs");
+static_assert(offsetof(evtchn_status_t, port) == xg::kEvtchnStatusPort && offsetof(evtchn_status_t, status) == xg::kEvtchnStatusStatus &&
+                  offsetof(evtchn_status_t, vcpu) == xg::kEvtchnStatusVcpu && offsetof(evtchn_status_t, u) == xg::kEvtchnStatusU,
+              "struct evtchn_status differs");
+#endif
 static_assert(xg::kDomidInvalid == DOMID_INVALID, "DOMID_INVALID differs");
 
 // Foreign mappings.

@@ -2,6 +2,7 @@
 //   domctl(op: Buffer(144), data?: Buffer, handleOffset?: number): number
 //   xenVersion(cmd: number, arg?: Buffer): number
 //   hvmOp(cmd: number, arg: Buffer): number
+//   eventChannelOp(cmd: number, arg: Buffer): number
 //   memoryOp(cmd: number, arg: Buffer, data?: Buffer, handleOffset?: number): number
 //   dmOp(domid: number, bufs: Buffer[]): number
 //   mapForeign(domid: number, frames: BigUint64Array, writable: boolean): ForeignMapping (foreign.cc)
@@ -78,6 +79,7 @@ class Privcmd : public Napi::ObjectWrap<Privcmd> {
                            InstanceMethod<&Privcmd::Domctl>("domctl"),
                            InstanceMethod<&Privcmd::XenVersion>("xenVersion"),
                            InstanceMethod<&Privcmd::HvmOp>("hvmOp"),
+                           InstanceMethod<&Privcmd::EventChannelOp>("eventChannelOp"),
                            InstanceMethod<&Privcmd::MemoryOp>("memoryOp"),
                            InstanceMethod<&Privcmd::DmOp>("dmOp"),
                            InstanceMethod<&Privcmd::MapForeignJs>("mapForeign"),
@@ -91,6 +93,7 @@ class Privcmd : public Napi::ObjectWrap<Privcmd> {
   Napi::Value Domctl(const Napi::CallbackInfo& info);
   Napi::Value XenVersion(const Napi::CallbackInfo& info);
   Napi::Value HvmOp(const Napi::CallbackInfo& info);
+  Napi::Value EventChannelOp(const Napi::CallbackInfo& info);
   Napi::Value MemoryOp(const Napi::CallbackInfo& info);
   Napi::Value DmOp(const Napi::CallbackInfo& info);
   Napi::Value MapForeignJs(const Napi::CallbackInfo& info);
@@ -331,6 +334,11 @@ Napi::Value Privcmd::TwoArg(const Napi::CallbackInfo& info, uint64_t nr, const c
 
 Napi::Value Privcmd::HvmOp(const Napi::CallbackInfo& info) { return TwoArg(info, kHypervisorHvmOp, "hvmOp", false); }
 
+// __HYPERVISOR_event_channel_op(cmd, address of the `arg` copy), e.g. EVTCHNOP_status.
+Napi::Value Privcmd::EventChannelOp(const Napi::CallbackInfo& info) {
+  return TwoArg(info, kHypervisorEventChannelOp, "eventChannelOp", false);
+}
+
 Napi::Value Privcmd::MemoryOp(const Napi::CallbackInfo& info) {
   return TwoArg(info, kHypervisorMemoryOp, "memoryOp", true);
 }
@@ -421,6 +429,22 @@ long Privcmd::Loopback(const PrivcmdHypercall& hc) {
       std::memcpy(reinterpret_cast<char*>(static_cast<uintptr_t>(hc.arg[1])), "-loopback", 10);
     }
     return (4 << 16) | 19;
+  }
+  if (hc.op == kHypervisorEventChannelOp) {
+    // EVTCHNOP_status (5) only: port 0 and ports from 4096 are EINVAL; others answer
+    // "interdomain to dom0's port + 100", so a test sees the struct read and written in place.
+    if (hc.arg[0] != kEvtchnopStatus) return -ENOSYS;
+    uint8_t* p = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(hc.arg[1]));
+    uint32_t port;
+    std::memcpy(&port, p + kEvtchnStatusPort, sizeof port);
+    if (port == 0 || port >= 4096) return -EINVAL;
+    const uint32_t status = kEvtchnStatInterdomain, vcpu = 0, remote_port = port + 100;
+    const uint16_t remote_dom = 0;
+    std::memcpy(p + kEvtchnStatusStatus, &status, sizeof status);
+    std::memcpy(p + kEvtchnStatusVcpu, &vcpu, sizeof vcpu);
+    std::memcpy(p + kEvtchnStatusU, &remote_dom, sizeof remote_dom);
+    std::memcpy(p + kEvtchnStatusU + 4, &remote_port, sizeof remote_port);
+    return 0;
   }
   if (hc.op == kHypervisorHvmOp) {
     if (hc.arg[0] != kHvmopSetParam && hc.arg[0] != kHvmopGetParam) return -ENOSYS;

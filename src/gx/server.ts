@@ -8,6 +8,7 @@ import { Guest, AttachOptions } from '../vcpu/guest';
 import { XenControl } from '../xg/xenctl';
 import { frame } from './packet';
 import { Framer } from './framer';
+import type { XsTransport } from '../xs/transport';
 
 const log = createDebug('gdbsx:server');
 
@@ -24,6 +25,8 @@ export interface ServerOptions extends AttachOptions {
   port: number;
   /** Told to each gdb once, with the guest's own notes (e.g. a width given that is not the guest's). */
   notes?: readonly string[];
+  /** The xenstore `monitor info` reads (default: this host's, see src/xs/transport.ts). */
+  xenstore?: () => Promise<XsTransport>;
 }
 
 export class GdbServer {
@@ -127,6 +130,7 @@ export class GdbServer {
       // One waiting connection gets the domain; the others see the new session and are refused.
       for (const f of this.sessionEnded.splice(0)) f();
     }, (m) => this.onEvent(m), this.opts.notes);
+    this.session.xenstore = this.opts.xenstore;
     sock.resume(); // held while it waited for the previous session
   }
 

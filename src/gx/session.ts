@@ -11,6 +11,7 @@ import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
 import { stopReply } from './stopReply';
 import { RegView, regView } from './regView';
+import type { XsTransport } from '../xs/transport';
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
@@ -59,6 +60,8 @@ export class Session {
   private warnedUserMode = false;
   /** The guest's notes (what this hypervisor allows) go to gdb's console once, at the first resume. */
   private toldNotes = false;
+  /** How `monitor info` reaches xenstore (the simulated one on the simulated Xen); unset: the real one. */
+  xenstore: (() => Promise<XsTransport>) | undefined;
   /** The last stop, answered again for '?'. */
   lastStop: StopEvent;
 

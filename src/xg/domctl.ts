@@ -22,6 +22,7 @@ export const DomctlCmd = {
   setvcpucontext: 12,
   getvcpucontext: 13,
   getvcpuinfo: 14,
+  getvcpuaffinity: 25,
   setdebugging: 18,
   get_address_size: 36,
   gethvmcontext_partial: 55,
@@ -58,6 +59,8 @@ export const Off = {
   infoSsidref: 88,
   infoHandle: 92,
   infoCpupool: 108,
+  /** arch_config (struct xen_arch_domainconfig): x86 emulation_flags, then misc_flags. */
+  infoEmulationFlags: 120,
   // getvcpucontext / setvcpucontext
   ctxVcpu: 16,
   ctxHandle: 24,
@@ -68,6 +71,13 @@ export const Off = {
   viRunning: 22,
   viCpuTime: 24,
   viCpu: 32,
+  // getvcpuaffinity: vcpu, flags (IN); cpumap_hard, cpumap_soft (struct xenctl_bitmap: handle, nr_bits)
+  affVcpu: 16,
+  affFlags: 20,
+  affHardBitmap: 24,
+  affHardNrBits: 32,
+  affSoftBitmap: 40,
+  affSoftNrBits: 48,
   // setdebugging
   debugEnable: 16,
   // get_address_size (OUT)
@@ -128,6 +138,18 @@ export const DomInf = {
   shutdownShift: 16,
   shutdownMask: 0xff,
 } as const;
+
+/** XEN_VCPUAFFINITY_* (vcpuaffinity.flags): which map to get or set. */
+export const VcpuAffinity = { hard: 1, soft: 2 } as const;
+
+/** XEN_X86_EMU_* (arch_config.emulation_flags): what Xen emulates for an HVM-container domain. */
+export const X86Emu = { lapic: 1 << 0, hpet: 1 << 1, pm: 1 << 2, rtc: 1 << 3, ioapic: 1 << 4, pic: 1 << 5, vga: 1 << 6, iommu: 1 << 7, pit: 1 << 8, usePirq: 1 << 9, vpci: 1 << 10 } as const;
+
+/** PV, or an HVM container without (PVH: at most a local APIC and vPCI) or with emulated platform devices (HVM). */
+export function domainType(info: Pick<DomainInfo, 'hvm' | 'emulationFlags'>): 'PV' | 'PVH' | 'HVM' {
+  if (!info.hvm) return 'PV';
+  return (info.emulationFlags & ~(X86Emu.lapic | X86Emu.vpci)) === 0 ? 'PVH' : 'HVM';
+}
 
 /** XEN_DOMCTL_SHADOW_OP_* (shadow_op.op) and the mode flags we use. */
 export const ShadowOp = { off: 0, enableLogDirty: 2, clean: 11, peek: 12, enable: 32 } as const;
@@ -224,6 +246,10 @@ export interface DomainInfo {
   nrOnlineVcpus: number;
   maxVcpuId: number;
   handle: string;
+  /** The CPU pool the domain is in. */
+  cpupool: number;
+  /** X86Emu bits (0 for PV). */
+  emulationFlags: number;
 }
 
 export function decodeDomainInfo(b: Buffer): DomainInfo {
@@ -247,11 +273,13 @@ export function decodeDomainInfo(b: Buffer): DomainInfo {
     nrOnlineVcpus: b.readUInt32LE(Off.infoNrOnlineVcpus),
     maxVcpuId: b.readUInt32LE(Off.infoMaxVcpuId),
     handle: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`,
+    cpupool: b.readUInt32LE(Off.infoCpupool),
+    emulationFlags: b.readUInt32LE(Off.infoEmulationFlags),
   };
 }
 
 /** Encode a DomainInfo into a getdomaininfo reply (used by the simulated Xen). */
-export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hvm' | 'shutdown' | 'shutdownReason' | 'paused' | 'blocked' | 'running' | 'debugged' | 'handle' | 'sharedInfoFrame'> & { handle?: Buffer; sharedInfoFrame?: bigint }): void {
+export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hvm' | 'shutdown' | 'shutdownReason' | 'paused' | 'blocked' | 'running' | 'debugged' | 'handle' | 'sharedInfoFrame' | 'cpupool' | 'emulationFlags'> & { handle?: Buffer; sharedInfoFrame?: bigint; cpupool?: number; emulationFlags?: number }): void {
   b.fill(0, DOMCTL_PAYLOAD);
   b.writeUInt16LE(info.domid, Off.infoDomain);
   b.writeUInt16LE(info.domid, Off.domain);
@@ -263,6 +291,15 @@ export function encodeDomainInfo(b: Buffer, info: Omit<DomainInfo, 'dying' | 'hv
   b.writeUInt32LE(info.nrOnlineVcpus, Off.infoNrOnlineVcpus);
   b.writeUInt32LE(info.maxVcpuId, Off.infoMaxVcpuId);
   if (info.handle) info.handle.copy(b, Off.infoHandle, 0, 16);
+  b.writeUInt32LE(info.cpupool ?? 0, Off.infoCpupool);
+  b.writeUInt32LE(info.emulationFlags ?? 0, Off.infoEmulationFlags);
+}
+
+/** CPU numbers set in a xenctl_bitmap (bit n of byte n/8). */
+export function bitmapCpus(b: Buffer): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < b.length * 8; i++) if (b[i >> 3] & (1 << (i & 7))) out.push(i);
+  return out;
 }
 
 /** XEN_DOMCTL_getvcpuinfo: the scheduler's view of one VCPU (Xen answers it without pausing anything). */

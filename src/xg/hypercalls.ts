@@ -79,6 +79,12 @@ export interface Hypercalls {
    */
   memoryOp(cmd: number, arg: Buffer, data?: DomctlData): number;
 
+  /**
+   * __HYPERVISOR_event_channel_op(cmd, arg): `arg` (e.g. struct evtchn_status) in/out.
+   * Optional: an addon built before it was added, or a test double, has none.
+   */
+  eventChannelOp?(cmd: number, arg: Buffer): number;
+
   /** __HYPERVISOR_dm_op through IOCTL_PRIVCMD_DM_OP on `domid` with these buffers (in/out). */
   dmOp(domid: number, bufs: Buffer[]): number;
 

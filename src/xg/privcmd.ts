@@ -22,6 +22,8 @@ export interface NativePrivcmd {
   xenVersion(cmd: number, arg?: Buffer): number;
   /** __HYPERVISOR_hvm_op(cmd, address of the `arg` copy); `arg` at most a page, copied back. */
   hvmOp(cmd: number, arg: Buffer): number;
+  /** __HYPERVISOR_event_channel_op(cmd, address of the `arg` copy); absent in addons built before it. */
+  eventChannelOp?(cmd: number, arg: Buffer): number;
   /** __HYPERVISOR_memory_op(cmd, address of the `arg` copy); `data`'s copy address goes at `handleOffset` in it. */
   memoryOp(cmd: number, arg: Buffer, data?: Buffer, handleOffset?: number): number;
   /** IOCTL_PRIVCMD_DM_OP on `domid`: 1..16 buffers of at most 4096 bytes, in/out. */
@@ -356,6 +358,18 @@ export class PrivcmdHypercalls implements Hypercalls {
     } catch (e) {
       if (!isNativeSysError(e)) throw e;
       throw new XenError(`__HYPERVISOR_hvm_op(${cmd})`, e.errno);
+    }
+  }
+
+  eventChannelOp(cmd: number, arg: Buffer): number {
+    if (!this.dev.eventChannelOp) {
+      throw new XenError(`__HYPERVISOR_event_channel_op(${cmd})`, Errno.ENOSYS, 'the native addon predates this call: rebuild it (npm install, or npx node-gyp rebuild)');
+    }
+    try {
+      return this.dev.eventChannelOp(cmd, arg);
+    } catch (e) {
+      if (!isNativeSysError(e)) throw e;
+      throw new XenError(`__HYPERVISOR_event_channel_op(${cmd})`, e.errno);
     }
   }
 

@@ -5,10 +5,11 @@ import createDebug from 'debug';
 import {
   DOMCTL_INTERFACE_VERSIONS, DMOP_INJECT_EVENT, DOMID_INVALID, DmOpInject, DomctlCmd, DebugOp, DomainInfo, DomStatus,
   HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off, ShadowOp,
-  VCPU_CONTEXT_ANY_SIZE, VcpuInfo, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, decodeVcpuInfo, domctlName, newDomctl,
+  VCPU_CONTEXT_ANY_SIZE, VcpuAffinity, VcpuInfo, bitmapCpus, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, decodeVcpuInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
 import { Hypercalls } from './hypercalls';
+import { EVTCHNOP_STATUS, EvtchnStatus, decodeEvtchnStatus, encodeEvtchnStatusRequest } from './evtchnStatus';
 
 const log = createDebug('gdbsx:xg');
 
@@ -128,6 +129,27 @@ export class XenControl {
    */
   getVcpuInfo(domid: number, vcpu: number): VcpuInfo {
     return decodeVcpuInfo(this.call(DomctlCmd.getvcpuinfo, domid, (op) => op.writeUInt32LE(vcpu, Off.viVcpu)));
+  }
+
+  /**
+   * XEN_DOMCTL_getvcpuaffinity: the physical CPUs a VCPU may run on (hard) and prefers
+   * (soft). Asked one map per call, each into a bitmap of `nrBits` CPUs (Xen copies
+   * what it has and zeroes the rest).
+   */
+  getVcpuAffinity(domid: number, vcpu: number, nrBits = 1024): { hard: number[]; soft: number[] } {
+    const get = (which: number, handle: number, nrOff: number) => {
+      const buf = Buffer.alloc(Math.ceil(nrBits / 8));
+      this.call(DomctlCmd.getvcpuaffinity, domid, (op) => {
+        op.writeUInt32LE(vcpu, Off.affVcpu);
+        op.writeUInt32LE(which, Off.affFlags);
+        op.writeUInt32LE(nrBits, nrOff);
+      }, { buf, handleOffset: handle });
+      return bitmapCpus(buf);
+    };
+    return {
+      hard: get(VcpuAffinity.hard, Off.affHardBitmap, Off.affHardNrBits),
+      soft: get(VcpuAffinity.soft, Off.affSoftBitmap, Off.affSoftNrBits),
+    };
   }
 
   setVcpuContext(domid: number, vcpu: number, ctx: Buffer): void {
@@ -269,6 +291,24 @@ export class XenControl {
 
   logDirtyOff(domid: number): void {
     this.shadowOp(domid, ShadowOp.off);
+  }
+
+  /**
+   * EVTCHNOP_status of one port of `domid`; undefined where the port is past the
+   * domain's table (Xen: EINVAL). Throws XenError ENOSYS where the transport has no
+   * event_channel_op.
+   */
+  evtchnStatus(domid: number, port: number): EvtchnStatus | undefined {
+    const name = `EVTCHNOP_status(dom${domid}, port ${port})`;
+    if (!this.hc.eventChannelOp) throw new XenError(name, Errno.ENOSYS, 'this hypercall transport has no event_channel_op');
+    const arg = encodeEvtchnStatusRequest(domid, port);
+    try {
+      this.named(name, () => (this.hc.eventChannelOp as (c: number, a: Buffer) => number)(EVTCHNOP_STATUS, arg));
+    } catch (e) {
+      if (e instanceof XenError && e.errno === Errno.EINVAL) return undefined;
+      throw e;
+    }
+    return decodeEvtchnStatus(arg);
   }
 
   /** XENMEM_maximum_gpfn: the highest guest frame the domain's p2m has mapped (HVM/PVH). */

@@ -462,6 +462,13 @@ describe('PrivcmdHypercalls', () => {
       assert.deepEqual([...buf.subarray(0, 5)], [0x10, 0x11, 0x12, 0x13, 0xee]);
     });
 
+    it('event_channel_op: EVTCHNOP_status through the addon (the struct read and written in place), EINVAL as the table\'s end', () => {
+      const xc = new XenControl(hc);
+      assert.deepEqual(xc.evtchnStatus(3, 7), { port: 7, status: 'interdomain', vcpu: 0, remoteDomid: 0, remotePort: 107 });
+      assert.equal(xc.evtchnStatus(3, 4096), undefined);
+      assert.throws(() => hc.eventChannelOp(99, Buffer.alloc(24)), (e: unknown) => e instanceof XenError && e.errno === Errno.ENOSYS && /event_channel_op\(99\)/.test(e.op));
+    });
+
     it('serves XenControl: version and guest memory reads', () => {
       const xc = new XenControl(hc);
       const v = xc.version();

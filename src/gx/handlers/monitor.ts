@@ -4,10 +4,19 @@ import { readField } from '../../xg/context';
 import { formatThreadId } from '../threadId';
 import { snapshotStopped } from '../../snapshot';
 import { UserError, XenError } from '../../xg/errors';
+import { collectInfo } from '../../info/collect';
+import { INFO_SECTIONS, InfoSection, infoText } from '../../info/format';
+import { XsClient } from '../../xs/client';
+import { openXenStore } from '../../xs/transport';
 
 const HELP = `gdbsx monitor commands:
   help                 this text
-  domain | info        the domain being debugged (id, type, width, state, VCPUs)
+  domain               the domain being debugged (id, type, width, state, VCPUs, the stub's breakpoints)
+  info [domain|vcpus|devices|evtchn ...]
+                       the domain as Xen and the toolstack see it (name, type, memory, flags, CPU
+                       time), each VCPU's scheduler state, physical CPU, CPU time and affinity,
+                       its virtual devices from xenstore (frontend/backend paths and states, MACs,
+                       bridges, disks) and the event channels xenstore names; default: all four
   vcpus                every VCPU: state, pc, sp, cr3, mode
   breakpoints          the breakpoints and watchpoints the stub has set (int3 in memory, debug registers)
   xen                  hypervisor version, domctl interface, and how this guest is reached
@@ -56,6 +65,7 @@ function vcpusText(s: Session): string {
 export function runMonitor(s: Session, line: string): Reply | Promise<Reply> {
   const [cmd, ...args] = line.trim().split(/\s+/);
   if (cmd === 'snapshot') return snapshotCommand(s, args.join(' '));
+  if (cmd === 'info') return infoCommand(s, args);
   s.console(monitorOutput(s, line));
   return 'OK';
 }
@@ -75,6 +85,35 @@ async function snapshotCommand(s: Session, file: string): Promise<Reply> {
   return 'OK';
 }
 
+/** `monitor info [sections]`: gdbsx info's view; without xenstore, the domctl sections and a line saying why. */
+async function infoCommand(s: Session, args: string[]): Promise<Reply> {
+  const bad = args.filter((a) => !(INFO_SECTIONS as readonly string[]).includes(a));
+  if (bad.length) {
+    s.console(`unknown section '${bad[0]}': monitor info [${INFO_SECTIONS.join('|')} ...]\n`);
+    return 'OK';
+  }
+  const sections = args.length ? args as InfoSection[] : [...INFO_SECTIONS];
+  let xs: XsClient | undefined;
+  let xsError: string | undefined;
+  if (sections.includes('devices') || sections.includes('evtchn') || sections.includes('domain')) {
+    try {
+      xs = new XsClient(await (s.xenstore ?? (() => openXenStore()))());
+    } catch (e) {
+      xsError = (e as Error).message;
+    }
+  }
+  try {
+    const view = await collectInfo(s.guest.xc, s.guest.xc.getDomainInfo(s.guest.domid), xs, { xsError, width: s.guest.width });
+    s.console(infoText(view, sections) + (view.xenstoreError && !sections.some((x) => x === 'devices' || x === 'evtchn') ? `(no xenstore: ${view.xenstoreError})\n` : ''));
+  } catch (e) {
+    if (!(e instanceof XenError)) throw e;
+    s.console(`info failed: ${e.message}\n`);
+  } finally {
+    xs?.close();
+  }
+  return 'OK';
+}
+
 function monitorOutput(s: Session, line: string): string {
   const [cmd, ...args] = line.trim().split(/\s+/);
   let out: string;
@@ -84,7 +123,6 @@ function monitorOutput(s: Session, line: string): string {
       out = HELP;
       break;
     case 'domain':
-    case 'info':
       out = domainText(s);
       break;
     case 'vcpus':

@@ -4,6 +4,7 @@ import { CTX32, CTX64, ContextLayout } from '../context';
 import { ShutdownReason } from '../domctl';
 import { X86Cpu } from './cpu';
 import type { UserProcess } from './userMode';
+import type { SimEvtchn } from './evtchn';
 
 export type DomainType = 'pv' | 'pvh';
 export type SegName = 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs';
@@ -67,6 +68,9 @@ export class SimVcpu {
   vmEventPause = 0;
   /** Held by the monitor ring's flow control: waiting for a free slot (ved->wq) or blocked (_VPF_mem_access). */
   vmEventBlocked = false;
+  /** Physical CPUs it may run on (hard affinity) and prefers (soft); undefined: every CPU. */
+  hardAffinity: number[] | undefined;
+  softAffinity: number[] | undefined;
   /** XEN_DMOP_inject_event queued for the VCPU's next entry (v->arch.hvm.inject_event). */
   injectEvent: InjectedEvent | undefined;
 
@@ -131,6 +135,8 @@ export class SimDomain {
   dirtyLog: Uint8Array | undefined;
   /** Log-dirty stats since the last CLEAN (dirty_count: frames newly dirtied). */
   dirtyStats = { faults: 0, dirty: 0 };
+  /** Event channels by port (evtchn.ts): what EVTCHNOP_status reports. */
+  evtchns = new Map<number, SimEvtchn>();
   /** PV: the shared_info page (a special frame) with the p2m frame lists, built at creation. */
   sharedInfoFrame = 0;
 

@@ -2,10 +2,10 @@
 // xen/common/domctl.c and xen/arch/x86/{domctl,gdbsx}.c do, in the same order of
 // checks (version -> EACCES, domain lookup -> ESRCH, then per command), with the
 // struct copied back only for the commands (and outcomes) where Xen copies it back.
-import { DOMCTL_SIZE, DomInf, DomctlCmd, Off, domctlName, encodeDomainInfo } from '../domctl';
+import { DOMCTL_SIZE, DomInf, DomctlCmd, Off, VcpuAffinity, X86Emu, domctlName, encodeDomainInfo } from '../domctl';
 import { Errno, XenError } from '../errors';
 import { DomctlData } from '../hypercalls';
-import { MAX_PAUSE_COUNT, SimDomain } from './domain';
+import { MAX_PAUSE_COUNT, SimDomain, SimVcpu } from './domain';
 import { getPageFrameInfo } from './foreign';
 import { guestMemIo } from './memio';
 import type { SimMonitor } from './monitor';
@@ -32,6 +32,8 @@ export interface DomctlHost {
   domains(): SimDomain[];
   /** Something about `d` changed (it may have become runnable). */
   changed(d: SimDomain, what: string): void;
+  /** Physical CPUs of the host (affinity maps, the CPU a VCPU runs on). */
+  readonly pcpus: number;
   /** vm_event_op and monitor_op (monitor.ts). */
   readonly monitor?: SimMonitor;
 }
@@ -89,8 +91,28 @@ const handlers: Record<number, Handler> = {
     c.op.writeUInt8(online && v.halted ? 1 : 0, Off.viBlocked);
     c.op.writeUInt8(online && !v.halted && c.d.canRun(v) ? 1 : 0, Off.viRunning);
     c.op.writeBigUInt64LE(BigInt(v.instructions), Off.viCpuTime); // 1 ns per instruction, as getdomaininfo
-    c.op.writeUInt32LE(online ? v.id : 0, Off.viCpu);
+    c.op.writeUInt32LE(online ? physicalCpu(v, c.host.pcpus) : 0, Off.viCpu);
     return true;
+  },
+
+  [DomctlCmd.getvcpuaffinity](c) {
+    // xen/common/domctl.c + vcpu_affinity_domctl: the maps asked for by flags, each copied
+    // into its xenctl_bitmap (min of both sizes, the rest of the caller's bytes zeroed).
+    const v = vcpuArg(c, Off.affVcpu);
+    const flags = c.op.readUInt32LE(Off.affFlags);
+    if ((flags & (VcpuAffinity.hard | VcpuAffinity.soft)) === 0) fail(c, Errno.EINVAL, 'neither hard nor soft asked');
+    for (const [bit, handle, nrOff, cpus] of [
+      [VcpuAffinity.hard, Off.affHardBitmap, Off.affHardNrBits, v.hardAffinity],
+      [VcpuAffinity.soft, Off.affSoftBitmap, Off.affSoftNrBits, v.softAffinity],
+    ] as const) {
+      if (!(flags & bit)) continue;
+      const guestBytes = Math.ceil(c.op.readUInt32LE(nrOff) / 8);
+      if (!c.data || c.data.handleOffset !== handle || c.data.buf.length < guestBytes) fail(c, Errno.EFAULT);
+      const map = c.data.buf.subarray(0, guestBytes);
+      map.fill(0);
+      for (const cpu of cpus ?? [...Array(c.host.pcpus).keys()]) if (cpu < guestBytes * 8) map[cpu >> 3] |= 1 << (cpu & 7);
+    }
+    return false;
   },
 
   [DomctlCmd.setvcpucontext](c) {
@@ -183,6 +205,13 @@ const handlers: Record<number, Handler> = {
   },
 };
 
+/** The physical CPU the scheduler puts `v` on: its own number's CPU if its hard affinity allows, else the first it allows. */
+export function physicalCpu(v: SimVcpu, pcpus: number): number {
+  const allowed = v.hardAffinity ?? [...Array(pcpus).keys()];
+  const own = v.id % pcpus;
+  return allowed.includes(own) ? own : allowed[0] ?? 0;
+}
+
 function fillDomainInfo(op: Buffer, d: SimDomain): void {
   let online = 0;
   let blocked = true;
@@ -209,6 +238,8 @@ function fillDomainInfo(op: Buffer, d: SimDomain): void {
     maxVcpuId: d.vcpus.length - 1,
     handle: d.handle,
     sharedInfoFrame: BigInt(d.sharedInfoFrame),
+    // A PVH domU as libxl builds it: Xen emulates its local APIC and nothing else.
+    emulationFlags: d.hvm ? X86Emu.lapic : 0,
   });
 }
 

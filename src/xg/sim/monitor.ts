@@ -162,7 +162,7 @@ class SimEventPort implements EventPort {
 export interface SimMonitorState {
   /** HVM_PARAM_MONITOR_RING_PFN (0: none, PV). */
   ringPfn: number;
-  ring: { gfn: number; port: number; bound: boolean; reqProd: number; rspCons: number; free: number; waiting: number[] } | undefined;
+  ring: { gfn: number; port: number; bound: boolean; localPort: number | undefined; reqProd: number; rspCons: number; free: number; waiting: number[] } | undefined;
   /** Enabled MonitorEvent numbers. */
   events: number[];
   /** Per VCPU: vm_event_pause_count. */
@@ -349,7 +349,7 @@ export class SimMonitor {
     return {
       ringPfn: Number(m?.params.get(HVM_PARAM_MONITOR_RING_PFN) ?? 0n),
       ring: r && {
-        gfn: r.gfn, port: r.xenPort, bound: r.binding !== undefined, reqProd: r.reqProdPvt, rspCons: r.rspCons,
+        gfn: r.gfn, port: r.xenPort, bound: r.binding !== undefined, localPort: r.binding?.localPort, reqProd: r.reqProdPvt, rspCons: r.rspCons,
         free: r.available(), waiting: r.waiting.map((w) => w.v.id),
       },
       events: [...(m?.events.keys() ?? [])].sort((a, b) => a - b),

@@ -21,6 +21,8 @@ import { SimRelease, dropsHighGprs, interfaceVersionOf, parseRelease } from './r
 import { UserModeInfo, UserModeOptions, enterUserMode, leaveUserMode } from './userMode';
 import { UNMAPPED } from './paging';
 import { Scheduler } from './scheduler';
+import { SimXenStore } from './xenstore';
+import { evtchnOp, guestEventChannels } from './evtchn';
 import { TextPokeLoop } from './textPoke';
 import { bringUp } from './vcpu-context';
 
@@ -53,6 +55,8 @@ export interface SimXenOptions {
    * look, is not tied to the guest loop's period. Default false (slices of fixed length).
    */
   sliceJitter?: boolean;
+  /** Physical CPUs of the simulated host (default 4). */
+  pcpus?: number;
 }
 
 export interface CreateDomainOptions {
@@ -171,12 +175,16 @@ export class SimXen implements Hypercalls {
   private readonly release: SimRelease | undefined;
   private readonly foreign = new ForeignMaps((id) => this.doms.get(id));
   private readonly monitor: SimMonitor;
+  /** dom0's xenstore (xenstore.ts): each domain's tree is written when it is created. */
+  readonly xenstore = new SimXenStore();
+  readonly pcpus: number;
 
   constructor(o: SimXenOptions = {}) {
     this.release = o.release === undefined ? undefined : parseRelease(o.release);
     this.interfaceVersion = o.interfaceVersion ?? (this.release ? interfaceVersionOf(this.release) : 0x15);
     this.gdbsx = o.gdbsx ?? true;
     this.mtf = o.mtf ?? false;
+    this.pcpus = o.pcpus ?? 4;
     this.sched = new Scheduler(() => this.doms.values(), (e) => this.onExec(e), () => {
       for (const l of this.textPokes) l.afterSlice();
       this.flushEvents();
@@ -196,6 +204,7 @@ export class SimXen implements Hypercalls {
       gdbsx: this.gdbsx,
       mtf: this.mtf,
       shadowPaging: o.shadowPaging ?? true,
+      pcpus: this.pcpus,
       domain: (id) => this.doms.get(id),
       domains: () => [...this.doms.values()].sort((a, b) => a.domid - b.domid),
       changed: (d, what) => {
@@ -248,6 +257,11 @@ export class SimXen implements Hypercalls {
       return Math.max(d.mem.length / 4096 - 1, ...(d.hvm ? d.specialFrames.keys() : []));
     }
     return this.monitor.memoryOp(cmd, arg, data);
+  }
+
+  /** EVTCHNOP_status (evtchn.ts). */
+  eventChannelOp(cmd: number, arg: Buffer): number {
+    return evtchnOp(cmd, arg, (id) => this.doms.get(id), (d) => this.monitor.state(d).ring);
   }
 
   /** XEN_DMOP_inject_event (monitor.ts). */
@@ -309,6 +323,12 @@ export class SimXen implements Hypercalls {
     if (type === 'pv') buildPvSharedInfo(d);
     this.doms.set(domid, d);
     this.loaded.set(domid, g);
+    d.evtchns = guestEventChannels(domid, online);
+    const h = d.handle.toString('hex');
+    this.xenstore.addDomain({
+      domid, name, type, vcpus: o.vcpus, memKiB: memMiB * 1024,
+      uuid: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`,
+    });
     this.emit({ type: 'created', domid });
     this.flushEvents();
     this.sched.kick();
@@ -322,6 +342,7 @@ export class SimXen implements Hypercalls {
     if (!o.zombie) {
       this.doms.delete(domid);
       this.loaded.delete(domid);
+      this.xenstore.removeDomain(domid);
     }
     this.emit({ type: 'destroyed', domid });
     this.flushEvents();
@@ -436,6 +457,15 @@ export class SimXen implements Hypercalls {
     leaveUserMode(this.dom(domid), this.vcpu(domid, vcpu));
     this.emit({ type: 'state', domid, what: `vcpu ${vcpu} back in kernel mode` });
     this.flushEvents();
+  }
+
+  /** `xl vcpu-pin`: the physical CPUs `vcpu` may run on (hard) and prefers (soft); undefined: all. */
+  setVcpuAffinity(domid: number, vcpu: number, hard: number[] | undefined, soft: number[] | undefined): void {
+    for (const c of [...(hard ?? []), ...(soft ?? [])]) if (!Number.isInteger(c) || c < 0 || c >= this.pcpus) throw new Error(`no physical CPU ${c} (the host has ${this.pcpus})`);
+    if (hard && hard.length === 0) throw new Error('an empty hard affinity');
+    const v = this.vcpu(domid, vcpu);
+    v.hardAffinity = hard ? [...hard].sort((a, b) => a - b) : undefined;
+    v.softAffinity = soft ? [...soft].sort((a, b) => a - b) : undefined;
   }
 
   /** The monitor (vm_event) side of a domain: its ring, enabled events, vm_event pauses, pending injections. */
