@@ -287,6 +287,26 @@ describe('real Xen: the lab guests', function () {
         assert.doesNotMatch(await xlState(g.xlName), /p/);
       });
 
+      it(g0type(name) === 'pv' ? 'watch (a debug-register watchpoint) on jiffies stops after the tick that wrote it, with the old and new values'
+        : 'watch is refused for PVH with the reason (no debug exception reaches us there on this build)', async () => {
+        // Linux keeps jiffies as a long; the test kernel counts tk_counter (a u64) in tk_tick.
+        const v = name.startsWith('testkernel') ? `*(${g.width === 32 ? 'long long' : 'long'} *)&tk_counter` : '*(long *)&jiffies';
+        const r = await gdbBatch([...target(g), `watch ${v}`, 'continue', 'p $pc', 'info threads', 'delete', 'detach'], 300000);
+        if (g.type !== 'pv') {
+          assert.match(r.stderr, /Could not insert hardware watchpoint 1/, r.stdout + r.stderr);
+          assert.match(r.stderr, /gdbsx: a watchpoint was refused: /, r.stdout + r.stderr);
+        } else {
+          const hit = /Thread (\d+) "VCPU (\d+)" hit Hardware watchpoint 1: .*\n\nOld value = (\d+)\nNew value = (\d+)/.exec(r.stdout);
+          assert.ok(hit, r.stdout + r.stderr);
+          assert.ok(BigInt(hit[4]) > BigInt(hit[3]), `jiffies went from ${hit[3]} to ${hit[4]}`);
+          // Stopped after the instruction that wrote it: in the kernel's timekeeping.
+          const pc = /\$1 = \(void \(\*\)\(\)\) (0x[0-9a-f]+) <([\w.]+)\+\d+>/.exec(r.stdout);
+          assert.ok(pc, r.stdout);
+          assert.match(pc[2], /jiffies|do_timer|tick_/, r.stdout);
+        }
+        assert.doesNotMatch(await xlState(g.xlName), /p/);
+      });
+
       if (name === 'pv') {
         it('a breakpoint on a kernel function the guest calls often is hit, on the VCPU that ran it', async () => {
           const mi = await miConnect(g);
