@@ -124,8 +124,9 @@ describe('real Xen: gdbsx profile', function () {
         g = await recreateGuest(name, { stub: false });
       }
       const domid = await guestDomid(name);
-      // PVH: under TCG a sample of a running HVM VCPU took ~15 ms in dom0 (a PV one ~1 ms).
-      const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --hz ${name === 'pvh' ? 20 : 97}`, { timeoutMs: 600000 });
+      // PVH: under TCG a sample of a running HVM VCPU took ~15 ms in dom0 (a PV one ~1.5 ms,
+      // and 13 ms once with the host busy): rates well inside that (the rate is not what is tested).
+      const r = await labExec(`${GDBSX} profile ${domid} --seconds 10 --hz ${name === 'pvh' ? 20 : 50}`, { timeoutMs: 600000 });
       assert.equal(r.code, 0, r.stderr);
       process.stderr.write(r.stdout.split('\n').slice(0, 30).join('\n') + '\n');
       assert.match(r.stdout, /^symbols: the guest's kallsyms at 0xffffffff[0-9a-f]+ \(\d+ functions, read from guest memory\)/m);
