@@ -4,7 +4,7 @@
 // through shared_info's 3-level frame list (pfn -> mfn); foreign mappings take MFNs.
 import { XenControl } from '../xg/xenctl';
 import { DomainInfo, PageType } from '../xg/domctl';
-import { UserError } from '../xg/errors';
+import { UserError, XenError } from '../xg/errors';
 
 /** Guest frames of the MMIO hole (0xF0000000 to 4 GiB by default), as xc_domain_dumpcore skips. */
 const MMIO_HOLE_START = 0xf0000;
@@ -43,7 +43,10 @@ function hvmFrames(xc: XenControl, domid: number, info: DomainInfo): GuestFrames
     candidates.push(g);
   }
   // getpageframeinfo3 populates PoD entries (memory < maxmem): there, rely on mapping errors.
-  const pod = info.totPages < info.maxPages;
+  // Xen says whether there are any; max_pages above tot_pages alone does not mean PoD (xl
+  // gives every HVM/PVH guest a little slack), and mapping every frame of the pfn space
+  // up to the special pages (almost 4 GiB of it) cost a PVH snapshot most of its time.
+  const pod = hasPodEntries(xc, domid, info);
   let pfns = candidates;
   if (!pod) {
     pfns = [];
@@ -59,6 +62,15 @@ function hvmFrames(xc: XenControl, domid: number, info: DomainInfo): GuestFrames
     pfnSpace: max + 1, pfns, frameOf: (p) => BigInt(p), pfnOfFrame: (f) => (f <= max ? f : undefined),
     how: `guest frames 0..0x${max.toString(16)} (XENMEM_maximum_gpfn), ${pfns.length} populated${pod ? ' (PoD guest: holes found by mapping)' : ''}`,
   };
+}
+
+function hasPodEntries(xc: XenControl, domid: number, info: DomainInfo): boolean {
+  try {
+    return xc.podTarget(domid).podEntries > 0n;
+  } catch (e) {
+    if (!(e instanceof XenError)) throw e;
+    return info.totPages < info.maxPages; // cannot ask: assume PoD where it could be
+  }
 }
 
 function pvFrames(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 64): GuestFrames {

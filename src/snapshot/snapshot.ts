@@ -248,7 +248,7 @@ export async function snapshotDomain(xc: XenControl, domid: number, file: string
     const allocated = fs.statSync(core.path).blocks * 512;
     return {
       file: core.path, size, allocated, pausedMs, totalMs: now() - t0, method, fallbackReason, rounds, pagesCopied, pagesWhilePaused,
-      guestPages: frames.pfns.length, vcpus: cpus.length, segments: layout.loads.length, width, hvm: info.hvm,
+      guestPages: core.present.size, vcpus: cpus.length, segments: layout.loads.length, width, hvm: info.hvm,
       vmcoreinfo: finder.text ? finder.entries() : undefined, kernelText: layout.kernelText, frames: frames.how,
     };
   } catch (e) {

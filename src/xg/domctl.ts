@@ -197,7 +197,9 @@ export const HVM_PARAM_MONITOR_RING_PFN = 28;
 export const HVM_PARAM_SIZE = 16;
 
 /** XENMEM_* sub-ops and struct xen_memory_reservation (32 bytes). */
-export const XenMem = { increaseReservation: 0, decreaseReservation: 1, populatePhysmap: 6, maximumGpfn: 14 } as const;
+export const XenMem = { increaseReservation: 0, decreaseReservation: 1, populatePhysmap: 6, maximumGpfn: 14, getPodTarget: 17 } as const;
+/** struct xen_pod_target (XENMEM_get_pod_target, HVM/PVH only): target_pages in, tot_pages/pod_cache_pages/pod_entries out, domid in. */
+export const PodTarget = { targetPages: 0, totPages: 8, podCachePages: 16, podEntries: 24, domid: 32, size: 40 } as const;
 export const MemRes = { extentStart: 0, nrExtents: 8, extentOrder: 16, memFlags: 20, domid: 24, size: 32 } as const;
 
 /** XEN_DMOP_inject_event: struct xen_dm_op (op u32 @0, then the inject_event payload). */

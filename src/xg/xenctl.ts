@@ -5,7 +5,7 @@ import createDebug from 'debug';
 import {
   DOMCTL_INTERFACE_VERSIONS, DMOP_INJECT_EVENT, DOMID_INVALID, DmOpInject, DomctlCmd, DebugOp, DomainInfo, DomStatus,
   HVM_HW_CPU_SIZE, HVM_PARAM_SIZE, HVM_SAVE_CODE_CPU, HvmOp, MemRes, MonitorOp, Off, ShadowOp,
-  VCPU_CONTEXT_ANY_SIZE, VcpuAffinity, VcpuInfo, bitmapCpus, VmEventMode, VmEventOp, XenMem, XenVer, decodeDomStatus, decodeDomainInfo, decodeVcpuInfo, domctlName, newDomctl,
+  VCPU_CONTEXT_ANY_SIZE, VcpuAffinity, VcpuInfo, bitmapCpus, VmEventMode, VmEventOp, XenMem, PodTarget, XenVer, decodeDomStatus, decodeDomainInfo, decodeVcpuInfo, domctlName, newDomctl,
 } from './domctl';
 import { Errno, XenError } from './errors';
 import { Hypercalls } from './hypercalls';
@@ -309,6 +309,18 @@ export class XenControl {
       throw e;
     }
     return decodeEvtchnStatus(arg);
+  }
+
+  /** XENMEM_get_pod_target (HVM/PVH): populate-on-demand entries not yet backed by memory, and the cache for them. */
+  podTarget(domid: number): { totPages: bigint; podCachePages: bigint; podEntries: bigint } {
+    const arg = Buffer.alloc(PodTarget.size);
+    arg.writeUInt16LE(domid, PodTarget.domid);
+    this.named(`XENMEM_get_pod_target(dom${domid})`, () => this.hc.memoryOp(XenMem.getPodTarget, arg));
+    return {
+      totPages: arg.readBigUInt64LE(PodTarget.totPages),
+      podCachePages: arg.readBigUInt64LE(PodTarget.podCachePages),
+      podEntries: arg.readBigUInt64LE(PodTarget.podEntries),
+    };
   }
 
   /** XENMEM_maximum_gpfn: the highest guest frame the domain's p2m has mapped (HVM/PVH). */

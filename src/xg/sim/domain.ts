@@ -98,8 +98,12 @@ export class SimDomain {
   /** Guest RAM; guest-physical address = offset (identity p2m). */
   readonly mem: Buffer;
   readonly handle: Buffer;
-  /** tot_pages / max_pages. */
+  /** tot_pages; max_pages is this plus maxPagesSlack. */
   pages: number;
+  /** max_pages above tot_pages (xl gives HVM/PVH guests maxmem = memory + a little slack). */
+  maxPagesSlack = 0;
+  /** Populate-on-demand entries not backed by memory yet (XENMEM_get_pod_target; HVM/PVH, memory < maxmem). */
+  podEntries = 0;
   readonly vcpus: SimVcpu[] = [];
   symbols = new Map<string, bigint>();
   /** d->controller_pause_count. */

@@ -232,7 +232,7 @@ function fillDomainInfo(op: Buffer, d: SimDomain): void {
     domid: d.domid,
     flags,
     totPages: BigInt(d.pages),
-    maxPages: BigInt(d.pages),
+    maxPages: BigInt(d.pages + d.maxPagesSlack),
     cpuTimeNs: d.cpuTimeNs(),
     nrOnlineVcpus: online,
     maxVcpuId: d.vcpus.length - 1,

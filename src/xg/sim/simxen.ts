@@ -4,7 +4,7 @@
 import { createHash } from 'crypto';
 import fs from 'fs';
 import path from 'path';
-import { ShutdownReason, XenMem, XenVer } from '../domctl';
+import { PodTarget, ShutdownReason, XenMem, XenVer } from '../domctl';
 import { Errno, XenError } from '../errors';
 import { DomctlData, EventPort, ForeignMapping, Hypercalls } from '../hypercalls';
 import { X86Cpu } from './cpu';
@@ -256,6 +256,15 @@ export class SimXen implements Hypercalls {
       // The p2m's highest mapped frame: RAM, or a special page above it (HVM); PV: max_pfn - 1.
       return Math.max(d.mem.length / 4096 - 1, ...(d.hvm ? d.specialFrames.keys() : []));
     }
+    if (cmd === XenMem.getPodTarget) {
+      const d = arg.length >= PodTarget.size ? this.doms.get(arg.readUInt16LE(PodTarget.domid)) : undefined;
+      if (!d) throw new XenError('XENMEM_get_pod_target', Errno.ESRCH);
+      if (!d.hvm) throw new XenError('XENMEM_get_pod_target', Errno.EINVAL);
+      arg.writeBigUInt64LE(BigInt(d.pages), PodTarget.totPages);
+      arg.writeBigUInt64LE(0n, PodTarget.podCachePages);
+      arg.writeBigUInt64LE(BigInt(d.podEntries), PodTarget.podEntries);
+      return 0;
+    }
     return this.monitor.memoryOp(cmd, arg, data);
   }
 
@@ -359,6 +368,17 @@ export class SimXen implements Hypercalls {
 
   domainIds(): number[] {
     return [...this.doms.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * max_pages above tot_pages (xl's maxmem slack) and populate-on-demand entries
+   * (memory < maxmem), as getdomaininfo and XENMEM_get_pod_target report them.
+   */
+  setMemoryLimits(domid: number, o: { maxPagesSlack?: number; podEntries?: number }): void {
+    const d = this.doms.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    if (o.maxPagesSlack !== undefined) d.maxPagesSlack = o.maxPagesSlack;
+    if (o.podEntries !== undefined) d.podEntries = o.podEntries;
   }
 
   domainState(domid: number): SimDomainState {
