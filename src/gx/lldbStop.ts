@@ -47,6 +47,9 @@ function reasonOf(ev: StopEvent, vcpu: number): string | undefined {
 /**
  * The fields LLDB adds to a T reply for `vcpu`: its name, the whole thread list and each
  * thread's pc (QListThreadsInStopReply), so no qfThreadInfo and no per-thread pc read follow.
+ * The stopping VCPU's reply also carries `jstopinfo` (hex JSON of the threads that have a
+ * stop reason, as lldb-server sends it): LLDB then knows the other VCPUs have none and
+ * sends no qThreadStopInfo per VCPU.
  */
 export function lldbStopFields(g: Guest, vcpu: number, ev: StopEvent, regs: RegView, multiprocess: boolean): string {
   const vcpus = g.vcpus();
@@ -59,8 +62,12 @@ export function lldbStopFields(g: Guest, vcpu: number, ev: StopEvent, regs: RegV
   });
   const reason = reasonOf(ev, vcpu);
   // The name has no ':', ';' or packet characters, so it goes as text (`hexname` otherwise).
-  return `name:${vcpuName(vcpu)};${reason ? `reason:${reason};` : ''}` +
+  let s = `name:${vcpuName(vcpu)};${reason ? `reason:${reason};` : ''}` +
     `threads:${vcpus.map((v) => formatThreadId(v, multiprocess, g.domid)).join(',')};thread-pcs:${pcs.join(',')};`;
+  if (ev.kind === 'stopped' && ev.vcpu === vcpu) {
+    s += `jstopinfo:${Buffer.from(JSON.stringify(threadInfos(g, ev, regs)), 'utf8').toString('hex')};`;
+  }
+  return s;
 }
 
 /** One thread's entry in jThreadsInfo: what its stop reply says, registers keyed in decimal. */
@@ -72,10 +79,10 @@ interface ThreadInfo {
   registers: Record<string, string>;
 }
 
-/** jThreadsInfo: every VCPU's stop information in one reply (JSON, binary-escaped). */
-export function jThreadsInfo(g: Guest, ev: StopEvent, regs: RegView): Buffer {
+/** Every VCPU's stop information: name, signal (0: stopped with the others), reason, pc/sp/fp/flags. */
+function threadInfos(g: Guest, ev: StopEvent, regs: RegView): ThreadInfo[] {
   const nums = expeditedRegs(regs, true);
-  const list: ThreadInfo[] = g.vcpus().map((v) => {
+  return g.vcpus().map((v) => {
     const registers: Record<string, string> = {};
     for (const [n, b] of readExpedited(g, v, regs, nums)) registers[String(n)] = b.toString('hex');
     const stoppedHere = ev.kind === 'stopped' && ev.vcpu === v;
@@ -83,5 +90,9 @@ export function jThreadsInfo(g: Guest, ev: StopEvent, regs: RegView): Buffer {
     // tid is decimal in JSON; VCPU n is thread n+1 as everywhere else.
     return { tid: v + 1, name: vcpuName(v), signal: stoppedHere ? ev.signal : 0, ...(reason ? { reason } : {}), registers };
   });
-  return escapeBinary(Buffer.from(JSON.stringify(list), 'utf8'));
+}
+
+/** jThreadsInfo: every VCPU's stop information in one reply (JSON, binary-escaped). */
+export function jThreadsInfo(g: Guest, ev: StopEvent, regs: RegView): Buffer {
+  return escapeBinary(Buffer.from(JSON.stringify(threadInfos(g, ev, regs)), 'utf8'));
 }
