@@ -47,9 +47,9 @@ function reasonOf(ev: StopEvent, vcpu: number): string | undefined {
 /**
  * The fields LLDB adds to a T reply for `vcpu`: its name, the whole thread list and each
  * thread's pc (QListThreadsInStopReply), so no qfThreadInfo and no per-thread pc read follow.
- * The stopping VCPU's reply also carries `jstopinfo` (hex JSON of the threads that have a
- * stop reason, as lldb-server sends it): LLDB then knows the other VCPUs have none and
- * sends no qThreadStopInfo per VCPU.
+ * The stopping VCPU's reply also carries `jstopinfo` (hex JSON, the key lldb-server uses
+ * for the threads' stop information): here every VCPU's, with its pc/sp/fp/flags, so LLDB
+ * sends neither qThreadStopInfo nor register reads per VCPU.
  */
 export function lldbStopFields(g: Guest, vcpu: number, ev: StopEvent, regs: RegView, multiprocess: boolean): string {
   const vcpus = g.vcpus();

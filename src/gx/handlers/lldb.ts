@@ -4,10 +4,9 @@
 // and jThreadsInfo (all of them, JSON). gdb sends none of these.
 import type { Reply, Session } from '../session';
 import { ProtocolError } from '../packet';
-import { parseThreadId } from '../threadId';
+import { formatThreadId, parseThreadId } from '../threadId';
 import { stopReply, threadFields } from '../stopReply';
 import { jThreadsInfo } from '../lldbStop';
-import { formatThreadId } from '../threadId';
 
 /** The reply to an LLDB packet, or undefined for any other packet. */
 export function handleLldb(s: Session, t: string): Reply | undefined {
@@ -30,17 +29,16 @@ function threadStopInfo(s: Session, id: string): Reply {
   const sel = parseThreadId(id);
   if (sel.kind !== 'vcpu' || !s.guest.isOnline(sel.vcpu)) return 'E01';
   const ev = s.lastStop;
-  if (ev.kind !== 'stopped') return stopReply(s.guest, ev, s);
-  if (ev.vcpu === sel.vcpu) return stopReply(s.guest, ev, s);
+  if (ev.kind !== 'stopped' || ev.vcpu === sel.vcpu) return stopReply(s.guest, ev, s);
   return `T00thread:${formatThreadId(sel.vcpu, s.multiprocess, s.guest.domid)};` + threadFields(s.guest, sel.vcpu, ev, s);
 }
 
 /**
- * g/G/p/P with LLDB's `;thread:<id>;` suffix: the packet without it and the VCPU it names
- * (undefined without a suffix: the Hg thread).
+ * g/G/p/P with LLDB's `;thread:<id>;` suffix (once QThreadSuffixSupported was asked): the
+ * packet without it and the VCPU it names (undefined without a suffix: the Hg thread).
  */
 export function splitThreadSuffix(s: Session, t: string): { text: string; vcpu: number | undefined } {
-  const at = t.lastIndexOf(';thread:');
+  const at = s.threadSuffix ? t.lastIndexOf(';thread:') : -1;
   if (at < 0 || !t.endsWith(';')) return { text: t, vcpu: undefined };
   const sel = parseThreadId(t.slice(at + ';thread:'.length, -1));
   if (sel.kind !== 'vcpu') return { text: t.slice(0, at), vcpu: undefined };
