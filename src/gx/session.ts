@@ -54,6 +54,10 @@ export class Session {
   multiprocess = false;
   swbreak = false;
   hwbreak = false;
+  /** LLDB: g/G/p/P may name their thread with a `;thread:<id>;` suffix. */
+  threadSuffix = false;
+  /** LLDB: T replies list the threads, their pcs and names (lldbStop.ts). */
+  listThreadsInStopReply = false;
   /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
   gVcpu: number | undefined;
   cVcpu: number | 'all' | undefined;

@@ -5,6 +5,7 @@ import { Guest, StopEvent } from '../vcpu/guest';
 import { RegView } from './regView';
 import { hexByte } from './packet';
 import { formatThreadId } from './threadId';
+import { expeditedRegs, lldbStopFields, readExpedited } from './lldbStop';
 
 export interface StopReplyOptions {
   multiprocess: boolean;
@@ -12,6 +13,8 @@ export interface StopReplyOptions {
   hwbreak: boolean;
   /** The registers the client was shown (their numbers are the ones expedited). */
   regs: RegView;
+  /** LLDB asked for QListThreadsInStopReply: add its fields (lldbStop.ts). */
+  listThreadsInStopReply: boolean;
 }
 
 export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string {
@@ -23,14 +26,17 @@ export function stopReply(g: Guest, ev: StopEvent, o: StopReplyOptions): string 
   // watch/rwatch/awatch need no qSupported feature: gdb then compares the old and new values.
   if (ev.watch) s += `${ev.watch.kind}:${ev.watch.addr.toString(16)};`;
   s += `thread:${formatThreadId(ev.vcpu, o.multiprocess, g.domid)};`;
-  const shown = o.regs.arch;
-  for (const regno of [shown.pcReg, shown.spReg, shown.fpReg]) {
-    try {
-      const v = g.readRegister(ev.vcpu, o.regs.guestRegno[regno]);
-      if (v) s += `${hexByte(regno)}:${v.toString('hex')};`;
-    } catch {
-      // Expediting is an optimisation; gdb fetches with `g` otherwise.
-    }
+  return s + threadFields(g, ev.vcpu, ev, o);
+}
+
+/**
+ * What follows `thread:` in a T reply for `vcpu`: LLDB's fields when asked for, then the
+ * expedited registers (gdb: pc, sp, fp; LLDB gets flags too).
+ */
+export function threadFields(g: Guest, vcpu: number, ev: StopEvent, o: StopReplyOptions): string {
+  let s = o.listThreadsInStopReply ? lldbStopFields(g, vcpu, ev, o.regs, o.multiprocess) : '';
+  for (const [n, v] of readExpedited(g, vcpu, o.regs, expeditedRegs(o.regs, o.listThreadsInStopReply))) {
+    s += `${hexByte(n)}:${v.toString('hex')};`;
   }
   return s;
 }

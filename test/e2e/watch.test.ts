@@ -244,7 +244,7 @@ describe('watchpoints end-to-end on the simulated Xen', function () {
     const m = /Watchpoint 1 hit:\s*\nold value: (\d+)\s*\nnew value: (\d+)/.exec(r.stdout);
     assert.ok(m, r.stdout);
     assert.strictEqual(BigInt(m[2]), BigInt(m[1]) + 1n);
-    assert.match(r.stdout, /\* thread #2, stop reason = watchpoint 1/);
+    assert.match(r.stdout, /\* thread #2, name = 'VCPU 1', stop reason = watchpoint 1/);
     assert.match(r.stdout, /Number of supported hardware watchpoints: 4/);
     await assertNothingLeft(stub, 'after lldb detach');
   });

@@ -8,16 +8,19 @@ import { handleZ } from './breakpoints';
 import { handleVCont, handleLegacyResume, handleStatus } from './resume';
 import { handleH, handleThreadAlive } from './threads';
 import { handleDetach, handleKill } from './detach';
+import { handleLldb } from './lldb';
 
 export function dispatch(s: Session, p: Packet): Reply | Promise<Reply> {
   const t = p.text;
+  const lldb = handleLldb(s, t);
+  if (lldb !== undefined) return lldb;
   switch (t[0]) {
     case '?': return handleStatus(s);
     case 'q': return handleQuery(s, t);
     case 'Q': return handleQSet(s, t);
     case 'H': return handleH(s, t);
     case 'T': return handleThreadAlive(s, t);
-    case 'g': return t === 'g' ? handleG(s) : '';
+    case 'g': return handleG(s, t);
     case 'G': return handleBigG(s, t);
     case 'p': return handleP(s, t);
     case 'P': return handleBigP(s, t);

@@ -3,13 +3,18 @@
 import type { Reply, Session } from '../session';
 import { ProtocolError, fromHex, parseHexInt } from '../packet';
 import { encodeGBlock } from '../../vcpu/registers';
+import { splitThreadSuffix } from './lldb';
 
-export function handleG(s: Session): Reply {
-  const v = s.currentVcpu;
+export function handleG(s: Session, packet: string): Reply {
+  const { text, vcpu } = splitThreadSuffix(s, packet);
+  if (text !== 'g') return '';
+  const v = vcpu ?? s.currentVcpu;
   return encodeGBlock(s.regs.arch, s.guest.context(v));
 }
 
-export function handleBigG(s: Session, t: string): Reply {
+export function handleBigG(s: Session, packet: string): Reply {
+  const { text: t, vcpu } = splitThreadSuffix(s, packet);
+  const v = vcpu ?? s.currentVcpu;
   const { arch, guestRegno } = s.regs;
   const hex = t.slice(1);
   if (hex.length !== arch.gSize * 2) throw new ProtocolError(`G block is ${hex.length / 2} bytes, expected ${arch.gSize}`);
@@ -20,23 +25,25 @@ export function handleBigG(s: Session, t: string): Reply {
     values.set(guestRegno[i], fromHex(part));
   });
   // Only write what changed: Xen rejects some fields (PV cr3) if they differ.
-  for (const [i, v] of [...values]) {
-    const cur = s.guest.readRegister(s.currentVcpu, i);
-    if (cur && cur.equals(v)) values.delete(i);
+  for (const [i, value] of [...values]) {
+    const cur = s.guest.readRegister(v, i);
+    if (cur && cur.equals(value)) values.delete(i);
   }
-  if (values.size) s.guest.writeRegisters(s.currentVcpu, values);
+  if (values.size) s.guest.writeRegisters(v, values);
   return 'OK';
 }
 
-export function handleP(s: Session, t: string): Reply {
+export function handleP(s: Session, packet: string): Reply {
+  const { text: t, vcpu } = splitThreadSuffix(s, packet);
   const regno = parseHexInt(t.slice(1));
   const r = s.regs.arch.regs[regno];
   if (!r) return 'E45';
-  const v = s.guest.readRegister(s.currentVcpu, s.regs.guestRegno[regno]);
+  const v = s.guest.readRegister(vcpu ?? s.currentVcpu, s.regs.guestRegno[regno]);
   return v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
 }
 
-export function handleBigP(s: Session, t: string): Reply {
+export function handleBigP(s: Session, packet: string): Reply {
+  const { text: t, vcpu } = splitThreadSuffix(s, packet);
   const eq = t.indexOf('=');
   if (eq < 0) throw new ProtocolError('P needs n=value');
   const regno = parseHexInt(t.slice(1, eq));
@@ -44,6 +51,6 @@ export function handleBigP(s: Session, t: string): Reply {
   if (!r) return 'E45';
   const value = fromHex(t.slice(eq + 1));
   if (value.length !== r.bits / 8) throw new ProtocolError(`${r.name} takes ${r.bits / 8} bytes`);
-  s.guest.writeRegisters(s.currentVcpu, new Map([[s.regs.guestRegno[regno], value]]));
+  s.guest.writeRegisters(vcpu ?? s.currentVcpu, new Map([[s.regs.guestRegno[regno], value]]));
   return 'OK';
 }
