@@ -8,7 +8,7 @@
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
 import { readState, labExec, guest, guestDomid, LabGuest } from '../lab/client';
-import { labState, gdbOn } from './labUtil';
+import { labState, gdbOn, liveGuest } from './labUtil';
 import type { InfoView } from '../../src/info/collect';
 
 const GDBSX = 'node /opt/gdbsx/bin/gdbsx';
@@ -47,7 +47,7 @@ describe('real Xen: gdbsx info and monitor info', function () {
 
       before(async function () {
         if (!readState().guests[name]) this.skip();
-        g = guest(name);
+        g = await liveGuest(name);
         domid = await guestDomid(name);
       });
 

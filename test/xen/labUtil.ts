@@ -4,7 +4,7 @@
 import assert from 'assert';
 import fs from 'fs';
 import path from 'path';
-import { readState, labExec, labClient, LabGuest } from '../lab/client';
+import { readState, labExec, labClient, guest, recreateGuest, xlStateOf, LabGuest } from '../lab/client';
 import { gdbBatch, MiClient, sleep } from '../e2e/harness';
 
 export const XENCTX = '/tmp/xenctx';
@@ -16,6 +16,17 @@ export function labState(): ReturnType<typeof readState> | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The guest, alive: one found shut down (a PVH guest now and then triple-faults on its
+ * own under the lab's nested SVM, docs/lab.md) is created again, its stub too, and said so.
+ */
+export async function liveGuest(name: string): Promise<LabGuest> {
+  const state = await xlStateOf(guest(name).xlName);
+  if (state !== '' && !/[sc]/.test(state)) return guest(name);
+  process.stderr.write(`      (${name} was found shut down (xl state '${state}'): created again)\n`);
+  return recreateGuest(name);
 }
 
 /** Copy the lab cache's xenctx (Debian's xen-utils) into dom0 once. */

@@ -2,9 +2,9 @@
 // registers as xenctx has them, a watchpoint (PV on the gdbsx build, where the debug
 // registers reach us), and `process detach` leaving the guest running and unpaused.
 import assert from 'assert';
-import { readState, labExec, guest, LabGuest } from '../lab/client';
+import { readState, labExec, LabGuest } from '../lab/client';
 import { runBatch, BatchResult } from '../e2e/harness';
-import { labState, installXenctx, xenctx, ksym, hex } from './labUtil';
+import { labState, installXenctx, xenctx, ksym, hex, liveGuest } from './labUtil';
 
 const LLDB = process.env.LLDB ?? 'lldb';
 
@@ -36,9 +36,9 @@ describe('real Xen: LLDB', function () {
   for (const name of ['pv', 'pvh']) {
     describe(name, () => {
       let g: LabGuest;
-      before(function () {
+      before(async function () {
         if (!readState().guests[name]) this.skip();
-        g = guest(name);
+        g = await liveGuest(name);
       });
 
       it('thread list names the VCPUs; each thread\'s pc and stack pointer are xenctx\'s; process detach leaves it running', async () => {

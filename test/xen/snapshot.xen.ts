@@ -11,7 +11,7 @@ import path from 'path';
 import zlib from 'zlib';
 import { readState, labExec, labClient, guest, LabGuest } from '../lab/client';
 import { gdbBatch } from '../e2e/harness';
-import { labState } from './labUtil';
+import { labState, liveGuest } from './labUtil';
 
 /** The lab kernel's vmlinux with debug info, if the lab cached it. */
 function debugVmlinux(): string | undefined {
@@ -58,7 +58,7 @@ describe('real Xen: live snapshots of the Linux guests', function () {
       before(async function () {
         const st = readState();
         if (!st.guests[name]) this.skip();
-        g = guest(name);
+        g = await liveGuest(name);
         vcpus = g.vcpus;
         snap = await snapshot(g);
         process.stderr.write(`      ${snap.out.split('\n').filter((l) => /paused|rounds?:|file:|method|KASLR|VMCOREINFO/.test(l)).join('\n      ')}\n`);
