@@ -9,6 +9,8 @@ import { XenControl } from '../xg/xenctl';
 import { frame } from './packet';
 import { Framer } from './framer';
 import type { XsTransport } from '../xs/transport';
+import type { DomainBroker } from './broker';
+import { domainOsdata } from './domainServer';
 
 const log = createDebug('gdbsx:server');
 
@@ -29,7 +31,7 @@ export interface ServerOptions extends AttachOptions {
   xenstore?: () => Promise<XsTransport>;
 }
 
-export class GdbServer {
+export class GdbServer implements DomainBroker {
   readonly xc: XenControl;
   readonly domid: number;
   private readonly opts: ServerOptions;
@@ -46,6 +48,24 @@ export class GdbServer {
     this.xc = xc;
     this.domid = domid;
     this.opts = opts;
+  }
+
+  // As a DomainBroker (extended-remote on `gdbsx -a`): this one domain, again after a kill.
+  get fixedDomid(): number {
+    return this.domid;
+  }
+
+  attach(domid: number): Guest {
+    if (domid !== this.domid) throw new Error(`this stub serves domain ${this.domid} only (gdbsx -a ${this.domid}); \`gdbsx serve\` serves any domain`);
+    return Guest.attach(this.xc, domid, this.opts);
+  }
+
+  released(): void {
+    // The connection keeps the domain's place until it ends (one gdb at a time).
+  }
+
+  osdata(annex: string): Promise<string | undefined> {
+    return domainOsdata(this.xc, this.opts.xenstore, annex, (d) => d === this.domid);
   }
 
   get activeSession(): Session | undefined {
@@ -131,6 +151,7 @@ export class GdbServer {
       for (const f of this.sessionEnded.splice(0)) f();
     }, (m) => this.onEvent(m), this.opts.notes);
     this.session.xenstore = this.opts.xenstore;
+    this.session.broker = this;
     sock.resume(); // held while it waited for the previous session
   }
 

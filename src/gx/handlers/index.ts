@@ -8,9 +8,12 @@ import { handleZ } from './breakpoints';
 import { handleVCont, handleLegacyResume, handleStatus } from './resume';
 import { handleH, handleThreadAlive } from './threads';
 import { handleDetach, handleKill } from './detach';
+import { handleExtended } from '../extended';
 
 export function dispatch(s: Session, p: Packet): Reply | Promise<Reply> {
   const t = p.text;
+  const ext = handleExtended(s, p);
+  if (ext !== undefined) return ext;
   switch (t[0]) {
     case '?': return handleStatus(s);
     case 'q': return handleQuery(s, t);
