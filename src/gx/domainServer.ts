@@ -9,6 +9,7 @@ import { Session } from './session';
 import { DomainBroker } from './broker';
 import { listDomains, osdataProcesses, osdataTypes } from './domainList';
 import { Guest, AttachOptions } from '../vcpu/guest';
+import { DomainLock, attachExclusive } from './domainLock';
 import { XenControl } from '../xg/xenctl';
 import type { XsTransport } from '../xs/transport';
 
@@ -37,7 +38,7 @@ export class DomainServer implements DomainBroker {
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
   /** Which connection holds which domain. */
-  private readonly owners = new Map<number, Session>();
+  private readonly owners = new Map<number, { s: Session; lock: DomainLock }>();
   private readonly sockets = new Set<net.Socket>();
   /** Called with a one-line message for the user (connects, attaches, refusals). */
   onEvent: (msg: string) => void = () => undefined;
@@ -84,15 +85,18 @@ export class DomainServer implements DomainBroker {
 
   attach(domid: number, s: Session): Guest {
     const owner = this.owners.get(domid);
-    if (owner && owner !== s) throw new Error(`domain ${domid} is already being debugged by another connection`);
-    const g = Guest.attach(this.xc, domid, this.opts);
-    this.owners.set(domid, s);
+    if (owner && owner.s !== s) throw new Error(`domain ${domid} is already being debugged by another connection`);
+    const { guest, lock } = attachExclusive(this.xc, domid, this.opts);
+    this.owners.set(domid, { s, lock });
     log('dom%d attached', domid);
-    return g;
+    return guest;
   }
 
   released(domid: number, s: Session): void {
-    if (this.owners.get(domid) === s) this.owners.delete(domid);
+    const owner = this.owners.get(domid);
+    if (owner?.s !== s) return;
+    this.owners.delete(domid);
+    owner.lock.release();
   }
 
   osdata(annex: string): Promise<string | undefined> {

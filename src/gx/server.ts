@@ -11,6 +11,7 @@ import { Framer } from './framer';
 import type { XsTransport } from '../xs/transport';
 import type { DomainBroker } from './broker';
 import { domainOsdata } from './domainServer';
+import { DomainLock, attachExclusive } from './domainLock';
 
 const log = createDebug('gdbsx:server');
 
@@ -41,6 +42,8 @@ export class GdbServer implements DomainBroker {
   private sessionEnded: (() => void)[] = [];
   /** Every open socket, so close() does not wait on a peer that never hangs up. */
   private readonly sockets = new Set<net.Socket>();
+  /** Held while a gdb has the domain attached (see domainLock.ts). */
+  private lock: DomainLock | undefined;
   /** Called with a one-line message for the user (connects, refusals, errors). */
   onEvent: (msg: string) => void = () => undefined;
 
@@ -57,11 +60,15 @@ export class GdbServer implements DomainBroker {
 
   attach(domid: number): Guest {
     if (domid !== this.domid) throw new Error(`this stub serves domain ${this.domid} only (gdbsx -a ${this.domid}); \`gdbsx serve\` serves any domain`);
-    return Guest.attach(this.xc, domid, this.opts);
+    const { guest, lock } = attachExclusive(this.xc, domid, this.opts);
+    this.lock = lock;
+    return guest;
   }
 
   released(): void {
-    // The connection keeps the domain's place until it ends (one gdb at a time).
+    // The connection keeps its place until it ends (one gdb at a time); the domain is free for other stubs.
+    this.lock?.release();
+    this.lock = undefined;
   }
 
   osdata(annex: string): Promise<string | undefined> {
@@ -138,7 +145,7 @@ export class GdbServer implements DomainBroker {
   private serve(sock: net.Socket, peer: string): void {
     let guest: Guest;
     try {
-      guest = Guest.attach(this.xc, this.domid, this.opts);
+      guest = this.attach(this.domid);
     } catch (e) {
       this.refuse(sock, peer, `cannot attach to domain ${this.domid}: ${(e as Error).message}`);
       return;
@@ -146,6 +153,7 @@ export class GdbServer implements DomainBroker {
     this.onEvent(`gdb connected from ${peer}; domain ${this.domid} paused (${guest.width}-bit, ${guest.vcpus().length} VCPUs)`);
     this.session = new Session(sock, guest, () => {
       this.session = undefined;
+      this.released();
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
       // One waiting connection gets the domain; the others see the new session and are refused.
       for (const f of this.sessionEnded.splice(0)) f();

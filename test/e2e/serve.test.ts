@@ -2,13 +2,33 @@
 // against the simulated Xen with two demo domains; and `target extended-remote` on a
 // `gdbsx -a` stub (one domain), where run, attach and kill used to close the connection.
 import assert from 'assert';
+import { spawn } from 'child_process';
+import fs from 'fs';
+import path from 'path';
+import { journalDir } from '../../src/vcpu/bpJournal';
 import { XenControl } from '../../src/xg/xenctl';
 import { DomainServer } from '../../src/gx/domainServer';
 import { startSimDemo, demoImage } from '../../src/simDemo';
 import { guestIntegrity, GuestIntegrity } from '../../src/simIntegrity';
 import type { SimXen } from '../../src/xg/sim';
-import { gdbBatch, startStub, Stub, sleep } from './harness';
+import { gdbBatch, gdbConnect, startStub, Stub, sleep } from './harness';
 import { RspClient } from './rspClient';
+
+/** Pretend another gdbsx (a live process: `sleep`) holds domain `domid`'s lock; returns its end. */
+async function otherStub(sim: SimXen, domid: number): Promise<{ pid: number; file: string; end(): Promise<void> }> {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const pid = child.pid as number;
+  const file = path.join(journalDir(), `dom${domid}-${new XenControl(sim).getDomainInfo(domid).handle}.owner`);
+  fs.mkdirSync(journalDir(), { recursive: true });
+  fs.writeFileSync(file, `${pid}\n`);
+  return {
+    pid, file,
+    end: () => new Promise((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }),
+  };
+}
 
 interface Serve {
   port: number;
@@ -145,6 +165,20 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
     a.close();
     b.close();
   });
+
+  it('a domain another gdbsx debugs is refused before anything is paused; its lock, once stale, is taken over', async () => {
+    const other = await otherStub(s.sim, 1);
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.strictEqual(await c.request('vAttach;1'), `E.gdbsx: domain 1 is being debugged by another gdbsx (pid ${other.pid}): detach it there first`);
+    assert.strictEqual(s.sim.domainState(1).controllerPauseCount, 0, 'not paused by the refused attach');
+    await other.end();
+    assert.match(await c.request('vAttach;1'), /^T05/, 'stale lock taken over');
+    assert.strictEqual(fs.readFileSync(other.file, 'utf8').trim(), String(process.pid));
+    assert.strictEqual(await c.request('D;1'), 'OK');
+    assert.ok(!fs.existsSync(other.file), 'released at detach');
+    c.close();
+  });
 });
 
 describe('target extended-remote on gdbsx -a (one domain)', function () {
@@ -169,6 +203,19 @@ describe('target extended-remote on gdbsx -a (one domain)', function () {
     assert.match(r.stdout, /Thread 1\.2 "VCPU 1" \(VCPU 1 of domain 1, paused\)[^\n]*\n\[Inferior 1 \(process 1\) detached\]\n$/, 'attached at the end: ' + out);
     for (let i = 0; i < 200 && stub.server.activeSession; i++) await sleep(10);
     assert.ok(guestIntegrity(stub.sim, 1, stub.image).ok, 'gdb gone: detached, running');
+  });
+
+  it('gdb is refused readably while another gdbsx debugs the domain', async () => {
+    const other = await otherStub(stub.sim, 1);
+    try {
+      const r = await gdbBatch([...gdbConnect(stub), 'info threads']);
+      assert.match(r.stdout + r.stderr, new RegExp(`Remote failure reply: E\\.gdbsx: cannot attach to domain 1: domain 1 is being debugged by another gdbsx \\(pid ${other.pid}\\)`), r.stdout + r.stderr);
+      assert.strictEqual(stub.sim.domainState(1).controllerPauseCount, 0);
+    } finally {
+      await other.end();
+    }
+    const r = await gdbBatch([...gdbConnect(stub), 'info threads', 'detach']);
+    assert.match(r.stdout, /Thread 1\.1/, r.stdout + r.stderr);
   });
 
   it('the refusals name the one domain served', async () => {
