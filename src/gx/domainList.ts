@@ -44,7 +44,8 @@ async function xenstoreIds(xs: XsClient | undefined): Promise<{ ids: number[]; n
   }
 }
 
-export async function listDomains(xc: XenControl, xenstore: (() => Promise<XsTransport>) | undefined): Promise<DomainEntry[]> {
+/** The guest domains; `also`: ids asked for even if neither way above finds them (`gdbsx -a`'s own). */
+export async function listDomains(xc: XenControl, xenstore: (() => Promise<XsTransport>) | undefined, also: readonly number[] = []): Promise<DomainEntry[]> {
   let transport: XsTransport | undefined;
   try {
     transport = xenstore ? await xenstore() : undefined;
@@ -64,7 +65,7 @@ export async function listDomains(xc: XenControl, xenstore: (() => Promise<XsTra
     infos.set(info.domid, info);
     d = info.domid + 1;
   }
-  for (const id of ids) {
+  for (const id of [...ids, ...also]) {
     if (id === 0 || infos.has(id)) continue;
     const info = xc.domainInfoFrom(id);
     if (info && info.domid === id) infos.set(id, info);

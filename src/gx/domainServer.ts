@@ -22,11 +22,12 @@ export interface DomainServerOptions extends Omit<AttachOptions, 'width'> {
   xenstore?: () => Promise<XsTransport>;
 }
 
-/** The osdata documents for `info os` over the domains `keep` allows. */
-export async function domainOsdata(xc: XenControl, xenstore: DomainServerOptions['xenstore'], annex: string, keep: (domid: number) => boolean = () => true): Promise<string | undefined> {
+/** The osdata documents for `info os`: every guest domain, or `only` that one. */
+export async function domainOsdata(xc: XenControl, xenstore: DomainServerOptions['xenstore'], annex: string, only?: number): Promise<string | undefined> {
   if (annex === '') return osdataTypes();
   if (annex !== 'processes') return undefined;
-  return osdataProcesses((await listDomains(xc, xenstore ?? defaultXenstore)).filter((d) => keep(d.domid)));
+  const all = await listDomains(xc, xenstore ?? defaultXenstore, only === undefined ? [] : [only]);
+  return osdataProcesses(only === undefined ? all : all.filter((d) => d.domid === only));
 }
 
 async function defaultXenstore(): Promise<XsTransport> {

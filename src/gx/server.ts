@@ -72,7 +72,7 @@ export class GdbServer implements DomainBroker {
   }
 
   osdata(annex: string): Promise<string | undefined> {
-    return domainOsdata(this.xc, this.opts.xenstore, annex, (d) => d === this.domid);
+    return domainOsdata(this.xc, this.opts.xenstore, annex, this.domid);
   }
 
   get activeSession(): Session | undefined {
