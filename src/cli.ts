@@ -37,6 +37,7 @@ function usage(): string {
   gdbsx -a <domid> [32|64] <port>     attach to a domain and serve gdb on <port>
   gdbsx -c <domid> [32|64] [vcpu]     print the VCPU context(s) and exit
   gdbsx --sim [-a <domid>] [--port N] serve the built-in simulated Xen and demo guest
+  gdbsx serve [--port N] [--sim]      every domain on one port: gdb's target extended-remote, then attach <domid>
   gdbsx info <domid> [--json]         the domain, its VCPUs, devices and event channels
   gdbsx profile <domid> | snapshot <domid> <file>   (see gdbsx profile --help, gdbsx snapshot --help)
   gdbsx --version                     print the version
@@ -193,6 +194,7 @@ async function openBackend(p: Parsed): Promise<Backend> {
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'snapshot') return (await import('./snapshot/main')).snapshotMain(argv.slice(1));
   if (argv[0] === 'info') return (await import('./info/main')).infoMain(argv.slice(1));
+  if (argv[0] === 'serve') return (await import('./serveMain')).serveMain(argv.slice(1));
   if (argv[0] === 'profile') return (await import('./profile/main')).profileMain(argv.slice(1));
   let p: Parsed;
   try {

@@ -9,6 +9,9 @@ import { XenControl } from '../xg/xenctl';
 import { frame } from './packet';
 import { Framer } from './framer';
 import type { XsTransport } from '../xs/transport';
+import type { DomainBroker } from './broker';
+import { domainOsdata } from './domainServer';
+import { DomainLock, attachExclusive } from './domainLock';
 
 const log = createDebug('gdbsx:server');
 
@@ -29,7 +32,7 @@ export interface ServerOptions extends AttachOptions {
   xenstore?: () => Promise<XsTransport>;
 }
 
-export class GdbServer {
+export class GdbServer implements DomainBroker {
   readonly xc: XenControl;
   readonly domid: number;
   private readonly opts: ServerOptions;
@@ -39,6 +42,8 @@ export class GdbServer {
   private sessionEnded: (() => void)[] = [];
   /** Every open socket, so close() does not wait on a peer that never hangs up. */
   private readonly sockets = new Set<net.Socket>();
+  /** Held while a gdb has the domain attached (see domainLock.ts). */
+  private lock: DomainLock | undefined;
   /** Called with a one-line message for the user (connects, refusals, errors). */
   onEvent: (msg: string) => void = () => undefined;
 
@@ -46,6 +51,28 @@ export class GdbServer {
     this.xc = xc;
     this.domid = domid;
     this.opts = opts;
+  }
+
+  // As a DomainBroker (extended-remote on `gdbsx -a`): this one domain, again after a kill.
+  get fixedDomid(): number {
+    return this.domid;
+  }
+
+  attach(domid: number): Guest {
+    if (domid !== this.domid) throw new Error(`this stub serves domain ${this.domid} only (gdbsx -a ${this.domid}); \`gdbsx serve\` serves any domain`);
+    const { guest, lock } = attachExclusive(this.xc, domid, this.opts);
+    this.lock = lock;
+    return guest;
+  }
+
+  released(): void {
+    // The connection keeps its place until it ends (one gdb at a time); the domain is free for other stubs.
+    this.lock?.release();
+    this.lock = undefined;
+  }
+
+  osdata(annex: string): Promise<string | undefined> {
+    return domainOsdata(this.xc, this.opts.xenstore, annex, this.domid);
   }
 
   get activeSession(): Session | undefined {
@@ -118,7 +145,7 @@ export class GdbServer {
   private serve(sock: net.Socket, peer: string): void {
     let guest: Guest;
     try {
-      guest = Guest.attach(this.xc, this.domid, this.opts);
+      guest = this.attach(this.domid);
     } catch (e) {
       this.refuse(sock, peer, `cannot attach to domain ${this.domid}: ${(e as Error).message}`);
       return;
@@ -126,11 +153,13 @@ export class GdbServer {
     this.onEvent(`gdb connected from ${peer}; domain ${this.domid} paused (${guest.width}-bit, ${guest.vcpus().length} VCPUs)`);
     this.session = new Session(sock, guest, () => {
       this.session = undefined;
+      this.released();
       this.onEvent(`gdb disconnected; domain ${this.domid} detached and running`);
       // One waiting connection gets the domain; the others see the new session and are refused.
       for (const f of this.sessionEnded.splice(0)) f();
     }, (m) => this.onEvent(m), this.opts.notes);
     this.session.xenstore = this.opts.xenstore;
+    this.session.broker = this;
     sock.resume(); // held while it waited for the previous session
   }
 

@@ -12,6 +12,7 @@ import { dispatch } from './handlers';
 import { stopReply } from './stopReply';
 import { RegView, regView } from './regView';
 import type { XsTransport } from '../xs/transport';
+import type { DomainBroker } from './broker';
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
@@ -34,9 +35,13 @@ export interface Packet {
 }
 
 export class Session {
-  readonly guest: Guest;
-  /** The registers this client is shown. */
-  readonly regs: RegView;
+  /** The domain under debug; none in extended mode before `attach` and after `detach`/`kill`. */
+  private current: Guest | undefined;
+  private shownRegs: RegView | undefined;
+  /** gdb sent `!` (extended-remote): detach and kill leave the connection open (extended.ts). */
+  extended = false;
+  /** Who attaches domains for `vAttach` (the server); see broker.ts. */
+  broker: DomainBroker | undefined;
   private readonly sock: Socket;
   private readonly framer = new Framer(PACKET_SIZE + 16);
   private noAck = false;
@@ -76,22 +81,49 @@ export class Session {
    * "Could not insert hardware watchpoint" for an error reply to Z2-Z4, not our reason.
    */
   private readonly refusalsForGdb: string[] = [];
-  private readonly onNote: (message: string) => void;
+  readonly onNote: (message: string) => void;
   /** The server's notes for gdb, told with the guest's. */
   private readonly serverNotes: readonly string[];
 
-  constructor(sock: Socket, guest: Guest, onClose: () => void, onNote: (message: string) => void = () => undefined, notes: readonly string[] = []) {
+  constructor(sock: Socket, guest: Guest | undefined, onClose: () => void, onNote: (message: string) => void = () => undefined, notes: readonly string[] = []) {
     this.sock = sock;
-    this.guest = guest;
-    this.regs = regView(guest);
     this.onClose = onClose;
     this.onNote = onNote;
     this.serverNotes = notes;
-    this.lastStop = { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 };
+    this.lastStop = { kind: 'exited', code: 0, message: '' };
+    if (guest) this.setGuest(guest);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('close', () => this.close('connection closed'));
     sock.on('error', (e) => this.close(`socket error: ${e.message}`));
+  }
+
+  /** The attached domain; a packet that needs one gets `E.<this message>` without it. */
+  get guest(): Guest {
+    if (!this.current) throw new RefusedError('no domain attached: `attach <domid>` first (`info os processes` lists the domains)');
+    return this.current;
+  }
+
+  /** The registers this client is shown. */
+  get regs(): RegView {
+    if (!this.shownRegs) this.shownRegs = regView(this.guest);
+    return this.shownRegs;
+  }
+
+  /** The attached domain, if any. */
+  get attached(): Guest | undefined {
+    return this.current;
+  }
+
+  /** Serve `guest` from now on (stopped, as attach leaves it), or no domain. */
+  setGuest(guest: Guest | undefined): void {
+    this.current = guest;
+    this.shownRegs = undefined;
+    this.gVcpu = undefined;
+    this.cVcpu = undefined;
+    this.toldNotes = false;
+    this.warnedUserMode = false;
+    this.lastStop = guest ? { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 } : { kind: 'exited', code: 0, message: '' };
   }
 
   /** The VCPU that `g`, `m` and friends act on. */
@@ -275,12 +307,14 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     log('session ends: %s', why);
+    const g = this.current;
     try {
-      const r = this.guest.detach();
-      if (r.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
+      const r = g?.detach();
+      if (r?.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
     } catch (e) {
       log('detach failed: %s', (e as Error).message);
     }
+    if (g) this.broker?.released(g.domid, this);
     this.sock.end();
     this.sock.destroySoon?.();
     this.onClose();

@@ -99,6 +99,20 @@ export class XenControl {
     return info;
   }
 
+  /**
+   * getdomaininfo as Xen answers it: on Xen 4.17 the first domain whose id is `domid` or
+   * more (how libxc listed domains before XEN_SYSCTL_getdomaininfolist), from 4.18 on
+   * exactly `domid`; undefined where there is none (ESRCH).
+   */
+  domainInfoFrom(domid: number): DomainInfo | undefined {
+    try {
+      return decodeDomainInfo(this.call(DomctlCmd.getdomaininfo, domid));
+    } catch (e) {
+      if (e instanceof XenError && e.errno === Errno.ESRCH) return undefined;
+      throw e;
+    }
+  }
+
   pauseDomain(domid: number): void {
     this.call(DomctlCmd.pausedomain, domid);
   }

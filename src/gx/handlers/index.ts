@@ -9,9 +9,12 @@ import { handleVCont, handleLegacyResume, handleStatus } from './resume';
 import { handleH, handleThreadAlive } from './threads';
 import { handleDetach, handleKill } from './detach';
 import { handleLldb } from './lldb';
+import { handleExtended } from '../extended';
 
 export function dispatch(s: Session, p: Packet): Reply | Promise<Reply> {
   const t = p.text;
+  const ext = handleExtended(s, p);
+  if (ext !== undefined) return ext;
   const lldb = handleLldb(s, t);
   if (lldb !== undefined) return lldb;
   switch (t[0]) {

@@ -1,0 +1,235 @@
+// `gdbsx serve` (issue 13, "many domains through one port"): gdb's extended-remote mode
+// against the simulated Xen with two demo domains; and `target extended-remote` on a
+// `gdbsx -a` stub (one domain), where run, attach and kill used to close the connection.
+import assert from 'assert';
+import { spawn } from 'child_process';
+import fs from 'fs';
+import path from 'path';
+import { journalDir } from '../../src/vcpu/bpJournal';
+import { XenControl } from '../../src/xg/xenctl';
+import { DomainServer } from '../../src/gx/domainServer';
+import { startSimDemo, demoImage } from '../../src/simDemo';
+import { guestIntegrity, GuestIntegrity } from '../../src/simIntegrity';
+import type { SimXen } from '../../src/xg/sim';
+import { gdbBatch, gdbConnect, startStub, Stub, sleep } from './harness';
+import { RspClient } from './rspClient';
+
+/** Pretend another gdbsx (a live process: `sleep`) holds domain `domid`'s lock; returns its end. */
+async function otherStub(sim: SimXen, domid: number): Promise<{ pid: number; file: string; end(): Promise<void> }> {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const pid = child.pid as number;
+  const file = path.join(journalDir(), `dom${domid}-${new XenControl(sim).getDomainInfo(domid).handle}.owner`);
+  fs.mkdirSync(journalDir(), { recursive: true });
+  fs.writeFileSync(file, `${pid}\n`);
+  return {
+    pid, file,
+    end: () => new Promise((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }),
+  };
+}
+
+interface Serve {
+  port: number;
+  sim: SimXen;
+  server: DomainServer;
+  events: string[];
+  close(): Promise<void>;
+}
+
+async function startServe(): Promise<Serve> {
+  const demo = startSimDemo({ domid: 1, vcpus: 2, width: 64, type: 'pv' });
+  demo.sim.createDomain({ domid: 2, name: 'demo32', vcpus: 1, width: 32, type: 'pv', image: demoImage(32) });
+  const server = new DomainServer(new XenControl(demo.hc), { host: '127.0.0.1', port: 0, xenstore: demo.xenstore });
+  const events: string[] = [];
+  server.onEvent = (m) => events.push(m);
+  const port = await server.listen();
+  return {
+    port, sim: demo.sim, server, events,
+    async close() {
+      await server.close();
+      demo.close();
+    },
+  };
+}
+
+function extendedConnect(port: number, width: 32 | 64 = 64): string[] {
+  return ['set pagination off', 'set confirm off', `file ${demoImage(width)}`, `target extended-remote 127.0.0.1:${port}`];
+}
+
+/** Wait until no connection holds a domain (gdb has exited and the stub seen it). */
+async function settled(s: Serve): Promise<void> {
+  for (let i = 0; i < 200 && s.server.activeSessions.length > 0; i++) await sleep(10);
+}
+
+describe('gdbsx serve: many domains through one port (extended-remote)', function () {
+  this.timeout(120000);
+  let s: Serve;
+  beforeEach(async () => {
+    s = await startServe();
+  });
+  afterEach(async () => s.close());
+
+  it('info os processes lists the domains (pid, name, type, width, VCPUs, state)', async () => {
+    const r = await gdbBatch([...extendedConnect(s.port), 'info os', 'info os processes']);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /processes\s+Listing of all Xen domains/, out);
+    assert.match(out, /^1\s+demo\s+PV 64-bit, 2 VCPUs, \w+/m, out);
+    assert.match(out, /^2\s+demo32\s+PV 32-bit, 1 VCPU, \w+/m, out);
+    assert.doesNotMatch(out, /Remote connection closed|^0\s/m, out);
+  });
+
+  it('the list is read each time: a domain created or destroyed meanwhile is seen', async () => {
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    const list = () => c.request('qXfer:osdata:read:processes:0,fff');
+    assert.match(await list(), /<column name="pid">2<\/column>/);
+    assert.doesNotMatch(await list(), /<column name="pid">3<\/column>/);
+    s.sim.createDomain({ domid: 3, name: 'late', vcpus: 1, width: 64, type: 'pvh', image: demoImage(64) });
+    s.sim.destroyDomain(2);
+    const after = await list();
+    assert.match(after, /<column name="pid">3<\/column>\s*<column name="user">late<\/column>\s*<column name="command">PVH, 1 VCPU/, after);
+    assert.doesNotMatch(after, /<column name="pid">2<\/column>/, after);
+    c.close();
+  });
+
+  it('attach 1, info threads, a breakpoint hit, detach, attach again; then attach 2', async () => {
+    const r = await gdbBatch([...extendedConnect(s.port), 'info threads', 'attach 1', 'info threads', 'break demo_tick', 'continue',
+      'detach', 'info threads', 'attach 1', 'info threads', 'detach', 'attach 2', 'info threads', 'detach']);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /No threads/, 'no domain before attach: ' + out);
+    assert.match(out, /Thread 1\.1 "VCPU 0" \(VCPU 0 of domain 1, paused\)[\s\S]*Thread 1\.2 "VCPU 1"/, out);
+    assert.match(out, /hit Breakpoint 1, demo_tick \(\)/, out);
+    assert.strictEqual(out.match(/\[Inferior 1 \(process 1\) detached\]/g)?.length, 2, out);
+    assert.match(out, /Thread 2\.1 "VCPU 0" \(VCPU 0 of domain 2, paused\)/, out);
+    assert.match(out, /\[Inferior 1 \(process 2\) detached\]/, out);
+    assert.doesNotMatch(out, /Remote connection closed|failed/, out);
+    await settled(s);
+    for (const d of [1, 2]) assert.ok(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)).ok, `domain ${d} left as found`);
+  });
+
+  it('kill detaches: the domain runs on, unpaused, without breakpoints, and the connection stays', async () => {
+    let atKill: GuestIntegrity | undefined;
+    s.server.onEvent = (m) => {
+      s.events.push(m);
+      if (/^kill/.test(m)) atKill = guestIntegrity(s.sim, 1, demoImage(64));
+    };
+    const ticks = () => s.sim.readVirt(1, s.sim.symbol(1, 'demo_ticks'), 8).readBigUInt64LE();
+    const r = await gdbBatch([...extendedConnect(s.port), 'attach 1', 'break demo_tick', 'continue', 'kill', 'info os processes', 'attach 2', 'info threads']);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /hit Breakpoint 1, demo_tick/, out);
+    assert.match(out, /\[Inferior 1 \(process 1\) killed\]/, out);
+    assert.ok(atKill, `the stub said nothing at kill: ${s.events.join('\n')}`);
+    assert.ok(atKill.ok, `after kill: ${JSON.stringify(atKill)}`);
+    assert.match(s.events.join('\n'), /kill \(a domain is never destroyed\): domain 1 detached, left running/);
+    assert.match(out, /^1\s+demo\s+PV 64-bit/m, 'still connected after kill: ' + out);
+    assert.match(out, /Thread 2\.1 "VCPU 0"/, out);
+    assert.ok(s.sim.domainState(1) !== undefined, 'domain 1 still exists');
+    const t0 = ticks();
+    for (let i = 0; i < 300 && ticks() === t0; i++) await sleep(10);
+    assert.notStrictEqual(ticks(), t0, 'domain 1 runs on');
+  });
+
+  it('run is refused with how to start a domain', async () => {
+    const r = await gdbBatch([...extendedConnect(s.port), 'run', 'info os processes']);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /Running the default executable on the remote target failed/, out);
+    assert.match(out, /^1\s+demo\s/m, 'still connected: ' + out);
+    assert.match(s.events.join('\n'), /refused `run`: a domain is started with `xl create`/);
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vRun;'), /^E\.gdbsx: `run` cannot start a domain: create it in dom0 with `xl create <config>`.*then `attach <domid>`/);
+    c.close();
+  });
+
+  it('an unknown domain, dom0 and a domain another connection holds are refused readably', async () => {
+    const r = await gdbBatch([...extendedConnect(s.port), 'attach 9', 'info os processes']);
+    assert.match(r.stdout + r.stderr, /Attaching to process 9 failed/);
+    assert.match(s.events.join('\n'), /refused to attach domain 9: domain 9 does not exist/);
+    const a = await RspClient.session(s.port);
+    const b = await RspClient.session(s.port);
+    for (const c of [a, b]) assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await a.request('vAttach;9'), /^E\.gdbsx: domain 9 does not exist \(see `xl list`\)$/);
+    assert.match(await a.request('vAttach;0'), /^E\.gdbsx: refusing to attach to dom0/);
+    assert.match(await a.request('vAttach;1'), /^T05.*thread:p1\.1;/);
+    assert.strictEqual(await b.request('vAttach;1'), 'E.gdbsx: domain 1 is already being debugged by another connection');
+    assert.match(await a.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1; one domain per connection/);
+    assert.match(await b.request('vAttach;2'), /^T05.*thread:p2\.1;/, 'another domain for another connection');
+    assert.strictEqual(await a.request('D;1'), 'OK');
+    assert.match(await b.request('g'), /^[0-9a-fx]+$/, 'b still has domain 2');
+    assert.strictEqual(await b.request('D;2'), 'OK');
+    assert.match(await b.request('vAttach;1'), /^T05/, 'domain 1 free again after a\'s detach');
+    assert.strictEqual(await b.request('vKill;1'), 'OK');
+    assert.match(await b.request('g'), /^E\.no domain attached/);
+    a.close();
+    b.close();
+  });
+
+  it('a domain another gdbsx debugs is refused before anything is paused; its lock, once stale, is taken over', async () => {
+    const other = await otherStub(s.sim, 1);
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.strictEqual(await c.request('vAttach;1'), `E.gdbsx: domain 1 is being debugged by another gdbsx (pid ${other.pid}): detach it there first`);
+    assert.strictEqual(s.sim.domainState(1).controllerPauseCount, 0, 'not paused by the refused attach');
+    await other.end();
+    assert.match(await c.request('vAttach;1'), /^T05/, 'stale lock taken over');
+    assert.strictEqual(fs.readFileSync(other.file, 'utf8').trim(), String(process.pid));
+    assert.strictEqual(await c.request('D;1'), 'OK');
+    assert.ok(!fs.existsSync(other.file), 'released at detach');
+    c.close();
+  });
+});
+
+describe('target extended-remote on gdbsx -a (one domain)', function () {
+  this.timeout(120000);
+  let stub: Stub;
+  beforeEach(async () => {
+    stub = await startStub({ vcpus: 2 });
+  });
+  afterEach(async () => stub.close());
+
+  it('attach, kill and run keep the connection; another domain is refused', async () => {
+    const r = await gdbBatch([...extendedConnect(stub.port), 'info threads', 'attach 1', 'info threads', 'kill', 'info threads', 'attach 1',
+      'break demo_tick', 'continue', 'run', 'attach 1', 'attach 2', 'detach', 'attach 1', 'info threads']);
+    const out = r.stdout + r.stderr;
+    assert.doesNotMatch(out, /Remote connection closed/, out);
+    assert.match(out, /\[Inferior 1 \(process 1\) killed\]/, out);
+    assert.match(out, /No threads/, 'no domain after kill: ' + out);
+    assert.match(out, /hit Breakpoint 1, demo_tick/, out);
+    assert.match(out, /Running the default executable on the remote target failed/, out);
+    assert.match(out, /Attaching to process 2 failed/, out);
+    // gdb kills (here: detaches) before `run` and before attaching another domain; the last attach holds until gdb quits (and detaches).
+    assert.match(r.stdout, /Thread 1\.2 "VCPU 1" \(VCPU 1 of domain 1, paused\)[^\n]*\n\[Inferior 1 \(process 1\) detached\]\n$/, 'attached at the end: ' + out);
+    for (let i = 0; i < 200 && stub.server.activeSession; i++) await sleep(10);
+    assert.ok(guestIntegrity(stub.sim, 1, stub.image).ok, 'gdb gone: detached, running');
+  });
+
+  it('gdb is refused readably while another gdbsx debugs the domain', async () => {
+    const other = await otherStub(stub.sim, 1);
+    try {
+      const r = await gdbBatch([...gdbConnect(stub), 'info threads']);
+      assert.match(r.stdout + r.stderr, new RegExp(`Remote failure reply: E\\.gdbsx: cannot attach to domain 1: domain 1 is being debugged by another gdbsx \\(pid ${other.pid}\\)`), r.stdout + r.stderr);
+      assert.strictEqual(stub.sim.domainState(1).controllerPauseCount, 0);
+    } finally {
+      await other.end();
+    }
+    const r = await gdbBatch([...gdbConnect(stub), 'info threads', 'detach']);
+    assert.match(r.stdout, /Thread 1\.1/, r.stdout + r.stderr);
+  });
+
+  it('the refusals name the one domain served', async () => {
+    const c = await RspClient.session(stub.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:p1\.1;/, 'the attached domain: its stop');
+    assert.match(await c.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1/);
+    assert.strictEqual(await c.request('vKill;1'), 'OK');
+    assert.strictEqual(await c.request('?'), 'W00');
+    assert.ok(guestIntegrity(stub.sim, 1, stub.image).ok, 'killed = detached, running');
+    assert.match(await c.request('vAttach;2'), /^E\.gdbsx: this stub serves domain 1 only \(gdbsx -a 1\); `gdbsx serve` serves any domain$/);
+    assert.match(await c.request('qXfer:osdata:read:processes:0,fff'), /<column name="pid">1<\/column>/);
+    assert.match(await c.request('vAttach;1'), /^T05/);
+    assert.strictEqual(await c.request('D;1'), 'OK');
+    c.close();
+  });
+});
