@@ -61,6 +61,8 @@ export class Session {
   hwbreak = false;
   /** LLDB: g/G/p/P may name their thread with a `;thread:<id>;` suffix. */
   threadSuffix = false;
+  /** The VCPU the last suffixed register access named (LLDB's selected thread); reset at each stop. */
+  suffixVcpu: number | undefined;
   /** LLDB: T replies list the threads, their pcs and names (lldbStop.ts). */
   listThreadsInStopReply = false;
   /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
@@ -124,6 +126,12 @@ export class Session {
     this.toldNotes = false;
     this.warnedUserMode = false;
     this.lastStop = guest ? { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 } : { kind: 'exited', code: 0, message: '' };
+  }
+
+  /** The VCPU whose address space `m`, `M`, `x`, `X` use: LLDB's selected thread, else the Hg one. */
+  get memoryVcpu(): number {
+    const v = this.suffixVcpu;
+    return v !== undefined && this.guest.isOnline(v) ? v : this.currentVcpu;
   }
 
   /** The VCPU that `g`, `m` and friends act on. */
@@ -292,6 +300,7 @@ export class Session {
     this.lastStop = ev;
     if (ev.kind === 'stopped') {
       this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
+      this.suffixVcpu = undefined;
       this.guest.refreshVcpusAfterStop();
       if (this.guest.memioBlindToKernel() && !this.warnedUserMode) {
         this.warnedUserMode = true;

@@ -105,4 +105,23 @@ describe('LLDB protocol extensions (raw packets, sim)', function () {
     assert.strictEqual(await c.request('p1'), rbx1);
     assert.match(await c.request('p10;thread:9;'), /^E/);
   });
+  // LLDB never sends Hg once it has the thread suffix: after `thread select 2` it reads
+  // that thread's registers with ;thread:2; and then memory at its pc or stack with plain
+  // m. A user address must then read in thread 2's process, not the Hg/stopped thread's.
+  it('QThreadSuffixSupported: m reads user memory in the process of the thread the last suffixed register access named', async () => {
+    c.close();
+    await new Promise((r) => setTimeout(r, 50));
+    const a = stub.sim.enterUserMode(stub.domid, 0);
+    stub.sim.enterUserMode(stub.domid, 1);
+    c = await RspClient.connect(stub.port);
+    await lldbHandshake();
+    // 'user data of vcpu N' (19 bytes) at the same user address in each VCPU's process.
+    const read = async () => Buffer.from(await c.request(`m${a.dataAddr.toString(16)},13`), 'hex').toString('latin1');
+    await c.request('p10;thread:2;');
+    assert.strictEqual(await read(), 'user data of vcpu 1', 'after a register read of thread 2');
+    await c.request('g;thread:1;');
+    assert.strictEqual(await read(), 'user data of vcpu 0', 'after a register read of thread 1');
+    await c.request('p10;thread:2;');
+    assert.strictEqual(await read(), 'user data of vcpu 1');
+  });
 });

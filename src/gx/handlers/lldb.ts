@@ -43,5 +43,8 @@ export function splitThreadSuffix(s: Session, t: string): { text: string; vcpu: 
   const sel = parseThreadId(t.slice(at + ';thread:'.length, -1));
   if (sel.kind !== 'vcpu') return { text: t.slice(0, at), vcpu: undefined };
   if (!s.guest.isOnline(sel.vcpu)) throw new ProtocolError(`no thread for VCPU ${sel.vcpu}`, 0x03 /* ESRCH */);
+  // LLDB sends no Hg once it has the suffix: the memory it reads next (the selected
+  // thread's pc, stack) is in this thread's address space.
+  s.suffixVcpu = sel.vcpu;
   return { text: t.slice(0, at), vcpu: sel.vcpu };
 }

@@ -18,14 +18,14 @@ export function handleM(s: Session, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1));
   if (len === 0) return '';
   const n = Math.min(len, PACKET_SIZE / 2);
-  const data = s.guest.readMemory(addr, n, s.currentVcpu, s.readBuffer(n));
+  const data = s.guest.readMemory(addr, n, s.memoryVcpu, s.readBuffer(n));
   return data.length === 0 ? EFAULT : s.hexReply(data);
 }
 
 export function handleSmallX(s: Session, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1));
   if (len === 0) return 'b';
-  const data = s.guest.readMemory(addr, len, s.currentVcpu);
+  const data = s.guest.readMemory(addr, len, s.memoryVcpu);
   return data.length === 0 ? EFAULT : Buffer.concat([Buffer.from('b'), escapeBinary(data)]);
 }
 
@@ -35,7 +35,7 @@ export function handleBigM(s: Session, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1, colon));
   const data = fromHex(t.slice(colon + 1));
   if (data.length !== len) throw new ProtocolError(`M length ${len} but ${data.length} bytes of data`);
-  s.guest.writeMemory(addr, data, s.currentVcpu);
+  s.guest.writeMemory(addr, data, s.memoryVcpu);
   return 'OK';
 }
 
@@ -45,6 +45,6 @@ export function handleX(s: Session, raw: Buffer): Reply {
   const [addr, len] = addrLen(raw.subarray(1, colon).toString('latin1'));
   const data = unescapeBinary(raw.subarray(colon + 1));
   if (data.length !== len) throw new ProtocolError(`X length ${len} but ${data.length} bytes of data`);
-  s.guest.writeMemory(addr, data, s.currentVcpu);
+  s.guest.writeMemory(addr, data, s.memoryVcpu);
   return 'OK';
 }

@@ -8,7 +8,10 @@ export function handleH(s: Session, t: string): Reply {
   if (op !== 'g' && op !== 'c') return '';
   const sel = parseThreadId(t.slice(2));
   if (sel.kind === 'vcpu' && !s.guest.isOnline(sel.vcpu)) return 'E01';
-  if (op === 'g') s.gVcpu = sel.kind === 'vcpu' ? sel.vcpu : undefined; // 0/-1: the last stopped VCPU
+  if (op === 'g') {
+    s.gVcpu = sel.kind === 'vcpu' ? sel.vcpu : undefined; // 0/-1: the last stopped VCPU
+    s.suffixVcpu = undefined; // an explicit Hg picks the memory thread too
+  }
   else s.cVcpu = sel.kind === 'vcpu' ? sel.vcpu : sel.kind === 'all' ? 'all' : undefined;
   return 'OK';
 }
