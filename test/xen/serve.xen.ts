@@ -28,7 +28,7 @@ describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
     }
     port = g.pv.stub.port;
     await stopStub('pv');
-    serve = await startStub('pv', { cmd: 'node /opt/gdbsx/bin/gdbsx serve --port $PORT', record: false });
+    serve = await startStub('pv', { cmd: 'node /opt/gdbsx/bin/gdbsx serve --port $PORT --host 0.0.0.0', record: false });
     assert.ok(serve.running, serve.error);
   });
 
