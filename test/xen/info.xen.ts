@@ -4,7 +4,7 @@
 // console and the xenstore ring; no vif or vbd), through xenstored's socket and through
 // /dev/xen/xenbus (both transports), the event channels by EVTCHNOP_status against
 // xenstore's ports, and the refusals (dom0, a domain that is not there).
-// Not in .ci/run yet: run it with `npx mocha --timeout 1800000 dist/test/xen/info.xen.js`
+// In .ci/run (gdbsx build). Alone: `npx mocha --timeout 1800000 dist/test/xen/info.xen.js`
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
 import { readState, labExec, guest, guestDomid, LabGuest } from '../lab/client';

@@ -3,7 +3,7 @@
 // against `xl list`, attach / detach / attach another guest, `kill` leaving the guest
 // running (xl state not paused), `run` and dom0 refused. The pv guest's own stub is
 // stopped meanwhile and started again at the end.
-// Not in .ci/run: run it with `npx mocha --timeout 1800000 dist/test/xen/serve.xen.js`
+// In .ci/run (gdbsx build). Alone: `npx mocha --timeout 1800000 dist/test/xen/serve.xen.js`
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
 import { readState, guest, guestDomid, startStub, stopStub, xlStateOf, labClient, LabGuest, LabStub } from '../lab/client';
