@@ -12,6 +12,7 @@ import fs from 'fs';
 import path from 'path';
 import { readState, labExec, labClient, guest, recreateGuest, xlStateOf, kallsyms, LabGuest } from '../lab/client';
 import { gdbBatch, MiClient, sleep } from '../e2e/harness';
+import { againAfterTripleFault } from './labUtil';
 
 const XENCTX = '/tmp/xenctx';
 
@@ -110,7 +111,7 @@ describe('real Xen: the lab guests', function () {
   });
 
   for (const name of ['pv', 'pvh', 'testkernel64', 'testkernel32']) {
-    describe(name, () => {
+    describe(name, function () {
       let g: LabGuest;
       before(async function () {
         const s = lab();
@@ -354,6 +355,7 @@ describe('real Xen: the lab guests', function () {
           }
         });
       }
+      if (g0type(name) === 'pvh') againAfterTripleFault(this, name, (x) => { g = x; });
     });
   }
 });

@@ -8,7 +8,7 @@
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
 import { readState, labExec, guest, guestDomid, LabGuest } from '../lab/client';
-import { labState, gdbOn, liveGuest } from './labUtil';
+import { labState, gdbOn, liveGuest, againAfterTripleFault } from './labUtil';
 import type { InfoView } from '../../src/info/collect';
 
 const GDBSX = 'node /opt/gdbsx/bin/gdbsx';
@@ -41,7 +41,7 @@ describe('real Xen: gdbsx info and monitor info', function () {
   });
 
   for (const name of ['pv', 'pvh', 'testkernel64']) {
-    describe(name, () => {
+    describe(name, function () {
       let g: LabGuest;
       let domid: number;
 
@@ -125,6 +125,7 @@ describe('real Xen: gdbsx info and monitor info', function () {
         assert.match(out, /^VCPUs of domain \d+$/m);
         assert.match(out, new RegExp(`^ {2}console 0: frontend .*, backend \\(dom0\\) XenbusState\\w+$`, 'm'), out);
       });
+      if (name !== 'pv') againAfterTripleFault(this, name, (x) => { g = x; domid = x.domid as number; });
     });
   }
 

@@ -4,7 +4,7 @@
 import assert from 'assert';
 import { readState, labExec, LabGuest } from '../lab/client';
 import { runBatch, BatchResult } from '../e2e/harness';
-import { labState, installXenctx, xenctx, ksym, hex, liveGuest } from './labUtil';
+import { labState, installXenctx, xenctx, ksym, hex, liveGuest, againAfterTripleFault } from './labUtil';
 
 const LLDB = process.env.LLDB ?? 'lldb';
 
@@ -42,7 +42,7 @@ describe('real Xen: LLDB', function () {
   });
 
   for (const name of ['pv', 'pvh']) {
-    describe(name, () => {
+    describe(name, function () {
       let g: LabGuest;
       before(async function () {
         if (!readState().guests[name]) this.skip();
@@ -96,6 +96,7 @@ describe('real Xen: LLDB', function () {
           assert.doesNotMatch(await xlState(g.xlName), /p/, 'left paused');
         });
       }
+      if (name === 'pvh') againAfterTripleFault(this, name, (x) => { g = x; });
     });
   }
 });

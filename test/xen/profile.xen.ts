@@ -11,7 +11,7 @@ import fs from 'fs';
 import zlib from 'zlib';
 import { Profile } from 'pprof-format';
 import { readState, labExec, labRun, labClient, guest, guestDomid, xlStateOf, recreateGuest, ExecResult } from '../lab/client';
-import { labState } from './labUtil';
+import { labState, againAfterTripleFault } from './labUtil';
 import { parseElfSymbols } from '../../src/profile/symbols';
 
 const GDBSX = 'node /opt/gdbsx/bin/gdbsx';
@@ -69,6 +69,11 @@ console.log(k.note + ' in ' + (Date.now() - t0) + ' ms');
 describe('real Xen: gdbsx profile', function () {
   this.timeout(1200000);
 
+  let idle1 = false;
+  after(async () => {
+    if (idle1) await recreateGuest('testkernel64');
+  });
+
   before(function () {
     if (labState()?.status !== 'ready') this.skip();
   });
@@ -77,7 +82,9 @@ describe('real Xen: gdbsx profile', function () {
     const st = readState();
     if (!st.guests.testkernel64) this.skip();
     const g = guest('testkernel64');
-    // Boot it again with VCPU 1 blocked in Xen (tk.c "idle1"), without the stub.
+    // Boot it again with VCPU 1 blocked in Xen (tk.c "idle1"), without the stub (the
+    // suite's after() gives the lab its usual test kernel and stub back).
+    idle1 = true;
     await labExec(`xl destroy ${g.xlName}`, { timeoutMs: 120000 });
     await labRun(`xl create ${g.cfg} 'cmdline="idle1"'`, { timeoutMs: 120000 });
     const domid = await guestDomid('testkernel64');
@@ -194,4 +201,5 @@ describe('real Xen: gdbsx profile', function () {
       }
     });
   }
+  againAfterTripleFault(this, 'pvh', () => undefined, (title) => title.startsWith('Linux pvh'));
 });

@@ -14,6 +14,7 @@ import {
   installXenctx, xenctx, ksym, hex, target, gdbOn, miConnect, miDetach, miConsole, miContinueInterrupt,
   vcpusNotRunning, jiffies, bytesAt,
   labState,
+  againAfterTripleFault,
 } from './labUtil';
 import { gdbBatch } from '../e2e/harness';
 
@@ -169,7 +170,7 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
     });
   });
 
-  describe('PVH guest', () => {
+  describe('PVH guest', function () {
     let g: LabGuest;
     let mi: MiClient | null = null;
     const original: Record<string, string> = {};
@@ -292,5 +293,6 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
       await sleep(2000);
       assert.ok((await jiffies(g)) > j0, 'jiffies advance');
     });
+    againAfterTripleFault(this, 'pvh', (x) => { g = x; });
   });
 });
