@@ -3,6 +3,7 @@
 import net from 'net';
 import path from 'path';
 import yargs from 'yargs';
+import { subcommandParser } from './cliArgs';
 import createDebug from 'debug';
 import { XenControl } from './xg/xenctl';
 import { Hypercalls } from './xg/hypercalls';
@@ -32,7 +33,7 @@ interface Args {
 }
 
 function parse(argv: string[]): Args {
-  const a = yargs(argv)
+  const a = subcommandParser(yargs(argv)
     .scriptName('gdbsx serve')
     .usage(USAGE)
     .wrap(Math.min(100, process.stdout.columns || 100))
@@ -42,15 +43,8 @@ function parse(argv: string[]): Args {
     .option('sim-xen', { choices: ['gdbsx', 'stock-intel', 'stock-amd'] as const, default: 'gdbsx' as const, describe: 'the simulated hypervisor (see gdbsx --help)' })
     .option('memory', { choices: ['pagewalk', 'gdbsx'] as const, default: 'pagewalk' as const, describe: 'how to reach guest memory (see gdbsx --help)' })
     .option('step-timeout', { type: 'string', default: '2000', describe: 'ms to wait for a single-step that does not trap before pausing the guest' })
-    .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace the protocol and hypercalls (DEBUG=gdbsx:*)' })
-    .strictOptions()
+    .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace the protocol and hypercalls (DEBUG=gdbsx:*)' }))
     .strictCommands()
-    .help()
-    .alias('help', 'h')
-    .version(false)
-    .fail((msg, err) => {
-      throw new UserError((err ? err.message : msg).replace(/\s*\n\s*/g, ' '));
-    })
     .parseSync();
   if (a._.length) throw new UserError(`unexpected '${String(a._[0])}': gdbsx serve takes no domain id (gdb attaches one: \`attach <domid>\`)`);
   const port = /^\d+$/.test(a.port) ? Number(a.port) : NaN;

@@ -4,6 +4,7 @@
 // may connect at once, each debugging its own domain; a domain held by one connection is
 // refused to the others.
 import net from 'net';
+import { boundAddress, listenTcp } from './listen';
 import createDebug from 'debug';
 import { Session } from './session';
 import { DomainBroker } from './broker';
@@ -47,8 +48,7 @@ export class DomainServer implements DomainBroker {
   constructor(readonly xc: XenControl, private readonly opts: DomainServerOptions) {}
 
   get address(): net.AddressInfo | undefined {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? a : undefined;
+    return boundAddress(this.server);
   }
 
   /** The open connections (tests look at what each has attached). */
@@ -56,17 +56,9 @@ export class DomainServer implements DomainBroker {
     return [...this.sessions];
   }
 
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const srv = net.createServer((sock) => this.onConnection(sock));
-      srv.once('error', reject);
-      srv.listen(this.opts.port, this.opts.host, () => {
-        srv.off('error', reject);
-        srv.on('error', (e) => this.onEvent(`server error: ${e.message}`));
-        this.server = srv;
-        resolve((srv.address() as net.AddressInfo).port);
-      });
-    });
+  async listen(): Promise<number> {
+    this.server = await listenTcp(this.opts.port, this.opts.host, (sock) => this.onConnection(sock), (m) => this.onEvent(m));
+    return (this.server.address() as net.AddressInfo).port;
   }
 
   private onConnection(sock: net.Socket): void {

@@ -2,6 +2,7 @@
 // connection attaches to the domain (pausing it) and detaches when it ends, so the
 // guest runs freely between sessions and a reconnect starts clean.
 import net from 'net';
+import { boundAddress, listenTcp } from './listen';
 import createDebug from 'debug';
 import { Session } from './session';
 import { Guest, AttachOptions } from '../vcpu/guest';
@@ -81,21 +82,12 @@ export class GdbServer implements DomainBroker {
 
   /** The address and port actually listened on (a host name resolves to one address). */
   get address(): net.AddressInfo | undefined {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? a : undefined;
+    return boundAddress(this.server);
   }
 
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const srv = net.createServer((sock) => this.onConnection(sock));
-      srv.once('error', reject);
-      srv.listen(this.opts.port, this.opts.host, () => {
-        srv.off('error', reject);
-        srv.on('error', (e) => this.onEvent(`server error: ${e.message}`));
-        this.server = srv;
-        resolve((srv.address() as net.AddressInfo).port);
-      });
-    });
+  async listen(): Promise<number> {
+    this.server = await listenTcp(this.opts.port, this.opts.host, (sock) => this.onConnection(sock), (m) => this.onEvent(m));
+    return (this.server.address() as net.AddressInfo).port;
   }
 
   private onConnection(sock: net.Socket): void {

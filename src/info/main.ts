@@ -1,6 +1,7 @@
 // `gdbsx info <domid>`: the domain, its VCPUs, its devices and event channels, as text
 // or JSON (--json), without gdb. Reads only.
 import yargs from 'yargs';
+import { subcommandParser } from '../cliArgs';
 import createDebug from 'debug';
 import { XenControl } from '../xg/xenctl';
 import { Hypercalls } from '../xg/hypercalls';
@@ -33,7 +34,7 @@ paused, but for an HVM/PVH guest's width Xen pauses it while it copies one VCPU'
 record.`;
 
 function parse(argv: string[]): Args {
-  const a = yargs(argv)
+  const a = subcommandParser(yargs(argv)
     .scriptName('gdbsx info')
     .usage(USAGE)
     .wrap(Math.min(100, process.stdout.columns || 100))
@@ -42,14 +43,7 @@ function parse(argv: string[]): Args {
     .option('sim', { type: 'boolean', default: false, describe: 'the simulated demo guest (domain 1) of `gdbsx --sim`' })
     .option('sim-vcpus', { type: 'number', default: 2, hidden: true })
     .option('sim-type', { choices: ['pv', 'pvh'] as const, default: 'pv' as const, hidden: true })
-    .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace hypercalls (DEBUG=gdbsx:*)' })
-    .strictOptions()
-    .help()
-    .alias('help', 'h')
-    .version(false)
-    .fail((msg, err) => {
-      throw new UserError((err ? err.message : msg).replace(/\s*\n\s*/g, ' '));
-    })
+    .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace hypercalls (DEBUG=gdbsx:*)' }))
     .parseSync();
   const pos = a._.map(String);
   let domid = 1;

@@ -2,6 +2,7 @@
 // they spent their time (text, folded stacks, speedscope JSON or pprof).
 import fs from 'fs';
 import yargs from 'yargs';
+import { subcommandParser } from '../cliArgs';
 import { XenControl } from '../xg/xenctl';
 import { Hypercalls } from '../xg/hypercalls';
 import { UserError, XenError } from '../xg/errors';
@@ -38,7 +39,7 @@ interface Args {
 const MAX_HZ = 10000;
 
 function parse(argv: string[]): Args {
-  const a = yargs(argv)
+  const a = subcommandParser(yargs(argv)
     .scriptName('gdbsx profile')
     .usage('Usage: gdbsx profile <domid> [--hz 97] [--seconds 10] [--live [--window 5]] [--vmlinux FILE | --system-map FILE] [--stacks] [--format text|folded|speedscope|pprof] [-o FILE]\n\n' +
       'Samples every VCPU\'s pc, address space (cr3) and mode from dom0, reading only (each sample pauses one running VCPU ' +
@@ -56,15 +57,7 @@ function parse(argv: string[]): Args {
     .option('sim', { type: 'boolean', default: false, describe: 'profile the simulated demo guest (domain 1), as `gdbsx --sim` builds it' })
     .option('sim-vcpus', { type: 'number', default: 2, hidden: true })
     .option('sim-type', { choices: ['pv', 'pvh'] as const, default: 'pv' as const, hidden: true })
-    .conflicts('vmlinux', 'system-map')
-    .strictOptions()
-    .help()
-    .alias('help', 'h')
-    .version(false)
-    .fail((msg, err) => {
-      // One line: yargs puts "Invalid values:" and the details on separate lines.
-      throw new UserError((err ? err.message : msg).replace(/\s*\n\s*/g, ' '));
-    })
+    .conflicts('vmlinux', 'system-map'))
     .parseSync();
   const pos = a._.map(String);
   if (pos.length > 1) throw new UserError(`unexpected argument '${pos[1]}'`);
