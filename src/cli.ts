@@ -3,6 +3,7 @@
 import fs from 'fs';
 import net from 'net';
 import path from 'path';
+import { runUntilSignal } from './untilSignal';
 import yargs from 'yargs';
 import createDebug from 'debug';
 import { XenControl } from './xg/xenctl';
@@ -303,29 +304,16 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
     console.error(`gdbsx: WARNING: listening on ${hostPort(address, port)}: anyone who can reach port ${port} gets full control of domain ${p.domid}. ` +
       'Prefer the default 127.0.0.1 and an SSH tunnel (see README, "Safety").');
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      console.error(`gdbsx: ${sig}: detaching from domain ${p.domid} (breakpoints removed, guest running)`);
-      void server.close(sig).then(() => {
-        backend.close();
-        resolve(0);
-      });
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGHUP', () => stop('SIGHUP'));
-    // A bug of ours must not leave the guest paused, with our int3s or a monitor ring behind.
-    process.once('uncaughtException', (e) => {
-      console.error(`gdbsx: internal error: ${e.stack ?? String(e)}`);
-      stop('internal error');
-    });
+  return runUntilSignal({
+    detaching: `detaching from domain ${p.domid} (breakpoints removed, guest running)`,
+    close: (sig) => server.close(sig),
+    release: () => backend.close(),
     // Only now say where to connect: a script that stops us once it reads this is handled.
-    const where = anyAddress ? `<this host>:${port}` : hostPort(address, port);
-    console.log(`gdbsx: domain ${p.domid} (${width}-bit, ${nvcpus} VCPU${nvcpus === 1 ? '' : 's'}) on ${backend.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
-    const file = backend.symbolFile ? `-ex 'file ${backend.symbolFile}' ` : '';
-    console.log(`gdbsx: connect with:  gdb ${file}-ex 'target remote ${where}'`);
+    ready: () => {
+      const where = anyAddress ? `<this host>:${port}` : hostPort(address, port);
+      console.log(`gdbsx: domain ${p.domid} (${width}-bit, ${nvcpus} VCPU${nvcpus === 1 ? '' : 's'}) on ${backend.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
+      const file = backend.symbolFile ? `-ex 'file ${backend.symbolFile}' ` : '';
+      console.log(`gdbsx: connect with:  gdb ${file}-ex 'target remote ${where}'`);
+    },
   });
 }

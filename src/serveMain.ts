@@ -2,6 +2,7 @@
 // gdb's `target extended-remote` (see src/gx/domainServer.ts and src/gx/extended.ts).
 import net from 'net';
 import path from 'path';
+import { runUntilSignal } from './untilSignal';
 import yargs from 'yargs';
 import { subcommandParser } from './cliArgs';
 import createDebug from 'debug';
@@ -103,27 +104,15 @@ export async function serveMain(argv: string[]): Promise<number> {
       console.error(`gdbsx: WARNING: listening on ${hostPort(address, port)}: anyone who can reach port ${port} gets full control of every guest domain.`);
     }
     const t = target;
-    return await new Promise<number>((resolve) => {
-      let stopping = false;
-      const stop = (sig: string) => {
-        if (stopping) return;
-        stopping = true;
-        console.error(`gdbsx: ${sig}: detaching every attached domain (breakpoints removed, guests running)`);
-        void server.close(sig).then(() => {
-          t.close();
-          resolve(0);
-        });
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGHUP', () => stop('SIGHUP'));
-      process.once('uncaughtException', (e) => {
-        console.error(`gdbsx: internal error: ${e.stack ?? String(e)}`);
-        stop('internal error');
-      });
-      console.log(`gdbsx: serving the guest domains of ${t.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
-      for (const f of t.files) console.log(`gdbsx: symbols for ${f}`);
-      console.log(`gdbsx: connect with:  gdb -ex 'target extended-remote ${hostPort(address, port)}' -ex 'info os processes' -ex 'attach <domid>'`);
+    return await runUntilSignal({
+      detaching: 'detaching every attached domain (breakpoints removed, guests running)',
+      close: (sig) => server.close(sig),
+      release: () => t.close(),
+      ready: () => {
+        console.log(`gdbsx: serving the guest domains of ${t.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
+        for (const f of t.files) console.log(`gdbsx: symbols for ${f}`);
+        console.log(`gdbsx: connect with:  gdb -ex 'target extended-remote ${hostPort(address, port)}' -ex 'info os processes' -ex 'attach <domid>'`);
+      },
     });
   } catch (e) {
     target?.close();
