@@ -311,9 +311,12 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
     // Only now say where to connect: a script that stops us once it reads this is handled.
     ready: () => {
       const where = anyAddress ? `<this host>:${port}` : hostPort(address, port);
-      console.log(`gdbsx: domain ${p.domid} (${width}-bit, ${nvcpus} VCPU${nvcpus === 1 ? '' : 's'}) on ${backend.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
       const file = backend.symbolFile ? `-ex 'file ${backend.symbolFile}' ` : '';
-      console.log(`gdbsx: connect with:  gdb ${file}-ex 'target remote ${where}'`);
+      // One write: a reader that waits for "listening on" then has the connect line too.
+      console.log([
+        `gdbsx: domain ${p.domid} (${width}-bit, ${nvcpus} VCPU${nvcpus === 1 ? '' : 's'}) on ${backend.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`,
+        `gdbsx: connect with:  gdb ${file}-ex 'target remote ${where}'`,
+      ].join('\n'));
     },
   });
 }

@@ -109,9 +109,12 @@ export async function serveMain(argv: string[]): Promise<number> {
       close: (sig) => server.close(sig),
       release: () => t.close(),
       ready: () => {
-        console.log(`gdbsx: serving the guest domains of ${t.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`);
-        for (const f of t.files) console.log(`gdbsx: symbols for ${f}`);
-        console.log(`gdbsx: connect with:  gdb -ex 'target extended-remote ${hostPort(address, port)}' -ex 'info os processes' -ex 'attach <domid>'`);
+        // One write: a reader that waits for "listening on" then has the connect line too.
+        console.log([
+          `gdbsx: serving the guest domains of ${t.hc.kind === 'sim' ? 'the simulated Xen' : 'Xen'}; listening on ${hostPort(address, port)}`,
+          ...t.files.map((f) => `gdbsx: symbols for ${f}`),
+          `gdbsx: connect with:  gdb -ex 'target extended-remote ${hostPort(address, port)}' -ex 'info os processes' -ex 'attach <domid>'`,
+        ].join('\n'));
       },
     });
   } catch (e) {
