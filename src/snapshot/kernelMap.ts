@@ -44,9 +44,11 @@ export function walkKernel(w: KernelWalk): VaRun[] {
     if (last && last.vpn + last.pages === vpn && last.pfn + last.pages === pfn) last.pages += pages;
     else runs.push({ vpn, pfn, pages });
   };
-  // A table reached twice is an alias (Linux's espfix maps one small table over and over
-  // across 512 GiB): walking it again would only add the same pages at other addresses.
-  const seen = new Set<number>();
+  // A table reached twice within one top-level slot is an alias (Linux's espfix maps one
+  // small table over and over across 512 GiB): walking it again would only add the same
+  // pages at other addresses. Across slots it is a second mapping that counts: a PV Linux
+  // maps its kernel image with the direct map's own L1 tables.
+  let seen = new Set<number>();
   const table = (frame: number): Buffer | undefined => {
     const pfn = w.pfnOfFrame(frame);
     if (pfn === undefined || seen.has(pfn)) return undefined;
@@ -64,6 +66,7 @@ export function walkKernel(w: KernelWalk): VaRun[] {
   const walk = (t: Buffer, level: number, baseVpn: number, first: number, last: number) => {
     const span = 512 ** (level - 1);
     for (let i = first; i <= last; i++) {
+      if (level === 4) seen = new Set(rootPfn === undefined ? [] : [rootPfn]);
       const off = i * 8;
       const lo = t.readUInt32LE(off);
       if (!(lo & P)) continue;
@@ -77,6 +80,7 @@ export function walkKernel(w: KernelWalk): VaRun[] {
       if (next) walk(next, level - 1, vpn, 0, 511);
     }
   };
+  const rootPfn = w.pfnOfFrame(w.rootFrame);
   const root = table(w.rootFrame);
   if (!root) return [];
   if (w.kind === '4level') {
