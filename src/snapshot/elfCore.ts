@@ -78,6 +78,23 @@ export function vmcoreinfoNote(text: Buffer): Buffer {
   return note('VMCOREINFO', 0, text);
 }
 
+/** XEN_ELFNOTE_CRASH_INFO, as Xen's kexec writes it in a host kdump. */
+const XEN_ELFNOTE_CRASH_INFO = 0x1000001;
+
+/**
+ * Xen's crash_xen_info_t (x86-64): the version, then the hypervisor's own pointers
+ * (extra version, changeset, compiler, dates; none here), tainted, xen_phys_start, and
+ * last the p2m frame-list list of the domain the dump is read as. crash takes the last
+ * word as that list and from then on reads the core by machine address.
+ */
+export function xenCrashInfoNote(major: number, minor: number, p2mFrameListList: bigint): Buffer {
+  const d = Buffer.alloc(10 * 8);
+  d.writeBigUInt64LE(BigInt(major), 0);
+  d.writeBigUInt64LE(BigInt(minor), 8);
+  d.writeBigUInt64LE(p2mFrameListList, 9 * 8);
+  return note('Xen', XEN_ELFNOTE_CRASH_INFO, d);
+}
+
 /** ELF header + program headers + the note bytes, to be written at offset 0. */
 export function buildHeaders(width: 32 | 64, notes: Buffer, loads: readonly Segment[]): Buffer {
   const is64 = width === 64;

@@ -30,8 +30,26 @@ export function pfnRuns(pfns: Iterable<number>): { pfn: number; pages: number }[
   return runs;
 }
 
-export function buildLayout(width: 32 | 64, present: Iterable<number>, walk: VaRun[], offsetOf: (pfn: number) => number): Layout {
-  const seg = (vaddr: bigint, pfn: number, pages: number): Segment => ({ vaddr, paddr: BigInt(pfn) * BigInt(PAGE), offset: offsetOf(pfn), size: pages * PAGE });
+/**
+ * `machineOf` (PV): each segment's p_paddr is the machine address of its first page, and a
+ * segment is split wherever the machine frames stop being consecutive, as in a Xen host's
+ * kdump, where crash finds a PV domain's pages by machine address through the guest's p2m.
+ * gdb reads by p_vaddr and does not care.
+ */
+export function buildLayout(width: 32 | 64, present: Iterable<number>, walk: VaRun[], offsetOf: (pfn: number) => number,
+  machineOf?: (pfn: number) => bigint): Layout {
+  const pseudo = (vaddr: bigint, pfn: number, pages: number): Segment => ({ vaddr, paddr: BigInt(pfn) * BigInt(PAGE), offset: offsetOf(pfn), size: pages * PAGE });
+  const seg = machineOf === undefined ? (vaddr: bigint, pfn: number, pages: number): Segment[] => [pseudo(vaddr, pfn, pages)]
+    : (vaddr: bigint, pfn: number, pages: number): Segment[] => {
+      const out: Segment[] = [];
+      let start = 0;
+      for (let i = 1; i <= pages; i++) {
+        if (i < pages && machineOf(pfn + i) === machineOf(pfn + i - 1) + 1n) continue;
+        out.push({ ...pseudo(vaddr + BigInt(start * PAGE), pfn + start, i - start), paddr: machineOf(pfn + start) * BigInt(PAGE) });
+        start = i;
+      }
+      return out;
+    };
   const ram = pfnRuns(present);
   // The direct map is the largest run of the walk (all of RAM in Linux and the demo).
   let directMap: bigint | undefined;
@@ -43,9 +61,9 @@ export function buildLayout(width: 32 | 64, present: Iterable<number>, walk: VaR
   const high = walk.filter((r) => r.va >= START_KERNEL_MAP);
   const other = walk.filter((r) => r.va < START_KERNEL_MAP && !inDirectMap(r));
   const loads = [
-    ...high.map((r) => seg(r.va, r.pfn, r.pages)),
-    ...ram.map((r) => seg(directMap !== undefined ? directMap + BigInt(r.pfn) * BigInt(PAGE) : BigInt(r.pfn) * BigInt(PAGE), r.pfn, r.pages)),
-    ...other.map((r) => seg(r.va, r.pfn, r.pages)),
+    ...high.flatMap((r) => seg(r.va, r.pfn, r.pages)),
+    ...ram.flatMap((r) => seg(directMap !== undefined ? directMap + BigInt(r.pfn) * BigInt(PAGE) : BigInt(r.pfn) * BigInt(PAGE), r.pfn, r.pages)),
+    ...other.flatMap((r) => seg(r.va, r.pfn, r.pages)),
   ];
   const end = loads.reduce((e, s) => Math.max(e, s.offset + s.size), 0);
   const t = high[0];

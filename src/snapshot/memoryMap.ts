@@ -28,6 +28,12 @@ export interface GuestFrames {
   pfnOfFrame(frame: number): number | undefined;
   /** How the list was found, for the user. */
   readonly how: string;
+  /**
+   * PV: the machine frame of the guest's p2m frame-list list (shared_info's
+   * pfn_to_mfn_frame_list_list): with it, crash reads the core the way it reads a
+   * PV domain in a Xen host's kdump (machine addresses, the p2m from the guest).
+   */
+  readonly p2mFrameListList?: bigint;
 }
 
 export function enumerateFrames(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 64): GuestFrames {
@@ -114,5 +120,6 @@ function pvFrames(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 6
   return {
     pfnSpace: maxPfn, pfns, frameOf: (p) => p2m[p], pfnOfFrame: (f) => m2p.get(f),
     how: `the guest's p2m (max_pfn ${maxPfn}), ${pfns.length} frames`,
+    p2mFrameListList: fll,
   };
 }

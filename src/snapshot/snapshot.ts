@@ -19,7 +19,7 @@ import { GuestFrames, enumerateFrames } from './memoryMap';
 import { VcpuSnapshot, kernelWalkRoot, readVcpus } from './cpuState';
 import { walkKernel } from './kernelMap';
 import { buildLayout } from './layout';
-import { buildHeaders, prstatus, qemuCpuNote, vmcoreinfoNote } from './elfCore';
+import { buildHeaders, prstatus, qemuCpuNote, vmcoreinfoNote, xenCrashInfoNote } from './elfCore';
 import { VmcoreinfoFinder } from './vmcoreinfo';
 
 export interface SnapshotProgress {
@@ -237,11 +237,14 @@ export async function snapshotDomain(xc: XenControl, domid: number, file: string
       return p !== undefined && core.present.has(p) ? p : undefined;
     };
     const walk = root ? walkKernel({ ...root, pfnOfFrame: held, readPage: (p) => core.readPage(p) }) : [];
-    const layout = buildLayout(width, core.present, walk, (p) => core.offsetOf(p));
+    // PV: p_paddr by machine frame and Xen's crash-info note, for crash (see layout.ts).
+    const fll = frames.p2mFrameListList;
+    const layout = buildLayout(width, core.present, walk, (p) => core.offsetOf(p), fll === undefined ? undefined : (p) => frames.frameOf(p));
     const notes = Buffer.concat([
       ...cpus.map((c) => prstatus(width, c.vcpu, c.state)),
       ...(width === 64 ? cpus.map((c) => qemuCpuNote(c.state)) : []),
       ...(finder.text ? [vmcoreinfoNote(finder.text)] : []),
+      ...(fll === undefined ? [] : [xenCrashInfoNote(v.major, v.minor, fll)]),
     ]);
     core.writeHeader(buildHeaders(width, notes, layout.loads));
     const size = core.commit(Math.max(layout.end, HEADER_AREA));

@@ -3,6 +3,7 @@
 // espfix alias that must not be walked 512 times.
 import assert from 'assert';
 import { walkKernel, VaRun } from '../../src/snapshot/kernelMap';
+import { buildLayout } from '../../src/snapshot/layout';
 
 const P = 1n;
 const RW = 2n;
@@ -72,5 +73,22 @@ describe('snapshot: the kernel page-table walk', () => {
     const runs = t.walk(l4);
     assert.strictEqual(runs.length, 1);
     assert.strictEqual(runs[0].pfn, 7000);
+  });
+});
+
+describe('snapshot: the core\'s segments', () => {
+  it('PV: p_paddr is the machine address, and a segment ends where the machine frames stop being consecutive', () => {
+    // pfns 0..5 at mfns 90,91,92,40,41,7; the direct map is the walk's biggest run.
+    const mfn = [90n, 91n, 92n, 40n, 41n, 7n];
+    const walk: VaRun[] = [{ va: 0xffff888000000000n, pfn: 0, pages: 6 }];
+    const l = buildLayout(64, [0, 1, 2, 3, 4, 5], walk, (p) => 0x1000 + p * 4096, (p) => mfn[p]);
+    assert.deepStrictEqual(l.loads.map((s) => [s.vaddr - 0xffff888000000000n, s.paddr, s.offset, s.size]), [
+      [0n, 90n * 4096n, 0x1000, 3 * 4096],
+      [3n * 4096n, 40n * 4096n, 0x1000 + 3 * 4096, 2 * 4096],
+      [5n * 4096n, 7n * 4096n, 0x1000 + 5 * 4096, 4096],
+    ]);
+    // Without machine frames (HVM/PVH), one segment at the pseudo-physical address.
+    const h = buildLayout(64, [0, 1, 2, 3, 4, 5], walk, (p) => 0x1000 + p * 4096);
+    assert.deepStrictEqual(h.loads.map((s) => [s.paddr, s.size]), [[0n, 6 * 4096]]);
   });
 });

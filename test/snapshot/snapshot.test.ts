@@ -131,6 +131,7 @@ describe('snapshot on the simulated Xen', function () {
       try {
         assertEqualsMemory(core, inst.mem);
         assert.ok(core.loads.every((p) => p.align === 0n), 'p_align must be 0 (kdump) for crash');
+        assert.ok(!core.notes.some((n) => n.name === 'Xen'), 'a PVH core is no Xen host dump: no crash-info note');
         const regs = core.prstatus();
         assert.deepStrictEqual([...regs.keys()], [1, 2]);
         for (const v of [0, 1]) {
@@ -208,6 +209,16 @@ describe('snapshot on the simulated Xen', function () {
       const core = new Core(file);
       try {
         assertEqualsMemory(core, inst.mem);
+        // crash's way into a PV domain: Xen's crash-info note naming the guest's p2m frame-list list.
+        const m = t.xc.hc.mapForeign(t.domid, [t.xc.getDomainInfo(t.domid).sharedInfoFrame], false);
+        const si = Buffer.alloc(4096);
+        m.read(0, si);
+        m.unmap();
+        const xen = core.notes.filter((n) => n.name === 'Xen' && n.type === 0x1000001);
+        assert.strictEqual(xen.length, 1, 'one XEN_ELFNOTE_CRASH_INFO');
+        assert.strictEqual(xen[0].desc.length, 80);
+        assert.strictEqual(xen[0].desc.readBigUInt64LE(72), si.readBigUInt64LE(3088 + 8), 'the frame-list list of shared_info');
+        assert.strictEqual(Number(xen[0].desc.readBigUInt64LE(0)), t.xc.version().major);
       } finally {
         core.close();
       }
