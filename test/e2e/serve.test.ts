@@ -13,6 +13,7 @@ import { guestIntegrity, GuestIntegrity } from '../../src/simIntegrity';
 import type { SimXen } from '../../src/xg/sim';
 import { gdbBatch, gdbConnect, startStub, Stub, sleep } from './harness';
 import { RspClient } from './rspClient';
+import { frame } from '../../src/gx/packet';
 
 /** Pretend another gdbsx (a live process: `sleep`) holds domain `domid`'s lock; returns its end. */
 async function otherStub(sim: SimXen, domid: number): Promise<{ pid: number; file: string; end(): Promise<void> }> {
@@ -154,8 +155,9 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
     assert.match(await a.request('vAttach;0'), /^E\.gdbsx: refusing to attach to dom0/);
     assert.match(await a.request('vAttach;1'), /^T05.*thread:p1\.1;/);
     assert.strictEqual(await b.request('vAttach;1'), 'E.gdbsx: domain 1 is already being debugged by another connection');
-    assert.match(await a.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1; one domain per connection/);
+    assert.strictEqual(await a.request('vAttach;1'), 'E.gdbsx: domain 1 is already attached on this connection (process 1)', 'the same domain twice');
     assert.match(await b.request('vAttach;2'), /^T05.*thread:p2\.1;/, 'another domain for another connection');
+    assert.strictEqual(await a.request('vAttach;2'), 'E.gdbsx: domain 2 is already being debugged by another connection');
     assert.strictEqual(await a.request('D;1'), 'OK');
     assert.match(await b.request('g'), /^[0-9a-fx]+$/, 'b still has domain 2');
     assert.strictEqual(await b.request('D;2'), 'OK');
@@ -164,6 +166,109 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
     assert.match(await b.request('g'), /^E\.no domain attached/);
     a.close();
     b.close();
+  });
+
+  it('multiprocess: two domains on one connection (vAttach twice, threads and descriptions of both, D;pid detaches one)', async () => {
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:p1\.1;/);
+    assert.match(await c.request('vAttach;2'), /^T05.*thread:p2\.1;/, 'a second domain while the first is attached');
+    assert.strictEqual(await c.request('qC'), 'QCp2.1', 'the domain attached last is the current process');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp1.1,p1.2,p2.1');
+    assert.strictEqual(await c.request('qsThreadInfo'), 'l');
+    const threads = await c.request('qXfer:threads:read::0,fff');
+    assert.match(threads, /id="p1\.2"[^>]*>VCPU 1 of domain 1, paused<[\s\S]*id="p2\.1"[^>]*>VCPU 0 of domain 2, paused</, threads);
+    // The description, registers and memory of the process Hg selects.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.match(await c.request('qXfer:features:read:target.xml:0,fff'), /<architecture>i386:x86-64<\/architecture>/);
+    const g1 = await c.request('g');
+    const t1 = s.sim.symbol(1, 'demo_ticks');
+    assert.strictEqual(await c.request(`m${t1.toString(16)},8`), s.sim.readVirt(1, t1, 8).toString('hex'));
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.match(await c.request('qXfer:features:read:target.xml:0,fff'), /<architecture>i386<\/architecture>/);
+    assert.ok((await c.request('g')).length < g1.length, 'domain 2\'s register block is the 32-bit one');
+    const t2 = s.sim.symbol(2, 'demo_ticks');
+    assert.strictEqual(await c.request(`m${t2.toString(16)},4`), s.sim.readVirt(2, t2, 4).toString('hex'));
+    assert.strictEqual(await c.request('Tp1.2'), 'OK');
+    assert.strictEqual(await c.request('Tp2.2'), 'E01', 'domain 2 has one VCPU');
+    // Detach one: the other stays attached and answers.
+    assert.strictEqual(await c.request('D;1'), 'OK');
+    assert.ok(guestIntegrity(s.sim, 1, demoImage(64)).ok, 'domain 1 detached: running, as found');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp2.1');
+    assert.strictEqual(await c.request('Hgp1.1'), 'E01', 'domain 1 is no longer held');
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.strictEqual(await c.request(`m${t2.toString(16)},4`), s.sim.readVirt(2, t2, 4).toString('hex'));
+    assert.strictEqual(s.sim.domainState(2).controllerPauseCount > 0, true, 'domain 2 still attached (paused)');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:p1\.1;/, 'domain 1 again, beside domain 2');
+    assert.strictEqual(await c.request('vKill;2'), 'OK');
+    assert.ok(guestIntegrity(s.sim, 2, demoImage(32)).ok, 'killed = detached, running');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp1.1,p1.2');
+    c.close();
+    await settled(s);
+    assert.ok(guestIntegrity(s.sim, 1, demoImage(64)).ok, 'the connection ended: domain 1 detached');
+  });
+
+  it('multiprocess: vCont resumes the processes it names; the first stop stops the others (all-stop); 0x03 stops all', async () => {
+    const ticks = (d: number) => s.sim.readVirt(d, s.sim.symbol(d, 'demo_ticks'), 4).readUInt32LE();
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05/);
+    assert.match(await c.request('vAttach;2'), /^T05/);
+    const tick1 = s.sim.symbol(1, 'demo_tick');
+    const tick2 = s.sim.symbol(2, 'demo_tick');
+    // A breakpoint belongs to the process Hg selected.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.strictEqual(await c.request(`Z0,${tick1.toString(16)},1`), 'OK');
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.strictEqual(await c.request(`Z0,${tick2.toString(16)},1`), 'OK');
+    assert.strictEqual(s.sim.readVirt(1, tick1, 1)[0], 0xcc);
+    assert.strictEqual(s.sim.readVirt(2, tick2, 1)[0], 0xcc);
+    // Only domain 2 runs (gdb's default: the current inferior's threads); domain 1 stays stopped.
+    const before1 = ticks(1);
+    const r2 = await c.request('vCont;c:p2.-1', 20000);
+    assert.match(r2, /^T05.*thread:p2\.1;/, r2);
+    assert.strictEqual(s.sim.registers(2, 0).rip & 0xffffffffn, tick2 & 0xffffffffn, 'domain 2 at its breakpoint');
+    assert.strictEqual(ticks(1), before1, 'domain 1 did not run');
+    assert.strictEqual(await c.request('qC'), 'QCp2.1');
+    // Both run (schedule-multiple): the first hit stops both.
+    const r = await c.request('vCont;c', 20000);
+    const m = /thread:p([12])\.(\d+);/.exec(r);
+    assert.ok(m, r);
+    for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} stopped after the other's breakpoint: ${r}`);
+    const t1 = ticks(1);
+    const t2 = ticks(2);
+    await sleep(100);
+    assert.deepStrictEqual([ticks(1), ticks(2)], [t1, t2], 'neither domain runs after the stop');
+    // Breakpoints out; both run until 0x03, which stops both.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.strictEqual(await c.request(`z0,${tick1.toString(16)},1`), 'OK');
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.strictEqual(await c.request(`z0,${tick2.toString(16)},1`), 'OK');
+    c.writeRaw(frame(Buffer.from('vCont;c:p-1.-1')));
+    const a1 = ticks(1);
+    const a2 = ticks(2);
+    for (let i = 0; i < 300 && (ticks(1) === a1 || ticks(2) === a2); i++) await sleep(10);
+    assert.ok(ticks(1) !== a1 && ticks(2) !== a2, 'both run');
+    c.writeRaw(Buffer.from([3]));
+    const stop = await c.readPacket(10000);
+    assert.match(stop, /^T02.*thread:p[12]\.\d+;/, stop);
+    for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} stopped by 0x03`);
+    c.close();
+    await settled(s);
+    for (const d of [1, 2]) assert.ok(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)).ok, `domain ${d} left as found`);
+  });
+
+  it('without multiprocess: one domain per connection, the second attach refused', async () => {
+    const c = await RspClient.connect(s.port);
+    assert.match(await c.request('qSupported:swbreak+'), /PacketSize/);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:1;/);
+    assert.match(await c.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1; one domain per connection/);
+    assert.strictEqual(await c.request('qfThreadInfo'), 'm1,2');
+    assert.strictEqual(await c.request('D'), 'OK');
+    assert.match(await c.request('vAttach;2'), /^T05.*thread:1;/);
+    assert.strictEqual(await c.request('D'), 'OK');
+    c.close();
   });
 
   it('a domain another gdbsx debugs is refused before anything is paused; its lock, once stale, is taken over', async () => {
