@@ -130,7 +130,8 @@ export class Session {
 
   /** The registers this client is shown for the current domain. */
   get regs(): RegView {
-    const h = this.heldOf(this.guest);
+    const h = this.cur;
+    if (!h) throw new RefusedError('no domain attached');
     if (!h.regs) h.regs = regView(h.guest);
     return h.regs;
   }
@@ -148,12 +149,6 @@ export class Session {
   /** The domain `domid` if this connection holds it. */
   holding(domid: number): Guest | undefined {
     return this.held.get(domid)?.guest;
-  }
-
-  private heldOf(g: Guest): Held {
-    const h = this.held.get(g.domid);
-    if (!h || h.guest !== g) throw new Error(`domain ${g.domid} is not held by this session`);
-    return h;
   }
 
   /** Serve `guest` too (stopped, as attach leaves it); it becomes the current domain. */
