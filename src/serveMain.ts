@@ -20,6 +20,9 @@ mode: no domain is attached until gdb asks.
   (gdb) info os processes      the domains (pid = domain id)
   (gdb) attach 5               attach domain 5 as \`gdbsx -a 5\` does (paused)
   (gdb) detach                 let it run on; attach another
+  (gdb) add-inferior           several at once: one inferior each
+  (gdb) inferior 2             (gdb's multiprocess; \`detach\` then lets go of
+  (gdb) attach 7                that inferior's domain only)
 \`kill\` never destroys a domain: it detaches and leaves it running. \`run\` is refused
 (start a domain with \`xl create\`, then attach it).`;
 

@@ -1,7 +1,7 @@
 // Who may attach which domain for a connection: the server, in its two modes.
 // `gdbsx -a <domid>` serves one domain (attached when gdb connects); `gdbsx serve`
-// attaches any guest domain on gdb's `attach <domid>` (vAttach), one connection per
-// domain. The protocol side (extended.ts) asks; refusals are errors whose message is
+// attaches any guest domain on gdb's `attach <domid>` (vAttach); a domain belongs to one
+// connection at a time (which may hold several, one per gdb inferior). The protocol side (extended.ts) asks; refusals are errors whose message is
 // the text gdb should print.
 import type { Guest } from '../vcpu/guest';
 import type { Session } from './session';

@@ -1,8 +1,8 @@
 // `gdbsx serve`: one port for every guest domain, through gdb's extended-remote mode.
 // A connection starts with no domain; `attach <domid>` (vAttach) attaches it as
 // `gdbsx -a` would, `detach` and `kill` let it go and keep the connection. Several gdbs
-// may connect at once, each debugging its own domain; a domain held by one connection is
-// refused to the others.
+// may connect at once, each debugging its own domains (several per connection with gdb's
+// multiprocess: one per inferior); a domain held by one connection is refused to the others.
 import net from 'net';
 import { boundAddress, listenTcp } from './listen';
 import createDebug from 'debug';

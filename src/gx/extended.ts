@@ -1,6 +1,7 @@
 // gdb's extended-remote mode (`target extended-remote`, after `!`): one connection
 // that attaches, detaches and attaches domains again, as gdbserver --multi does with
-// processes. Domains are processes (pid = domain id). `kill` never destroys a domain:
+// processes. Domains are processes (pid = domain id); with gdb's multiprocess extensions
+// `gdbsx serve` holds several at once, one per inferior. `kill` never destroys a domain:
 // it detaches and leaves it running; `run` is refused (a domain is started with
 // `xl create`). Packets are looked at here before the usual handlers; those that need a
 // domain while none is attached get `E.<reason>` from Session.guest.
@@ -50,12 +51,17 @@ function attach(s: Session, pidText: string): Reply {
   if (!broker) return 'E.gdbsx: this connection cannot attach domains';
   const cur = s.attached;
   if (cur) {
-    // gdb kills (detaches) first when it has a process; a second inferior is not served.
-    if (cur.domid === domid) return stopReply(cur, s.lastStop, s);
-    return `E.gdbsx: this connection is debugging domain ${cur.domid}; one domain per connection: detach first, or connect another gdb for domain ${domid}`;
+    if (s.multiprocess && broker.fixedDomid === undefined) {
+      // Another inferior (add-inferior, attach): a process beside the others. The same one twice would be two inferiors of one domain.
+      if (s.holding(domid)) return `E.gdbsx: domain ${domid} is already attached on this connection (process ${domid})`;
+    } else {
+      // Without multiprocess gdb has one process: it kills (detaches) it before attaching another.
+      if (cur.domid === domid) return stopReply(cur, s.lastStop, s);
+      return `E.gdbsx: this connection is debugging domain ${cur.domid}; one domain per connection: detach first, or connect another gdb for domain ${domid}`;
+    }
   }
   try {
-    s.setGuest(broker.attach(domid, s));
+    s.addGuest(broker.attach(domid, s));
   } catch (e) {
     const why = (e as Error).message;
     s.onNote(`refused to attach domain ${domid}: ${why}`);
@@ -66,24 +72,16 @@ function attach(s: Session, pidText: string): Reply {
   return stopReply(g, s.lastStop, s);
 }
 
-/** Detach the attached domain (breakpoints removed, running as before) and keep the connection. */
-function release(s: Session, why: string): void {
-  const g = s.attached;
-  if (!g) return;
-  s.setGuest(undefined);
-  try {
-    g.detach();
-  } finally {
-    s.broker?.released(g.domid, s);
-    s.onNote(`${why}: domain ${g.domid} detached, left running`);
-  }
+/** The domain a `D;pid` or `vKill;pid` names (without a pid: the current one), or the error for one this connection does not hold. */
+function named(s: Session, pidText: string | undefined): number | string | undefined {
+  if (pidText === undefined) return s.attached?.domid;
+  const domid = parsePid(pidText);
+  return s.holding(domid) ? domid : `E.gdbsx: domain ${domid} is not attached on this connection`;
 }
 
-/** A `D;pid` or `vKill;pid` for a domain this connection does not hold. */
-function notOurs(s: Session, pidText: string | undefined): string | undefined {
-  if (pidText === undefined) return undefined;
-  const domid = parsePid(pidText);
-  return s.attached?.domid === domid ? undefined : `E.gdbsx: domain ${domid} is not attached on this connection`;
+/** Detach one domain (breakpoints removed, running as before); the connection and the other domains stay. */
+function release(s: Session, domid: number | undefined, why: string): void {
+  if (domid !== undefined) s.release(domid, why);
 }
 
 /** What the session has to answer without a domain, so gdb sees "no process" rather than errors. */
@@ -118,21 +116,21 @@ export function handleExtended(s: Session, p: Packet): Reply | Promise<Reply> | 
   }
   if (s.extended) {
     if (t === 'D' || t.startsWith('D;')) {
-      const err = notOurs(s, t[1] === ';' ? t.slice(2) : undefined);
-      if (err) return err;
-      release(s, 'detach');
+      const domid = named(s, t[1] === ';' ? t.slice(2) : undefined);
+      if (typeof domid === 'string') return domid;
+      release(s, domid, 'detach');
       return 'OK';
     }
     if (t.startsWith('vKill')) {
-      const err = notOurs(s, t[5] === ';' ? t.slice(6) : undefined);
-      if (err) return err;
-      release(s, 'kill (a domain is never destroyed)');
+      const domid = named(s, t[5] === ';' ? t.slice(6) : undefined);
+      if (typeof domid === 'string') return domid;
+      release(s, domid, 'kill (a domain is never destroyed)');
       return 'OK';
     }
     if (t === 'k') {
-      // LLDB waits for an exit reply to `k`; gdb sends vKill instead in this mode.
+      // LLDB waits for an exit reply to `k`; gdb sends vKill instead in this mode. `k` is every process.
       const pid = s.attached?.domid;
-      release(s, 'kill (a domain is never destroyed)');
+      for (const g of s.domains) release(s, g.domid, 'kill (a domain is never destroyed)');
       return `W${hexByte(0)}${s.multiprocess && pid !== undefined ? `;process:${pid.toString(16)}` : ''}`;
     }
   }

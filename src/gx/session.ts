@@ -1,11 +1,14 @@
 // One gdb connection: framing and acks in, replies out, dispatch to the packet
 // handlers, and the all-stop resume cycle (only 0x03 is expected while the guest
-// runs; anything else is queued until the stop reply is out).
+// runs; anything else is queued until the stop reply is out). With gdb's multiprocess
+// extensions in extended-remote mode a connection may hold several domains (one per
+// inferior): each has its own registers, stops and selected thread, and the packets act
+// on the current one, the process of the thread gdb last selected (Hg).
 import { Socket } from 'net';
 import createDebug from 'debug';
 import { Framer } from './framer';
 import { ProtocolError, closeFrame, errorReply, frame, hexBlocksInto, hexRleInto, rleEncode } from './packet';
-import { Guest, StopEvent } from '../vcpu/guest';
+import { Guest, ResumePlan, Sig, StopEvent } from '../vcpu/guest';
 import { RefusedError } from '../vcpu/runControl';
 import { XenError } from '../xg/errors';
 import { dispatch } from './handlers';
@@ -13,6 +16,7 @@ import { stopReply } from './stopReply';
 import { RegView, regView } from './regView';
 import type { XsTransport } from '../xs/transport';
 import type { DomainBroker } from './broker';
+import { resumeTogether } from './allStop';
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
@@ -34,10 +38,35 @@ export interface Packet {
   raw: Buffer;
 }
 
+/** What a session keeps for each domain it holds (a process, with multiprocess). */
+interface Held {
+  readonly guest: Guest;
+  /** The registers this client is shown for it (its target description). */
+  regs: RegView | undefined;
+  /** Its last stop (a fresh attach's stop until it runs). */
+  lastStop: StopEvent;
+  /** Its thread selected by Hg; undefined: the VCPU of its last stop. */
+  gVcpu: number | undefined;
+  /** Its notes (what this hypervisor allows) go to gdb's console once, at its first stop. */
+  toldNotes: boolean;
+  warnedUserMode: boolean;
+  /**
+   * A stop it made while another domain's was being reported (all-stop reports one):
+   * the answer to the next resume that runs it, as gdbserver keeps pending statuses.
+   */
+  pending: StopEvent | undefined;
+}
+
+/** The answer to '?' and the like without a domain. */
+const NO_DOMAIN: StopEvent = { kind: 'exited', code: 0, message: '' };
+
 export class Session {
-  /** The domain under debug; none in extended mode before `attach` and after `detach`/`kill`. */
-  private current: Guest | undefined;
-  private shownRegs: RegView | undefined;
+  /** The domains under debug, by domain id; none in extended mode before `attach` and after `detach`/`kill`. */
+  private readonly held = new Map<number, Held>();
+  /** The current process: the domain of gdb's selected thread (Hg), else the last attached or stopped. */
+  private cur: Held | undefined;
+  /** Domains with a resume in flight (0x03 stops them). */
+  private readonly running = new Set<Guest>();
   /** gdb sent `!` (extended-remote): detach and kill leave the connection open (extended.ts). */
   extended = false;
   /** Who attaches domains for `vAttach` (the server); see broker.ts. */
@@ -65,16 +94,10 @@ export class Session {
   suffixVcpu: number | undefined;
   /** LLDB: T replies list the threads, their pcs and names (lldbStop.ts). */
   listThreadsInStopReply = false;
-  /** Thread selected by Hg (registers, memory) and Hc (legacy c/s); undefined = "any". */
-  gVcpu: number | undefined;
+  /** Thread selected by Hc (legacy c/s) in the current process; undefined = "any". */
   cVcpu: number | 'all' | undefined;
-  private warnedUserMode = false;
-  /** The guest's notes (what this hypervisor allows) go to gdb's console once, at the first resume. */
-  private toldNotes = false;
   /** How `monitor info` reaches xenstore (the simulated one on the simulated Xen); unset: the real one. */
   xenstore: (() => Promise<XsTransport>) | undefined;
-  /** The last stop, answered again for '?'. */
-  lastStop: StopEvent;
 
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
@@ -92,40 +115,90 @@ export class Session {
     this.onClose = onClose;
     this.onNote = onNote;
     this.serverNotes = notes;
-    this.lastStop = { kind: 'exited', code: 0, message: '' };
-    if (guest) this.setGuest(guest);
+    if (guest) this.addGuest(guest);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('close', () => this.close('connection closed'));
     sock.on('error', (e) => this.close(`socket error: ${e.message}`));
   }
 
-  /** The attached domain; a packet that needs one gets `E.<this message>` without it. */
+  /** The current domain; a packet that needs one gets `E.<this message>` without it. */
   get guest(): Guest {
-    if (!this.current) throw new RefusedError('no domain attached: `attach <domid>` first (`info os processes` lists the domains)');
-    return this.current;
+    if (!this.cur) throw new RefusedError('no domain attached: `attach <domid>` first (`info os processes` lists the domains)');
+    return this.cur.guest;
   }
 
-  /** The registers this client is shown. */
+  /** The registers this client is shown for the current domain. */
   get regs(): RegView {
-    if (!this.shownRegs) this.shownRegs = regView(this.guest);
-    return this.shownRegs;
+    const h = this.cur;
+    if (!h) throw new RefusedError('no domain attached');
+    if (!h.regs) h.regs = regView(h.guest);
+    return h.regs;
   }
 
-  /** The attached domain, if any. */
+  /** The current domain, if any. */
   get attached(): Guest | undefined {
-    return this.current;
+    return this.cur?.guest;
   }
 
-  /** Serve `guest` from now on (stopped, as attach leaves it), or no domain. */
-  setGuest(guest: Guest | undefined): void {
-    this.current = guest;
-    this.shownRegs = undefined;
-    this.gVcpu = undefined;
+  /** Every domain held, by domain id. */
+  get domains(): Guest[] {
+    return [...this.held.values()].map((h) => h.guest).sort((a, b) => a.domid - b.domid);
+  }
+
+  /** The domain `domid` if this connection holds it. */
+  holding(domid: number): Guest | undefined {
+    return this.held.get(domid)?.guest;
+  }
+
+  /** Serve `guest` too (stopped, as attach leaves it); it becomes the current domain. */
+  addGuest(guest: Guest): void {
+    const h: Held = {
+      guest, regs: undefined, gVcpu: undefined, toldNotes: false, warnedUserMode: false, pending: undefined,
+      lastStop: { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: Sig.TRAP },
+    };
+    this.held.set(guest.domid, h);
+    this.cur = h;
     this.cVcpu = undefined;
-    this.toldNotes = false;
-    this.warnedUserMode = false;
-    this.lastStop = guest ? { kind: 'stopped', vcpu: guest.vcpus()[0] ?? 0, signal: 5 } : { kind: 'exited', code: 0, message: '' };
+    this.suffixVcpu = undefined;
+  }
+
+  /** Stop serving `domid` (the caller detaches it); another held domain becomes current. */
+  dropGuest(domid: number): Guest | undefined {
+    const h = this.held.get(domid);
+    if (!h) return undefined;
+    this.held.delete(domid);
+    if (this.cur === h) {
+      this.cur = this.held.values().next().value;
+      this.cVcpu = undefined;
+      this.suffixVcpu = undefined;
+    }
+    return h.guest;
+  }
+
+  /** Make `domid` (held) the current domain: gdb selected a thread of its process. */
+  select(domid: number): void {
+    const h = this.held.get(domid);
+    if (!h) throw new Error(`domain ${domid} is not held by this session`);
+    if (h !== this.cur) {
+      this.cur = h;
+      this.cVcpu = undefined;
+      this.suffixVcpu = undefined;
+    }
+  }
+
+  /** Thread selected by Hg (registers, memory) in the current domain; undefined = "any". */
+  get gVcpu(): number | undefined {
+    return this.cur?.gVcpu;
+  }
+
+  set gVcpu(v: number | undefined) {
+    if (this.cur) this.cur.gVcpu = v;
+  }
+
+  /** The current domain's last stop, answered again for '?'. */
+  get lastStop(): StopEvent {
+    return this.cur?.lastStop ?? NO_DOMAIN;
   }
 
   /** The VCPU whose address space `m`, `M`, `x`, `X` use: LLDB's selected thread, else the Hg one. */
@@ -141,7 +214,13 @@ export class Session {
   }
 
   get stoppedVcpu(): number {
-    return this.lastStop.kind === 'stopped' ? this.lastStop.vcpu : this.guest.vcpus()[0] ?? 0;
+    return this.stoppedVcpuOf(this.guest);
+  }
+
+  /** The VCPU of `g`'s last stop (its first VCPU if it has none). */
+  stoppedVcpuOf(g: Guest): number {
+    const ev = this.held.get(g.domid)?.lastStop;
+    return ev?.kind === 'stopped' ? ev.vcpu : g.vcpus()[0] ?? 0;
   }
 
   private onData(chunk: Buffer): void {
@@ -149,7 +228,9 @@ export class Session {
       switch (ev.type) {
         case 'interrupt':
           log('interrupt (0x03)');
-          this.guest.interrupt();
+          // Every domain that runs stops (all-stop); while none runs, the current one's next resume is interrupted.
+          if (this.running.size > 0) for (const g of this.running) g.interrupt();
+          else this.cur?.guest.interrupt();
           break;
         case 'nak':
           if (!this.noAck && this.lastSent) this.sock.write(this.lastSent);
@@ -286,29 +367,107 @@ export class Session {
     this.send('O' + Buffer.from(text, 'utf8').toString('hex'));
   }
 
-  /** Resume the guest and answer with the stop; the reported thread becomes the selected one. */
-  async runUntilStop(run: () => Promise<StopEvent>): Promise<Reply> {
-    const ev = await run();
-    if (!this.toldNotes) {
-      this.toldNotes = true;
+  /**
+   * Run the domains as `plans` says (domains not in it stay stopped) and answer with the
+   * first stop; the others are stopped then (all-stop). The stopping thread becomes the
+   * selected one, and its domain the current one.
+   */
+  async resume(plans: ReadonlyMap<Guest, ResumePlan>): Promise<Reply> {
+    // A stop a domain made while another's was reported comes first, nothing run.
+    for (const [g, plan] of plans) {
+      const ev = this.takePending(g, plan);
+      if (ev) return this.reportStop(g, ev);
+    }
+    const torun = [...plans].filter(([, p]) => p.step !== undefined || p.cont.size > 0);
+    if (torun.length <= 1) {
+      // One domain: its run control alone (an empty plan: its own answer, as with one domain).
+      const [g, plan] = torun[0] ?? [this.guest, plans.get(this.guest) ?? { cont: new Set<number>() }];
+      this.running.add(g);
+      let ev: StopEvent;
+      try {
+        ev = await g.resume(plan);
+      } finally {
+        this.running.delete(g);
+      }
+      return this.reportStop(g, ev);
+    }
+    for (const [g] of torun) this.running.add(g);
+    const { first, others } = await resumeTogether(torun, (g) => this.running.delete(g));
+    for (const [g, ev] of others) {
+      const h = this.held.get(g.domid);
+      if (!h) continue;
+      if (ev.kind === 'stopped') g.refreshVcpusAfterStop();
+      // Stopped because the first one did: nothing to tell. Anything else is told at its next resume.
+      if (!(ev.kind === 'stopped' && ev.signal === Sig.INT && !ev.message)) h.pending = ev;
+    }
+    return this.reportStop(first.guest, first.ev);
+  }
+
+  /** `g`'s pending stop, if the plan runs the VCPU it names and it still stands (a breakpoint gdb removed does not). */
+  private takePending(g: Guest, plan: ResumePlan): StopEvent | undefined {
+    const h = this.held.get(g.domid);
+    const ev = h?.pending;
+    if (!h || !ev) return undefined;
+    if (ev.kind !== 'stopped') {
+      h.pending = undefined;
+      return ev;
+    }
+    if (!plan.cont.has(ev.vcpu) && plan.step !== ev.vcpu) return undefined;
+    h.pending = undefined;
+    if (ev.swbreak) {
+      // Stepping off a reported breakpoint, or one removed since: the VCPU just runs on.
+      if (plan.step === ev.vcpu) return undefined;
+      try {
+        if (!g.bps.has(g.pc(ev.vcpu))) return undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    return ev;
+  }
+
+  /** Answer with `g`'s stop: notes first, then the stop reply; `g` and the stopping thread become current. */
+  private reportStop(g: Guest, ev: StopEvent): Reply {
+    const h = this.held.get(g.domid);
+    if (!h || h.guest !== g) return stopReply(g, ev, this); // detached meanwhile (the connection ended)
+    this.cur = h;
+    this.cVcpu = undefined;
+    if (!h.toldNotes) {
+      h.toldNotes = true;
       // The protocol has console output only while a resume (or a monitor command) is answered.
       for (const n of this.serverNotes) this.console(`gdbsx: ${n}\n`);
-      for (const n of this.guest.notes) this.console(`gdbsx: note: ${n}\n`);
+      for (const n of g.notes) this.console(`gdbsx: note: ${n}\n`);
     }
     for (const m of this.refusalsForGdb.splice(0)) this.console(m);
     if (ev.message) this.console(ev.message);
-    this.lastStop = ev;
+    h.lastStop = ev;
     if (ev.kind === 'stopped') {
-      this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
+      h.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
       this.suffixVcpu = undefined;
-      this.guest.refreshVcpusAfterStop();
-      if (this.guest.memioBlindToKernel() && !this.warnedUserMode) {
-        this.warnedUserMode = true;
+      g.refreshVcpusAfterStop();
+      if (g.memioBlindToKernel() && !h.warnedUserMode) {
+        h.warnedUserMode = true;
         this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +
           'so kernel addresses may be unreadable (E14) until VCPU 0 is back in the kernel: continue or step it.\n');
       }
     }
-    return stopReply(this.guest, ev, this);
+    const reply = stopReply(g, ev, this);
+    // A domain gone (destroyed, shut down) beside others: gdb forgets that process; so does the session.
+    if (ev.kind !== 'stopped' && this.held.size > 1) this.release(g.domid, 'domain gone');
+    return reply;
+  }
+
+  /** Detach `domid` (breakpoints removed, running as before) and stop serving it; the connection stays. */
+  release(domid: number, why: string): void {
+    const g = this.dropGuest(domid);
+    if (!g) return;
+    try {
+      const r = g.detach();
+      if (r.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
+    } finally {
+      this.broker?.released(g.domid, this);
+      this.onNote(`${why}: domain ${g.domid} detached, left running`);
+    }
   }
 
   /** End the session: the guest is detached (restored and running) first. */
@@ -316,14 +475,19 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     log('session ends: %s', why);
-    const g = this.current;
-    try {
-      const r = g?.detach();
-      if (r?.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
-    } catch (e) {
-      log('detach failed: %s', (e as Error).message);
+    // Every domain held is detached (restored and running).
+    for (const h of [...this.held.values()]) {
+      const g = h.guest;
+      this.held.delete(g.domid);
+      try {
+        const r = g.detach();
+        if (r.failed.length) log('could not restore breakpoints at %o', r.failed.map((a) => '0x' + a.toString(16)));
+      } catch (e) {
+        log('detach failed: %s', (e as Error).message);
+      }
+      this.broker?.released(g.domid, this);
     }
-    if (g) this.broker?.released(g.domid, this);
+    this.cur = undefined;
     this.sock.end();
     this.sock.destroySoon?.();
     this.onClose();

@@ -22,7 +22,7 @@ import { VcpuSet, losesHighGprs } from './vcpus';
 import { PauseOnlyRun, RefusedError, RunControl, RunHost, RunLimits } from './runControl';
 import { GdbsxRun } from './gdbsxRun';
 import { MonitorRun } from './monitorRun';
-import { ResumePlan, StopEvent, WatchKind } from './stop';
+import { ResumePlan, Sig, StopEvent, WatchKind } from './stop';
 
 export { Sig } from './stop';
 export type { StopEvent, ResumePlan, WatchKind } from './stop';
@@ -67,6 +67,10 @@ export class Guest implements RunHost {
   private readonly readWatchValues = new Map<number, Buffer>();
   private wasPausedAtAttach: boolean;
   private attached = true;
+  /** A resume() is in flight (from the call until its stop is returned). */
+  private resuming = false;
+  /** halt() asked this resume to end: a run it would start again (see resume()) is not started. */
+  private haltRequested = false;
 
   private constructor(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 64, build: XenBuild, wasPaused: boolean, opts: AttachOptions) {
     this.xc = xc;
@@ -497,13 +501,34 @@ export class Guest implements RunHost {
     // write per step costs milliseconds in a PV dom0. A stub killed while the guest ran
     // thus leaves a journal that says paused; the next stub undoes a pause only if the
     // domain is paused when it comes.
-    for (;;) {
-      this.noteReadWatchValues();
-      const ev = await this.runner.resume(plan);
-      if (ev.kind !== 'stopped' || !this.isWriteOnReadWatch(ev)) return ev;
-      // A step that wrote what an rwatch watches: just the step.
-      if (plan.step !== undefined || !this.attached) return { ...ev, watch: undefined };
+    this.resuming = true;
+    this.haltRequested = false;
+    try {
+      for (;;) {
+        this.noteReadWatchValues();
+        const ev = await this.runner.resume(plan);
+        if (ev.kind !== 'stopped' || !this.isWriteOnReadWatch(ev)) return ev;
+        // A step that wrote what an rwatch watches: just the step.
+        if (plan.step !== undefined || !this.attached) return { ...ev, watch: undefined };
+        if (this.haltRequested) return { kind: 'stopped', vcpu: ev.vcpu, signal: Sig.INT };
+      }
+    } finally {
+      // A halt that found the run already over must not stop the next one.
+      if (this.haltRequested) this.runner.cancelInterrupt();
+      this.resuming = false;
+      this.haltRequested = false;
     }
+  }
+
+  /**
+   * Stop a resume in flight because another domain of the session stopped (all-stop
+   * across domains): as interrupt() while it runs, but never remembered for a later
+   * resume, and nothing at all when no resume is in flight.
+   */
+  halt(): void {
+    if (!this.resuming) return;
+    this.haltRequested = true;
+    this.runner.interrupt();
   }
 
   /**

@@ -49,6 +49,8 @@ export interface RunControl {
   resume(plan: ResumePlan): Promise<StopEvent>;
   /** Ctrl-C: stop now if running, else remember it for the next resume. */
   interrupt(): void;
+  /** Forget an interrupt remembered for the next resume (Guest.halt() came after the stop). */
+  cancelInterrupt(): void;
   /** Events and traps from before we came are not ours to report. */
   forgetEarlierEvents(): void;
   /**
@@ -111,6 +113,10 @@ export abstract class PollingRun {
 
   wakeUp(): void {
     this.wake?.();
+  }
+
+  cancelInterrupt(): void {
+    this.queuedInterrupt = false;
   }
 
   /** A Ctrl-C that came while stopped, as the stop it asks for. */

@@ -11,8 +11,9 @@ import { DomainServer } from '../../src/gx/domainServer';
 import { startSimDemo, demoImage } from '../../src/simDemo';
 import { guestIntegrity, GuestIntegrity } from '../../src/simIntegrity';
 import type { SimXen } from '../../src/xg/sim';
-import { gdbBatch, gdbConnect, startStub, Stub, sleep } from './harness';
+import { gdbBatch, gdbConnect, startStub, Stub, sleep, MiClient } from './harness';
 import { RspClient } from './rspClient';
+import { frame } from '../../src/gx/packet';
 
 /** Pretend another gdbsx (a live process: `sleep`) holds domain `domid`'s lock; returns its end. */
 async function otherStub(sim: SimXen, domid: number): Promise<{ pid: number; file: string; end(): Promise<void> }> {
@@ -154,8 +155,9 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
     assert.match(await a.request('vAttach;0'), /^E\.gdbsx: refusing to attach to dom0/);
     assert.match(await a.request('vAttach;1'), /^T05.*thread:p1\.1;/);
     assert.strictEqual(await b.request('vAttach;1'), 'E.gdbsx: domain 1 is already being debugged by another connection');
-    assert.match(await a.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1; one domain per connection/);
+    assert.strictEqual(await a.request('vAttach;1'), 'E.gdbsx: domain 1 is already attached on this connection (process 1)', 'the same domain twice');
     assert.match(await b.request('vAttach;2'), /^T05.*thread:p2\.1;/, 'another domain for another connection');
+    assert.strictEqual(await a.request('vAttach;2'), 'E.gdbsx: domain 2 is already being debugged by another connection');
     assert.strictEqual(await a.request('D;1'), 'OK');
     assert.match(await b.request('g'), /^[0-9a-fx]+$/, 'b still has domain 2');
     assert.strictEqual(await b.request('D;2'), 'OK');
@@ -164,6 +166,209 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
     assert.match(await b.request('g'), /^E\.no domain attached/);
     a.close();
     b.close();
+  });
+
+  it('multiprocess: two domains on one connection (vAttach twice, threads and descriptions of both, D;pid detaches one)', async () => {
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:p1\.1;/);
+    assert.match(await c.request('vAttach;2'), /^T05.*thread:p2\.1;/, 'a second domain while the first is attached');
+    assert.strictEqual(await c.request('qC'), 'QCp2.1', 'the domain attached last is the current process');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp1.1,p1.2,p2.1');
+    assert.strictEqual(await c.request('qsThreadInfo'), 'l');
+    const threads = await c.request('qXfer:threads:read::0,fff');
+    assert.match(threads, /id="p1\.2"[^>]*>VCPU 1 of domain 1, paused<[\s\S]*id="p2\.1"[^>]*>VCPU 0 of domain 2, paused</, threads);
+    // The description, registers and memory of the process Hg selects.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.match(await c.request('qXfer:features:read:target.xml:0,fff'), /<architecture>i386:x86-64<\/architecture>/);
+    const g1 = await c.request('g');
+    const t1 = s.sim.symbol(1, 'demo_ticks');
+    assert.strictEqual(await c.request(`m${t1.toString(16)},8`), s.sim.readVirt(1, t1, 8).toString('hex'));
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.match(await c.request('qXfer:features:read:target.xml:0,fff'), /<architecture>i386<\/architecture>/);
+    assert.ok((await c.request('g')).length < g1.length, 'domain 2\'s register block is the 32-bit one');
+    const t2 = s.sim.symbol(2, 'demo_ticks');
+    assert.strictEqual(await c.request(`m${t2.toString(16)},4`), s.sim.readVirt(2, t2, 4).toString('hex'));
+    assert.strictEqual(await c.request('Tp1.2'), 'OK');
+    assert.strictEqual(await c.request('Tp2.2'), 'E01', 'domain 2 has one VCPU');
+    // Detach one: the other stays attached and answers.
+    assert.strictEqual(await c.request('D;1'), 'OK');
+    assert.ok(guestIntegrity(s.sim, 1, demoImage(64)).ok, 'domain 1 detached: running, as found');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp2.1');
+    assert.strictEqual(await c.request('Hgp1.1'), 'E01', 'domain 1 is no longer held');
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.strictEqual(await c.request(`m${t2.toString(16)},4`), s.sim.readVirt(2, t2, 4).toString('hex'));
+    assert.strictEqual(s.sim.domainState(2).controllerPauseCount > 0, true, 'domain 2 still attached (paused)');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:p1\.1;/, 'domain 1 again, beside domain 2');
+    assert.strictEqual(await c.request('vKill;2'), 'OK');
+    assert.ok(guestIntegrity(s.sim, 2, demoImage(32)).ok, 'killed = detached, running');
+    assert.strictEqual(await c.request('qfThreadInfo'), 'mp1.1,p1.2');
+    c.close();
+    await settled(s);
+    assert.ok(guestIntegrity(s.sim, 1, demoImage(64)).ok, 'the connection ended: domain 1 detached');
+  });
+
+  it('multiprocess: vCont resumes the processes it names; the first stop stops the others (all-stop); 0x03 stops all', async () => {
+    const ticks = (d: number) => s.sim.readVirt(d, s.sim.symbol(d, 'demo_ticks'), 4).readUInt32LE();
+    const c = await RspClient.session(s.port);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05/);
+    assert.match(await c.request('vAttach;2'), /^T05/);
+    const tick1 = s.sim.symbol(1, 'demo_tick');
+    const tick2 = s.sim.symbol(2, 'demo_tick');
+    // A breakpoint belongs to the process Hg selected.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.strictEqual(await c.request(`Z0,${tick1.toString(16)},1`), 'OK');
+    assert.strictEqual(await c.request('Hgp2.1'), 'OK');
+    assert.strictEqual(await c.request(`Z0,${tick2.toString(16)},1`), 'OK');
+    assert.strictEqual(s.sim.readVirt(1, tick1, 1)[0], 0xcc);
+    assert.strictEqual(s.sim.readVirt(2, tick2, 1)[0], 0xcc);
+    // Only domain 2 runs (gdb's default: the current inferior's threads); domain 1 stays stopped.
+    const before1 = ticks(1);
+    const r2 = await c.request('vCont;c:p2.-1', 20000);
+    assert.match(r2, /^T05.*thread:p2\.1;/, r2);
+    assert.strictEqual(s.sim.registers(2, 0).rip & 0xffffffffn, tick2 & 0xffffffffn, 'domain 2 at its breakpoint');
+    assert.strictEqual(ticks(1), before1, 'domain 1 did not run');
+    assert.strictEqual(await c.request('qC'), 'QCp2.1');
+    // Both run (schedule-multiple), a breakpoint in domain 1 only: its hit stops domain 2 too.
+    assert.strictEqual(await c.request(`z0,${tick2.toString(16)},1`), 'OK');
+    const r = await c.request('vCont;c', 20000);
+    assert.match(r, /^T05.*thread:p1\.\d+;/, r);
+    assert.strictEqual(await c.request('qC'), `QC${/thread:(p1\.\d+);/.exec(r)?.[1]}`, 'the stopping thread is the current one');
+    for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} stopped after domain 1's breakpoint: ${r}`);
+    const t1 = ticks(1);
+    const t2 = ticks(2);
+    await sleep(100);
+    assert.deepStrictEqual([ticks(1), ticks(2)], [t1, t2], 'neither domain runs after the stop');
+    // Breakpoints out; both run until 0x03, which stops both.
+    assert.strictEqual(await c.request('Hgp1.1'), 'OK');
+    assert.strictEqual(await c.request(`z0,${tick1.toString(16)},1`), 'OK');
+    c.writeRaw(frame(Buffer.from('vCont;c:p-1.-1')));
+    const a1 = ticks(1);
+    const a2 = ticks(2);
+    for (let i = 0; i < 300 && (ticks(1) === a1 || ticks(2) === a2); i++) await sleep(10);
+    assert.ok(ticks(1) !== a1 && ticks(2) !== a2, 'both run');
+    c.writeRaw(Buffer.from([3]));
+    const stop = await c.readPacket(10000);
+    assert.match(stop, /^T02.*thread:p[12]\.\d+;/, stop);
+    for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} stopped by 0x03`);
+    c.close();
+    await settled(s);
+    for (const d of [1, 2]) assert.ok(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)).ok, `domain ${d} left as found`);
+  });
+
+  it('without multiprocess: one domain per connection, the second attach refused', async () => {
+    const c = await RspClient.connect(s.port);
+    assert.match(await c.request('qSupported:swbreak+'), /PacketSize/);
+    assert.strictEqual(await c.request('!'), 'OK');
+    assert.match(await c.request('vAttach;1'), /^T05.*thread:1;/);
+    assert.match(await c.request('vAttach;2'), /^E\.gdbsx: this connection is debugging domain 1; one domain per connection/);
+    assert.strictEqual(await c.request('qfThreadInfo'), 'm1,2');
+    assert.strictEqual(await c.request('D'), 'OK');
+    assert.match(await c.request('vAttach;2'), /^T05.*thread:1;/);
+    assert.strictEqual(await c.request('D'), 'OK');
+    c.close();
+  });
+
+  it('gdb: two inferiors at once (64-bit domain 1, 32-bit domain 2): threads, widths and a breakpoint hit in each; detach one; gdb gone: both run as found', async () => {
+    const ticks = (d: number) => s.sim.readVirt(d, s.sim.symbol(d, 'demo_ticks'), 4).readUInt32LE();
+    const r = await gdbBatch([...extendedConnect(s.port), 'attach 1', 'add-inferior', 'inferior 2', 'attach 2', `file ${demoImage(32)}`,
+      'info inferiors', 'info threads',
+      'inferior 1', 'p sizeof(long)', 'p/x *(unsigned long *)&demo_banner', 'monitor domain',
+      'inferior 2', 'p sizeof(long)', 'p/x *(unsigned long *)&demo_banner', 'monitor domain',
+      'break demo_tick',
+      // gdb's default (schedule-multiple off): only the current inferior runs.
+      'inferior 1', 'set debug remote 1', 'continue', 'set debug remote 0',
+      'inferior 2', 'continue',
+      'inferior 1', 'detach', 'info inferiors', 'inferior 2', 'info threads', 'continue', 'info threads']);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /^\s+1\s+process 1\s+1 \(extended-remote [^)]+\)\s+\S*demo64\.elf\s*\n\*\s+2\s+process 2\s+1 \(extended-remote [^)]+\)\s+\S*demo32\.elf/m, out);
+    assert.match(out, /1\.1\s+Thread 1\.1 "VCPU 0" \(VCPU 0 of domain 1, paused\)[^\n]*\n\s+1\.2\s+Thread 1\.2 "VCPU 1" \(VCPU 1 of domain 1, paused\)[^\n]*\n\*\s+2\.1\s+Thread 2\.1 "VCPU 0" \(VCPU 0 of domain 2, paused\) demo_idle \(\) at \S*demo32\.S/, out);
+    // Each inferior has its own description: 8-byte longs in domain 1, 4-byte in domain 2, read from each domain's memory.
+    const banner64 = Buffer.from('Xen gdbs', 'latin1').readBigUInt64LE().toString(16);
+    const banner32 = Buffer.from('Xen ', 'latin1').readUInt32LE().toString(16);
+    assert.match(r.stdout, new RegExp(`\\$\\d+ = 8\\n\\$\\d+ = 0x${banner64}\\n[\\s\\S]*\\$\\d+ = 4\\n\\$\\d+ = 0x${banner32}\\n`), out);
+    // `monitor` acts on the selected inferior's domain (gdb's batch mode prints its output on stderr).
+    assert.match(r.stderr, /domain 1: PV 64-bit guest, paused[\s\S]*domain 2: PV 32-bit guest, paused/, out);
+    assert.match(out, /Breakpoint 1 at 0x[0-9a-f]+: demo_tick\. \(2 locations\)/, out);
+    assert.match(out, /Sending packet: \$vCont;c:p1\.-1#/, 'only inferior 1 resumed: ' + out);
+    assert.match(out, /Packet received: T05swbreak:;thread:p1\.\d;/, out);
+    // One breakpoint of gdb's, a location in each domain: each Z0 goes to the process gdb selected first (Hg).
+    const tick1 = s.sim.symbol(1, 'demo_tick');
+    const tick2 = s.sim.symbol(2, 'demo_tick');
+    const zTo = new Map<string, string>();
+    let hg = '';
+    for (const m of out.matchAll(/Sending packet: \$(Hgp([0-9a-f]+)\.|Z0,([0-9a-f]+),)/g)) {
+      if (m[2] !== undefined) hg = m[2];
+      else zTo.set(m[3], hg);
+    }
+    assert.deepStrictEqual([zTo.get(tick1.toString(16)), zTo.get(tick2.toString(16))], ['1', '2'], out);
+    assert.match(out, /Thread 1\.\d "VCPU \d" hit Breakpoint 1\.\d, demo_tick \(\) at \S*demo64\.S:\d+/, out);
+    assert.match(out, /Thread 2\.1 "VCPU 0" hit Breakpoint 1\.\d, demo_tick \(\) at \S*demo32\.S:\d+/, out);
+    // Inferior 1 detached: inferior 2 still attached and working (its breakpoint hit again).
+    assert.match(out, /\[Inferior 1 \(process 1\) detached\]\n\s+Num\s+Description[^\n]*\n\*?\s+1\s+<null>[^\n]*\n\*?\s+2\s+process 2/, out);
+    assert.strictEqual(out.match(/Thread 2\.1 "VCPU 0" hit Breakpoint 1\.\d, demo_tick/g)?.length, 2, out);
+    assert.match(s.events.join('\n'), /detach: domain 1 detached, left running/);
+    assert.doesNotMatch(out, /Remote connection closed|failed|not compatible|Cannot/, out);
+    // gdb gone: the connection detached domain 2 too; both run, their code as in the ELF (no int3 left).
+    await settled(s);
+    for (const [d, at] of [[1, tick1], [2, tick2]] as const) {
+      assert.ok(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)).ok, `domain ${d} left as found: ${JSON.stringify(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)))}`);
+      assert.notStrictEqual(s.sim.readVirt(d, at, 1)[0], 0xcc, `no int3 left in domain ${d}`);
+      const t0 = ticks(d);
+      for (let i = 0; i < 300 && ticks(d) === t0; i++) await sleep(10);
+      assert.notStrictEqual(ticks(d), t0, `domain ${d} runs on`);
+    }
+  });
+
+  it('gdb: schedule-multiple on: both inferiors run, a breakpoint in domain 1 stops both (all-stop), interrupt stops both', async () => {
+    const ticks = (d: number) => s.sim.readVirt(d, s.sim.symbol(d, 'demo_ticks'), 4).readUInt32LE();
+    const frozen = async () => {
+      const t = [ticks(1), ticks(2)];
+      await sleep(150);
+      return t[0] === ticks(1) && t[1] === ticks(2);
+    };
+    const mi = new MiClient();
+    try {
+      const ok = async (c: string) => assert.notStrictEqual((await mi.cmd(c)).cls, 'error', `${c}: ${mi.log.slice(-5).join('\n')}`);
+      await ok(`-file-exec-and-symbols ${demoImage(64)}`);
+      await ok('-gdb-set mi-async on');
+      await ok('-gdb-set schedule-multiple on');
+      await ok(`-target-select extended-remote 127.0.0.1:${s.port}`);
+      await ok('-target-attach 1');
+      assert.match((await mi.cmd('-add-inferior')).text, /inferior="i2"/);
+      await ok('-interpreter-exec console "inferior 2"');
+      await ok('-target-attach 2');
+      await ok(`-file-exec-and-symbols ${demoImage(32)}`);
+      const threads = await mi.cmd('-thread-info');
+      assert.strictEqual(threads.text.match(/\{id="\d+",target-id="Thread \d\.\d"/g)?.length, 3, threads.text);
+      // Only in domain 1 (an address breakpoint is in the current inferior's program space): domain 2 stops only if stopped by it.
+      await ok('-interpreter-exec console "inferior 1"');
+      const tick1 = s.sim.symbol(1, 'demo_tick');
+      assert.match((await mi.cmd(`-break-insert *0x${tick1.toString(16)}`)).text, /times="0"/);
+      for (let round = 0; round < 2; round++) {
+        const since = mi.asyncRecords.length;
+        assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
+        const hit = await mi.waitAsync(/^\*stopped,reason="breakpoint-hit"/, 10000, since);
+        assert.match(hit, /func="demo_tick"[\s\S]*thread-id="[12]"/, hit);
+        assert.ok(await frozen(), `both domains stopped at the breakpoint (round ${round}): ${hit}`);
+        for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} paused`);
+      }
+      await ok('-break-delete');
+      const since = mi.asyncRecords.length;
+      assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
+      const t = [ticks(1), ticks(2)];
+      for (let i = 0; i < 300 && (ticks(1) === t[0] || ticks(2) === t[1]); i++) await sleep(10);
+      assert.ok(ticks(1) !== t[0] && ticks(2) !== t[1], 'both domains run');
+      await mi.cmd('-exec-interrupt');
+      const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+      assert.match(stopped, /reason="signal-received",signal-name="SIGINT"/, stopped);
+      assert.ok(await frozen(), 'interrupt stopped both domains');
+    } finally {
+      await mi.quit();
+    }
+    await settled(s);
+    for (const d of [1, 2]) assert.ok(guestIntegrity(s.sim, d, demoImage(d === 1 ? 64 : 32)).ok, `domain ${d} left as found`);
   });
 
   it('a domain another gdbsx debugs is refused before anything is paused; its lock, once stale, is taken over', async () => {

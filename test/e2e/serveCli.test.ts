@@ -59,4 +59,26 @@ describe('gdbsx serve: the command line', function () {
       assert.strictEqual(await s.exited, 0, s.err());
     }
   });
+
+  it('--sim: both demo domains at once, one inferior each (add-inferior, attach 2)', async () => {
+    const s = start(['serve', '--sim', '--port', '0']);
+    try {
+      for (let i = 0; i < 400 && !/listening on \S+/.test(s.out()); i++) await sleep(25);
+      const m = /listening on (\S+)/.exec(s.out());
+      assert.ok(m, s.out() + s.err());
+      const r = await gdbBatch(['set pagination off', 'set confirm off', `file ${path.join(ROOT, 'guest/build/demo64.elf')}`,
+        `target extended-remote ${m[1]}`, 'attach 1', 'add-inferior', 'inferior 2', 'attach 2', `file ${path.join(ROOT, 'guest/build/demo32.elf')}`,
+        'info inferiors', 'info threads', 'p sizeof(long)', 'inferior 1', 'p sizeof(long)']);
+      const out = r.stdout + r.stderr;
+      assert.match(out, /^\s+1\s+process 1\s[^\n]*demo64\.elf\s*\n\*\s+2\s+process 2\s[^\n]*demo32\.elf/m, out);
+      assert.match(out, /1\.1\s+Thread 1\.1 "VCPU 0" \(VCPU 0 of domain 1, paused\) demo_idle[^\n]*\n\s+1\.2\s+Thread 1\.2 "VCPU 1" \(VCPU 1 of domain 1, paused\) demo_idle[^\n]*\n\*\s+2\.1\s+Thread 2\.1 "VCPU 0" \(VCPU 0 of domain 2, paused\) demo_idle/, out);
+      assert.match(r.stdout, /^\$1 = 4\n[\s\S]*^\$2 = 8$/m, 'each inferior its own width: ' + out);
+      assert.doesNotMatch(out, /failed|not compatible/, out);
+      for (let i = 0; i < 200 && !/domain 2 detached/.test(s.err()); i++) await sleep(25);
+      assert.match(s.err(), /attached domain 1 [\s\S]*attached domain 2 [\s\S]*gdb from \S+ disconnected/, s.err());
+    } finally {
+      s.p.kill('SIGINT');
+      assert.strictEqual(await s.exited, 0, s.err());
+    }
+  });
 });

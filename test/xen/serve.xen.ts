@@ -1,14 +1,16 @@
 // `gdbsx serve` in the lab's dom0 (issue 13, "many domains through one port"): one
 // stub on the pv guest's port, gdb's `target extended-remote`, `info os processes`
 // against `xl list`, attach / detach / attach another guest, `kill` leaving the guest
-// running (xl state not paused), `run` and dom0 refused. The pv guest's own stub is
-// stopped meanwhile and started again at the end.
+// running (xl state not paused), `run` and dom0 refused; then both guests at once, one
+// inferior each, through one connection (gdb's multiprocess: schedule-multiple, Ctrl-C
+// stopping both, detaching one). The pv guest's own stub is stopped meanwhile and
+// started again at the end.
 // In .ci/run (gdbsx build). Alone: `npx mocha --timeout 1800000 dist/test/xen/serve.xen.js`
 // inside the lab lock (see docs/lab.md).
 import assert from 'assert';
 import { readState, guest, guestDomid, startStub, stopStub, xlStateOf, labClient, LabGuest, LabStub } from '../lab/client';
 import { labState } from './labUtil';
-import { gdbBatch } from '../e2e/harness';
+import { gdbBatch, MiClient, sleep } from '../e2e/harness';
 
 describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
   this.timeout(1200000);
@@ -63,6 +65,64 @@ describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
     for (const n of names) {
       const state = await xlStateOf(g[n].xlName);
       assert.doesNotMatch(state, /[psc]/, `${n} after kill/detach: xl state '${state}'`);
+    }
+  });
+
+  it('pv and pvh at once, one inferior each: threads of both, both run and Ctrl-C stops both, detach one leaves the other', async () => {
+    const mi = new MiClient();
+    try {
+      const ok = async (c: string, ms = 120000) => {
+        const r = await mi.cmd(c, ms);
+        assert.notStrictEqual(r.cls, 'error', `${c}: ${r.text}\n${mi.log.slice(-10).join('\n')}`);
+        return r;
+      };
+      await ok('-gdb-set mi-async on');
+      await ok('-gdb-set remotetimeout 30');
+      await ok('-gdb-set schedule-multiple on');
+      await ok(`-target-select extended-remote 127.0.0.1:${port}`);
+      await ok(`-target-attach ${domid.pv}`);
+      assert.match((await ok('-add-inferior')).text, /inferior="i2"/);
+      await ok('-interpreter-exec console "inferior 2"');
+      await ok(`-target-attach ${domid.pvh}`);
+      const groups = (await ok('-list-thread-groups')).text;
+      assert.match(groups, new RegExp(`id="i1",type="process",pid="${domid.pv}"[\\s\\S]*id="i2",type="process",pid="${domid.pvh}"`), groups);
+      const threads = (await ok('-thread-info')).text;
+      for (const n of names) {
+        const ids = [...threads.matchAll(new RegExp(`target-id="Thread ${domid[n]}\\.(\\d+)"`, 'g'))];
+        assert.strictEqual(ids.length, g[n].vcpus, `${n}'s VCPUs as threads: ${threads}`);
+      }
+      // Registers of a thread of each (gdb selects its process with Hg): each guest's own pc.
+      const pcs = [...threads.matchAll(/\{id="(\d+)",target-id="Thread (\d+)\.1"/g)].map((m) => ({ gdbId: m[1], domid: Number(m[2]) }));
+      assert.strictEqual(pcs.length, 2, threads);
+      for (const t of pcs) assert.match((await ok(`-data-evaluate-expression --thread ${t.gdbId} $pc`)).text, /value="0x[0-9a-f]+/);
+      // Both run (schedule-multiple on); Ctrl-C stops both.
+      let since = mi.asyncRecords.length;
+      assert.strictEqual((await mi.cmd('-exec-continue', 60000)).cls, 'running');
+      await sleep(2000);
+      for (const n of names) assert.doesNotMatch(await xlStateOf(g[n].xlName), /p/, `${n} runs while continued`);
+      await mi.cmd('-exec-interrupt');
+      assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /signal-name="SIGINT"/);
+      for (const n of names) assert.match(await xlStateOf(g[n].xlName), /p/, `${n} stopped by Ctrl-C`);
+      // Detach the pvh guest only: it runs on, the pv guest stays attached (paused) and answers.
+      await ok(`-target-detach ${domid.pvh}`, 60000);
+      assert.doesNotMatch(await xlStateOf(g.pvh.xlName), /p/, 'pvh detached: running');
+      assert.match(await xlStateOf(g.pv.xlName), /p/, 'pv still attached: paused');
+      const left = (await ok('-thread-info')).text;
+      assert.doesNotMatch(left, new RegExp(`Thread ${domid.pvh}\\.`), left);
+      assert.match(left, new RegExp(`Thread ${domid.pv}\\.1`), left);
+      since = mi.asyncRecords.length;
+      await ok('-interpreter-exec console "inferior 1"');
+      assert.strictEqual((await mi.cmd('-exec-continue', 60000)).cls, 'running');
+      await sleep(1000);
+      await mi.cmd('-exec-interrupt');
+      assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /signal-name="SIGINT"/);
+      await ok(`-target-detach ${domid.pv}`, 60000);
+    } finally {
+      await mi.quit();
+    }
+    for (const n of names) {
+      const state = await xlStateOf(g[n].xlName);
+      assert.doesNotMatch(state, /[psc]/, `${n} after the session: xl state '${state}'`);
     }
   });
 });

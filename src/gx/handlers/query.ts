@@ -6,6 +6,8 @@ import { ProtocolError, escapeBinary, fromHex, parseHexInt } from '../packet';
 import { formatThreadId, parseThreadId } from '../threadId';
 import { targetXml } from '../targetXml';
 import { runMonitor } from './monitor';
+import { domainOf } from './threads';
+import type { Guest } from '../../vcpu/guest';
 
 /** qXfer:object:read:annex:offset,length -> m<chunk> / l<last chunk>, binary-escaped. */
 function xferChunk(doc: string, args: string): Buffer {
@@ -19,22 +21,22 @@ function xferChunk(doc: string, args: string): Buffer {
   return Buffer.concat([Buffer.from(last ? 'l' : 'm'), escapeBinary(chunk)]);
 }
 
+/** The threads of every domain held (one without multiprocess), by domain id. */
 export function threadsXml(s: Session): string {
-  const g = s.guest;
-  const items = g.vcpus().map((v) => {
+  const items = s.domains.flatMap((g) => g.vcpus().map((v) => {
     const id = formatThreadId(v, s.multiprocess, g.domid);
     // core is decimal (gdb stops parsing the list at core="a").
-    return `<thread id="${id}" core="${v}" name="VCPU ${v}">${extraInfo(s, v)}</thread>`;
-  });
+    return `<thread id="${id}" core="${v}" name="VCPU ${v}">${extraInfo(g, v)}</thread>`;
+  }));
   return `<?xml version="1.0"?>\n<threads>\n${items.join('\n')}\n</threads>\n`;
 }
 
-function extraInfo(s: Session, vcpu: number): string {
-  return `VCPU ${vcpu} of domain ${s.guest.domid}${s.guest.isRunning ? ', running' : ', paused'}`;
+function extraInfo(g: Guest, vcpu: number): string {
+  return `VCPU ${vcpu} of domain ${g.domid}${g.isRunning ? ', running' : ', paused'}`;
 }
 
 function threadList(s: Session): string {
-  return 'm' + s.guest.vcpus().map((v) => formatThreadId(v, s.multiprocess, s.guest.domid)).join(',');
+  return 'm' + s.domains.flatMap((g) => g.vcpus().map((v) => formatThreadId(v, s.multiprocess, g.domid))).join(',');
 }
 
 export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
@@ -71,8 +73,9 @@ export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
     case 'qAttached': return '1'; // attached to an existing domain: gdb's quit then detaches, never kills
     case 'qThreadExtraInfo': {
       const sel = parseThreadId(t.slice('qThreadExtraInfo,'.length));
-      if (sel.kind !== 'vcpu' || !s.guest.isOnline(sel.vcpu)) return 'E01';
-      return Buffer.from(extraInfo(s, sel.vcpu)).toString('hex');
+      const g = domainOf(s, sel.pid);
+      if (sel.kind !== 'vcpu' || !g?.isOnline(sel.vcpu)) return 'E01';
+      return Buffer.from(extraInfo(g, sel.vcpu)).toString('hex');
     }
     case 'qRcmd': {
       const cmd = fromHex(t.slice('qRcmd,'.length)).toString('utf8');

@@ -1,9 +1,11 @@
-// Run control: vCont (per-thread actions, all-stop), legacy c/s/C/S, and '?'.
+// Run control: vCont (per-thread actions, all-stop), legacy c/s/C/S, and '?'. With
+// multiprocess an action names processes too (`c:p2.-1` every VCPU of domain 2, `c:p-1.-1`
+// or no thread at all: every domain held); domains no action names stay stopped.
 import type { Reply, Session } from '../session';
 import { ProtocolError, parseHexBig } from '../packet';
-import { parseThreadId } from '../threadId';
+import { ThreadSel, parseThreadId } from '../threadId';
 import { stopReply } from '../stopReply';
-import { ResumePlan } from '../../vcpu/guest';
+import { Guest, ResumePlan } from '../../vcpu/guest';
 
 export const VCONT_ACTIONS = 'vCont;c;C;s;S';
 
@@ -11,43 +13,60 @@ export function handleStatus(s: Session): Reply {
   return stopReply(s.guest, s.lastStop, s);
 }
 
+/** Whether an action's thread id covers VCPU `v` of domain `g` (`current`: the current domain). */
+function covers(sel: ThreadSel, g: Guest, v: number, current: Guest, stoppedVcpu: number): boolean {
+  const pid = sel.pid;
+  // No process part: every process for "all threads", else the current one; p0 ("any"): the current one.
+  const inProcess = pid === 'all' || (pid === undefined && sel.kind === 'all') ? true
+    : typeof pid === 'number' ? pid === g.domid : g === current;
+  if (!inProcess) return false;
+  return sel.kind === 'all' || (sel.kind === 'any' && v === stoppedVcpu) || (sel.kind === 'vcpu' && sel.vcpu === v);
+}
+
 /**
- * vCont;action[:thread]...: for each VCPU the leftmost matching action applies;
- * VCPUs no action names stay stopped. Signals cannot be delivered to a guest
- * kernel, so C/S act as c/s.
+ * vCont;action[:thread]...: for each VCPU of each domain held the leftmost matching
+ * action applies; VCPUs no action names stay stopped. Signals cannot be delivered to a
+ * guest kernel, so C/S act as c/s. The plan of every domain held (empty for those not run).
  */
-export function parseVCont(s: Session, t: string): ResumePlan {
+export function parseVCont(s: Session, t: string): Map<Guest, ResumePlan> {
   const actions = t.slice('vCont;'.length).split(';').map((a) => {
     const colon = a.indexOf(':');
     const act = colon < 0 ? a : a.slice(0, colon);
-    const sel = colon < 0 ? { kind: 'all' as const } : parseThreadId(a.slice(colon + 1));
+    const sel: ThreadSel = colon < 0 ? { kind: 'all', pid: 'all' } : parseThreadId(a.slice(colon + 1));
     const kind = act[0];
     if (!kind || !'cCsStr'.includes(kind)) throw new ProtocolError(`unknown vCont action '${act}'`);
     if ((kind === 'C' || kind === 'S') && !/^[CS][0-9a-fA-F]{2}$/.test(act)) throw new ProtocolError(`bad vCont action '${act}'`);
     return { kind, sel };
   });
-  const cont = new Set<number>();
-  let step: number | undefined;
-  for (const v of s.guest.vcpus()) {
-    const a = actions.find(({ sel }) => sel.kind === 'all' || (sel.kind === 'any' && v === s.stoppedVcpu) || (sel.kind === 'vcpu' && sel.vcpu === v));
-    if (!a) continue;
-    if (a.kind === 'c' || a.kind === 'C') cont.add(v);
-    else if (a.kind === 's' || a.kind === 'S' || a.kind === 'r') {
-      // All-stop gdb steps one thread at a time; a second step request is treated as "stay".
-      if (step === undefined) step = v;
+  const current = s.guest;
+  for (const { sel } of actions) {
+    const g = typeof sel.pid === 'number' ? s.holding(sel.pid) : current;
+    if (!g) throw new ProtocolError(`no process ${sel.pid}: domain not attached on this connection`, 0x03 /* ESRCH */);
+    if (sel.kind === 'vcpu' && !g.isOnline(sel.vcpu)) throw new ProtocolError(`no thread for VCPU ${sel.vcpu}`);
+  }
+  const plans = new Map<Guest, ResumePlan>();
+  for (const g of s.domains) {
+    const cont = new Set<number>();
+    let step: number | undefined;
+    const stopped = s.stoppedVcpuOf(g);
+    for (const v of g.vcpus()) {
+      const a = actions.find(({ sel }) => covers(sel, g, v, current, stopped));
+      if (!a) continue;
+      if (a.kind === 'c' || a.kind === 'C') cont.add(v);
+      else if (a.kind === 's' || a.kind === 'S' || a.kind === 'r') {
+        // All-stop gdb steps one thread at a time; a second step request is treated as "stay".
+        if (step === undefined) step = v;
+      }
     }
+    plans.set(g, { step, cont });
   }
-  for (const a of actions) {
-    if (a.sel.kind === 'vcpu' && !s.guest.isOnline(a.sel.vcpu)) throw new ProtocolError(`no thread for VCPU ${a.sel.vcpu}`);
-  }
-  return { step, cont };
+  return plans;
 }
 
 export function handleVCont(s: Session, t: string): Reply | Promise<Reply> {
   if (t === 'vCont?') return VCONT_ACTIONS;
   if (!t.startsWith('vCont;')) return '';
-  const plan = parseVCont(s, t);
-  return s.runUntilStop(() => s.guest.resume(plan));
+  return s.resume(parseVCont(s, t));
 }
 
 /** c[addr], s[addr], Csig[;addr], Ssig[;addr]: act on the Hc thread (or all / the current one). */
@@ -70,5 +89,5 @@ export function handleLegacyResume(s: Session, t: string): Promise<Reply> {
   if (op === 's' || op === 'S') plan = { step: target, cont: new Set() };
   else if (typeof s.cVcpu === 'number') plan = { cont: new Set([s.cVcpu]) };
   else plan = { cont: new Set(s.guest.vcpus()) };
-  return s.runUntilStop(() => s.guest.resume(plan));
+  return s.resume(new Map([[s.guest, plan]]));
 }
