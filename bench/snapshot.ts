@@ -3,7 +3,7 @@
 // pages per tick while the guest runs) and, with --lab, on the lab's Linux guests beside
 // `xl dump-core` (which xl runs with the guest paused for the whole copy when asked to:
 // `xl pause; xl dump-core; xl unpause`). Rows go to bench/results/snapshot.json and .md.
-// Usage: node dist/bench/snapshot.js [--lab] [--runs N]
+// Usage: node dist/bench/snapshot.js [--lab] [--runs N] [--append]
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
@@ -102,6 +102,14 @@ async function main(): Promise<void> {
   }
   const out = path.resolve(__dirname, '..', '..', 'bench', 'results');
   const jsonFile = path.join(out, lab ? 'snapshot-lab.json' : 'snapshot-sim.json');
+  // --append: keep the rows of an earlier run for other guests or sizes (a larger lab guest
+  // needs a lab started with more memory); each row keeps the peer of its own run.
+  if (process.argv.includes('--append') && fs.existsSync(jsonFile)) {
+    const old = (JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as { rows: Row[] }).rows;
+    const key = (r: Row) => `${r.where} ${r.guestMiB} ${r.dirtyPagesPerTick ?? ''}`;
+    const fresh = new Set(rows.map(key));
+    rows.unshift(...old.filter((r) => !fresh.has(key(r))));
+  }
   fs.writeFileSync(jsonFile, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), load: os.loadavg(), runs, rows }, null, 2) + '\n');
   const md = ['| where | guest MiB | writer pages/tick | method | pause ms | total ms | rounds | pages while paused | pages copied | peer pause ms |', '|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.where} | ${r.guestMiB} | ${r.dirtyPagesPerTick ?? 'workload'} | ${r.method} | ${r.pausedMs.toFixed(2)} | ${r.totalMs.toFixed(0)} | ${r.rounds} | ${r.pagesWhilePaused} | ${r.pagesCopied} | ${r.peerPausedMs === undefined ? '' : r.peerPausedMs.toFixed(0) + ' (' + r.peer + ')'} |`)];

@@ -52,8 +52,8 @@ elf_width() {
 lab_guest_list() {
   local port=$((LAB_PORT_BASE + 1)) g want=${LAB_GUESTS:-all}
   want=${want//,/ }   # LAB_GUESTS=pv,pvh or "pv pvh"
-  local cands=("pv pv 64 /lab/vmlinuz /lab/guest-initrd.gz 256 2"
-               "pvh pvh 64 /lab/vmlinuz /lab/guest-initrd.gz 256 2")
+  local cands=("pv pv 64 /lab/vmlinuz /lab/guest-initrd.gz ${LAB_LINUX_MEM:-256} 2"
+               "pvh pvh 64 /lab/vmlinuz /lab/guest-initrd.gz ${LAB_LINUX_MEM:-256} 2")
   local elf
   for elf in "$TESTKERNEL_DIR"/testkernel*.elf; do
     [ -f "$elf" ] || continue
