@@ -179,7 +179,7 @@ write_initial_state() {
     const st = {
       version: 1, status: "booting", startedAt: new Date().toISOString(),
       qemuPid: Number(e.LAB_J_QEMU_PID), xen: e.LAB_J_XEN, xenImage: e.LAB_J_XEN_IMAGE,
-      // Xen's own gdbsx from the same source as the gdbsx hypervisor (host path; the bench copies it into dom0)
+      // the reference gdbsx: tools/debugger/gdbsx built from the gdbsx hypervisor source (host path; the bench copies it into dom0)
       referenceGdbsx: e.LAB_J_REF_GDBSX || null,
       serialLog: e.LAB_J_SERIAL, runDir: e.LAB_J_RUN, cacheDir: e.LAB_J_CACHE,
       agent: { host: "127.0.0.1", port: base },
