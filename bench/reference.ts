@@ -254,6 +254,7 @@ export async function runReference(plan: RefPlan, agent: LabClient, port: number
     if (ms.length) R('attach').ms = ms;
     else R('attach').cannot ??= 'failed (see notes)';
     R('attach').notes.push('one gdbsx process per connection (it accepts one and exits when it ends); ended by a disconnect: gdbsx never sends the reply to D');
+    R('attach').notes.push('gdbsx attaches the guest (pause, setdebugging, getdomaininfo) when it starts, before it listens: its connect time holds no attach hypercalls, ours does');
   }
 
   // Leave the guest as it was.
