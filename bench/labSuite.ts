@@ -22,9 +22,10 @@ import {
 import { directPathFigures, gdbPathFigures } from './paths';
 import { roundTrips } from './profile';
 import { PACKET_SIZE } from '../src/gx/session';
-import { Figure, Results, figure, measure, rate, throughput } from './model';
+import { Figure, Measure, Results, Unit, figure, measure, rate, throughput } from './model';
+import { REF_NAME, RefKey, RefOutcome, installReference, referenceMissing, runReference } from './reference';
 import { procCpuMs, summarize } from './stats';
-import { judgeRead, judgeStepi, judgeStopLatency } from './targets';
+import { judgeRead, judgeReference, judgeStepi, judgeStopLatency } from './targets';
 import { RawRsp, TransportFloor, rawRsp, transportFloor } from './transport';
 
 export interface LabConfig {
@@ -209,10 +210,23 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
       res.skipped.push(`lab: transport floor failed: ${(e as Error).message}`);
     }
   }
+  // Xen's own gdbsx, the reference: copied into dom0 once, run per guest after our stub's figures.
+  let refReady = false;
+  const missing = process.env.BENCH_LAB_REF === '0' ? 'turned off (BENCH_LAB_REF=0)' : referenceMissing(st);
+  if (missing) res.skipped.push(`lab: ${REF_NAME}: ${missing}`);
+  else if (spare === undefined) res.skipped.push(`lab: ${REF_NAME}: no spare forwarded port to run it on`);
+  else {
+    try {
+      await installReference(agent, st);
+      refReady = true;
+    } catch (e) {
+      res.skipped.push(`lab: ${REF_NAME}: copying it into dom0 failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
   for (const run of plan.values()) {
     if (!run.parts.size) continue;
     try {
-      await runGuest(run, agent, cfg, res, st, spare);
+      await runGuest(run, agent, cfg, res, st, spare, refReady);
     } catch (e) {
       log(`lab: ${run.g.name}: ${(e as Error).stack ?? String(e)}`);
       res.skipped.push(`lab ${run.g.name}: failed: ${(e as Error).message.split('\n')[0]}`);
@@ -221,7 +235,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
   return undefined;
 }
 
-async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results, st: LabState, sparePort?: number): Promise<void> {
+async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Results, st: LabState, sparePort?: number, refReady = false): Promise<void> {
   const { g, parts } = run;
   const { runs, readRuns, log } = cfg;
   const domid = g.domid as number;
@@ -361,6 +375,29 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     else memDumps = await pathDumps(run, agent, st, sparePort, sizes.filter((b) => dumps[b]), cfg, res);
   }
 
+  // -- the reference gdbsx on this guest, the same gdb figures (on the spare port) --
+  let ref: RefOutcome | undefined;
+  if (refReady && sparePort !== undefined) {
+    log(`lab: ${REF_NAME} on ${g.name} (port ${sparePort}): ${[...parts].join(', ')}`);
+    try {
+      ref = await runReference(run, agent, sparePort, {
+        runs, readRuns: Math.max(1, Math.min(readRuns, envRuns('BENCH_LAB_REF_READ_RUNS', 3))), timeoutMs: 180000, log,
+      });
+      for (const n of ref.notes) res.profile.notes.push(`${tag}: ${REF_NAME}: ${n}`);
+    } catch (e) {
+      res.skipped.push(`${tag}: ${REF_NAME} failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  /** The reference's cell for a figure: its measure, or why it has none, and its notes. */
+  const refOf = (key: RefKey, what = '', unit: Unit = 'ms', conv: (ms: number[]) => number[] = (ms) => ms): { reference?: Measure; referenceNote?: string; notes: string[] } => {
+    const r = ref?.results[key];
+    if (!r) return { notes: [] };
+    const notes = r.notes.map((n) => `${REF_NAME}: ${n}`);
+    if (r.ms?.length) return { reference: measure(`${what}, host gdb -> ${REF_NAME} in dom0`, unit, conv(r.ms)), notes };
+    return { referenceNote: r.cannot ?? 'not measured', notes };
+  };
+  const refCell = refOf;
+
   // -- our stub without gdb (raw RSP, the same m requests) --
   if (parts.has('read') && run.addr !== undefined && sizes.includes(16 * MiB)) {
     log('lab: raw RSP reads (no gdb)');
@@ -402,12 +439,15 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   for (const b of sizes) {
     if (!dumps[b]) continue;
     const lim = direct?.read[String(b)];
+    const rf = refOf(b === MiB ? 'read.1MiB' : 'read.16MiB', `dump binary memory, ${b / MiB} MiB`, 'MiB/s', (ms) => throughput(b, ms));
     const f = figure({
       id: `lab.read.${b / MiB}MiB`, env: 'lab', group: 'Bulk memory read', name: `${b / MiB} MiB (${G})`,
       ours: measure(`dump binary memory, ${b / MiB} MiB, host gdb -> stub in dom0`, 'MiB/s', throughput(b, dumps[b])),
       limit: lim ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(b, lim)) : undefined,
+      reference: rf.reference, referenceNote: rf.referenceNote, notes: rf.notes,
     });
     f.target = judgeRead(f, 'official');
+    if (b === MiB && ref) f.referenceTarget = judgeReference(f, 'read');
     figs.push(f);
     const d = res.profile.dumps.find((x) => x.env === 'lab' && x.bytes === b);
     // The hypercall share: the request's bytes at the direct reads' own speed.
@@ -432,6 +472,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.read.raw.16MiB', env: 'lab', group: 'Bulk memory read', name: `16 MiB, no gdb (${G})`,
       ours: measure(`raw RSP client on the host: the ${raw.chunk / MiB} MiB m requests gdb sends, no gdb`, 'MiB/s', raw.readMiBps),
       limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
+      ...refCell('read.raw'),
     }));
   }
   if (dense.length && denseAddr !== undefined) {
@@ -439,22 +480,27 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.read.dense.4MiB', env: 'lab', group: 'Bulk memory read', name: `4 MiB of kernel text (${G})`,
       ours: measure(`dump binary memory, 4 MiB at 0x${denseAddr.toString(16)} (dense: little run-length encoding), host gdb -> stub`, 'MiB/s', throughput(4 * MiB, dense)),
       limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls (the 16 MiB range: the hypercall does not care what the bytes are)'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
+      ...refCell('read.dense'),
     }));
   }
   if (direct?.read64k) res.profile.notes.push(`${tag} (dom0): direct reads at gdb's request size (64 KiB calls): ${summarize(throughput(16 * MiB, direct.read64k)).median.toFixed(1)} MiB/s`);
   if (stepi.length) {
+    const rs = refOf('stepi', 'stepi', 'steps/s', rate);
     const f = figure({
       id: 'lab.stepi', env: 'lab', group: 'Single-step', name: `stepi (${G})`,
       ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
       limit: direct?.step ? measure(D('Guest.resume({step}) with the same plan'), 'steps/s', rate(direct.step)) : undefined,
+      reference: rs.reference, referenceNote: rs.referenceNote, notes: rs.notes,
     });
     f.target = judgeStepi(f, 'official');
+    if (ref) f.referenceTarget = judgeReference(f, 'stepi');
     figs.push(f);
     if (direct?.rawStep) {
       figs.push(figure({
         id: 'lab.stepi.raw', env: 'lab', group: 'Single-step', name: `stepi vs raw domctls (${G})`,
         ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
         limit: measure(D('raw domctls: getctx, set TF, setctx, unpause, wait, domstatus, getctx, clear TF, setctx'), 'steps/s', rate(direct.rawStep)),
+        ...refCell('stepi', 'stepi', 'steps/s', rate),
       }));
     }
   }
@@ -475,8 +521,9 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.stop', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint at ${run.bp.name} (${G})`,
       ours: measure('-exec-continue -> *stopped (incl. step off the breakpoint), scheduler-locking on (VCPU 0 runs)', 'ms', stops),
       limit: dst?.length ? measure(D('Guest: step over + insert + continue VCPU 0 until the hit'), 'ms', dst) : undefined,
+      ...refCell('stop', '-exec-continue -> *stopped, scheduler-locking on', 'ms', (ms) => ms),
       notes: ['the trap is not visible from the host: the target is judged on the difference of the medians of the two round trips, ' +
-        'which both include the guest\'s time to reach the breakpoint'],
+        'which both include the guest\'s time to reach the breakpoint', ...refOf('stop', '', 'ms', (ms) => ms).notes],
     });
     f.target = judgeStopLatency(f, 'official', 'difference');
     figs.push(f);
@@ -487,6 +534,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.regs', env: 'lab', group: 'Register / memory round trips', name: `info registers (${G})`,
       ours: measure('flush register cache + info registers', 'ms', regs),
       limit: direct?.context.length ? measure(D('getvcpucontext'), 'ms', direct.context) : undefined,
+      ...refCell('regs', 'flush register cache + info registers', 'ms', (ms) => ms),
     }));
   }
   if (bt.length) {
@@ -494,6 +542,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.bt', env: 'lab', group: 'Register / memory round trips', name: `bt, ${frames} frames (${G})`,
       ours: measure('flush caches + bt', 'ms', bt),
       limit: direct?.bt.length ? measure(D(`getvcpucontext + 64 B of stack + ${frames} frame reads`), 'ms', direct.bt) : undefined,
+      ...refCell('bt', 'flush caches + bt', 'ms', (ms) => ms),
     }));
   }
   if (attach.length) {
@@ -501,6 +550,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       id: 'lab.attach', env: 'lab', group: 'Attach', name: `connect -> first prompt (${G})`,
       ours: measure('-target-select remote -> ^connected (through the QEMU forward)', 'ms', attach),
       limit: direct?.attach.length ? measure(D('Guest.attach'), 'ms', direct.attach) : undefined,
+      ...refCell('attach', '-target-select remote -> ^connected (a fresh gdbsx per connection)', 'ms', (ms) => ms),
     }));
   }
 }
@@ -540,6 +590,11 @@ async function pathDumps(run: GuestRun, agent: LabClient, st: LabState, port: nu
     // Only the process this run started (its own process group in dom0).
     if (pid !== undefined) await agent.kill(pid).catch(() => undefined);
   }
+}
+
+function envRuns(name: string, dflt: number): number {
+  const n = Number(process.env[name]);
+  return Number.isInteger(n) && n > 0 ? n : dflt;
 }
 
 function r3(x: number): number {

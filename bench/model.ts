@@ -36,7 +36,15 @@ export interface Figure {
   vsLimit?: number;
   /** Our cost over gdbserver's (time ratio from medians). */
   vsCeiling?: number;
+  /** Xen's own gdbsx (the reference, lab): the same gdb commands on the same guest in the same boot. */
+  reference?: Measure;
+  /** Why the reference has no figure here (its cell says so), e.g. "cannot: ...". */
+  referenceNote?: string;
+  /** Our speed over the reference's: its time over ours (medians; 2 = we take half its time). */
+  vsReference?: number;
   target?: Target;
+  /** The goal against the reference, where the issue sets one (reads, stepi). */
+  referenceTarget?: Target;
   notes: string[];
 }
 
@@ -139,8 +147,9 @@ export function costRatio(a: Measure, b: Measure): number {
   return inv ? b.stats.median / a.stats.median : a.stats.median / b.stats.median;
 }
 
-export function figure(f: Omit<Figure, 'vsLimit' | 'vsCeiling' | 'notes'> & { notes?: string[] }): Figure {
+export function figure(f: Omit<Figure, 'vsLimit' | 'vsCeiling' | 'vsReference' | 'notes'> & { notes?: string[] }): Figure {
   const out: Figure = { ...f, notes: f.notes ?? [] };
+  if (f.reference && f.reference.stats.n > 0 && f.ours.stats.n > 0) out.vsReference = costRatio(f.reference, f.ours);
   if (f.limit && f.limit.stats.n > 0 && f.ours.stats.n > 0) out.vsLimit = costRatio(f.ours, f.limit);
   if (f.ceiling && f.ceiling.stats.n > 0 && f.ours.stats.n > 0) out.vsCeiling = costRatio(f.ours, f.ceiling);
   return out;

@@ -21,6 +21,12 @@ function fmt(m: Measure | undefined): string {
   return `${num(s.median)} ${m.unit} <sub>[${num(s.p10)}–${num(s.p90)}] n=${s.n}</sub>`;
 }
 
+/** The reference gdbsx's cell: its figure, or what it cannot do (or why it was not run). */
+export function refCellText(f: Figure): string {
+  if (f.reference && f.reference.stats.n > 0) return fmt(f.reference);
+  return f.referenceNote ? esc(f.referenceNote) : '–';
+}
+
 function ratio(x: number | undefined): string {
   return x === undefined || !Number.isFinite(x) ? '–' : `${num(x)}×`;
 }
@@ -59,6 +65,7 @@ export function markdown(r: Results): string {
   const paths = r.paths ?? [];
   const targeted = [
     ...r.figures.map((f) => ({ t: f.target, what: `${f.env}: ${f.group}, ${f.name}` })),
+    ...r.figures.map((f) => ({ t: f.referenceTarget, what: `${f.env}: ${f.group}, ${f.name}, against the reference gdbsx` })),
     ...paths.map((f) => ({ t: f.target, what: `${f.env}: page walk vs gdbsx, ${LEVEL[f.level]}, ${f.name}` })),
   ].filter((x) => x.t);
   if (targeted.length) {
@@ -76,13 +83,22 @@ export function markdown(r: Results): string {
     const envPaths = paths.filter((f) => f.env === env);
     if (!figs.length && !envPaths.length) continue;
     L.push(env === 'sim' ? '## Simulated Xen' : '## Xen lab (QEMU/TCG)', '');
-    L.push('| Group | Figure | gdb → our stub | Limit (below the protocol) | vs limit | gdbserver | vs gdbserver |', '| --- | --- | --- | --- | --- | --- | --- |');
+    // The reference (Xen's own gdbsx) is run in the lab only; its columns appear where it was.
+    const withRef = figs.some((f) => f.reference || f.referenceNote);
+    if (withRef) {
+      L.push('"reference gdbsx" is Xen\'s own gdbsx (tools/debugger/gdbsx, built from the same Xen source as the hypervisor) in the same boot, on the same guest, ' +
+        'through the same gdb; "ours / gdbsx" is our speed over its speed (its time over ours, medians: 2× = we take half its time).', '');
+    }
+    L.push(`| Group | Figure | gdb → our stub | Limit (below the protocol) | vs limit | gdbserver | vs gdbserver |${withRef ? ' reference gdbsx | ours / gdbsx (speed) |' : ''}`,
+      `| --- | --- | --- | --- | --- | --- | --- |${withRef ? ' --- | --- |' : ''}`);
     for (const f of figs) {
-      L.push(`| ${esc(f.group)} | ${esc(f.name)} | ${fmt(f.ours)} | ${fmt(f.limit)} | ${ratio(f.vsLimit)} | ${fmt(f.ceiling)} | ${ratio(f.vsCeiling)} |`);
+      L.push(`| ${esc(f.group)} | ${esc(f.name)} | ${fmt(f.ours)} | ${fmt(f.limit)} | ${ratio(f.vsLimit)} | ${fmt(f.ceiling)} | ${ratio(f.vsCeiling)} |` +
+        (withRef ? ` ${refCellText(f)} | ${ratio(f.vsReference)} |` : ''));
     }
     L.push('');
     const notes = figs.flatMap((f) => [
-      `**${f.group}, ${f.name}**: ours = ${f.ours.what}${f.limit ? `; limit = ${f.limit.what}` : ''}${f.ceiling ? `; gdbserver = ${f.ceiling.what}` : ''}.${f.notes.length ? ' ' + f.notes.join('; ') + '.' : ''}`,
+      `**${f.group}, ${f.name}**: ours = ${f.ours.what}${f.limit ? `; limit = ${f.limit.what}` : ''}${f.ceiling ? `; gdbserver = ${f.ceiling.what}` : ''}` +
+        `${f.reference ? `; reference gdbsx = ${f.reference.what}` : ''}.${f.notes.length ? ' ' + f.notes.join('; ') + '.' : ''}`,
     ]);
     L.push('<details><summary>What each row measures</summary>', '', ...notes.map((n) => `- ${n}`), '', '</details>', '');
     if (envPaths.length) pathTable(L, envPaths);
@@ -208,6 +224,7 @@ export function svg(r: Results): string {
     }
   }
   y = pathChart(parts, r.paths ?? [], y, { W, labelW, rowH });
+  y = refChart(parts, r.figures, y, { W, labelW, rowH });
   const H = y + 10;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n` +
     `<rect width="${W}" height="${H}" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
@@ -239,6 +256,45 @@ function pathChart(parts: string[], paths: PathFigure[], y: number, o: { W: numb
   parts.push(`<text x="${x1}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">1× (goal)</text>`);
   y = top + rows.length * rowH + 34;
   parts.push(`<text x="10" y="${y}" font-size="11" fill="#555">Green/red: goal met / not met. Sim rows are indicative (the simulator's hypercalls cost nothing like Xen's); the lab's are the goal's.</text>`);
+  return y + 10;
+}
+
+/** Our speed over the reference gdbsx's per figure (log scale; the issue's goals dashed). Returns the next y. */
+function refChart(parts: string[], figs: Figure[], y: number, o: { W: number; labelW: number; rowH: number }): number {
+  const rows = figs.filter((f) => (f.vsReference !== undefined && Number.isFinite(f.vsReference)) || f.referenceNote);
+  if (!rows.length) return y;
+  const { W, labelW, rowH } = o;
+  y += 16;
+  parts.push(`<text x="10" y="${y}" font-size="16" font-weight="bold">Ours vs the reference gdbsx: our speed over its speed (× , log scale; longer is better)</text>`);
+  y += 8;
+  const plotW = W - labelW - 80;
+  const maxR = Math.max(10, ...rows.map((f) => f.vsReference ?? 1), ...rows.map((f) => (f.id === 'lab.read.1MiB' ? 1000 : 1)));
+  const decades = Math.ceil(Math.log10(maxR));
+  const xOf = (v: number) => labelW + (Math.log10(Math.max(1, v)) / decades) * plotW;
+  const top = y + 4;
+  for (let d = 0; d <= decades; d++) {
+    const x = xOf(10 ** d);
+    parts.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
+    parts.push(`<text x="${x}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">${10 ** d}×</text>`);
+  }
+  rows.forEach((f, i) => {
+    const yy = top + i * rowH;
+    parts.push(`<text x="${labelW - 6}" y="${yy + 15}" font-size="12" text-anchor="end">${xml(`${f.env}: ${f.group} · ${f.name}`.slice(0, 60))}</text>`);
+    if (f.vsReference === undefined) {
+      // What gdbsx cannot do is a row too, with its reason instead of a bar.
+      parts.push(`<text x="${labelW + 4}" y="${yy + 15}" font-size="11" fill="#555">${xml((f.referenceNote ?? '').slice(0, 90))}</text>`);
+      return;
+    }
+    const v = f.vsReference;
+    const t = f.referenceTarget;
+    const color = t ? (t.met ? '#3a9d5d' : t.met === false ? '#d0543f' : '#888') : '#6b6bd6';
+    parts.push(`<rect x="${labelW}" y="${yy + 4}" width="${Math.max(2, xOf(v) - labelW)}" height="${rowH - 8}" fill="${color}"/>`);
+    parts.push(`<text x="${xOf(v) + 4}" y="${yy + 15}" font-size="11">${num(v)}×</text>`);
+    const goal = f.id === 'lab.read.1MiB' ? 1000 : f.id === 'lab.stepi' ? 4 : undefined;
+    if (goal) parts.push(`<line x1="${xOf(goal)}" y1="${yy + 2}" x2="${xOf(goal)}" y2="${yy + rowH - 2}" stroke="#000" stroke-width="2" stroke-dasharray="3,2"/>`);
+  });
+  y = top + rows.length * rowH + 34;
+  parts.push(`<text x="10" y="${y}" font-size="11" fill="#555">Green/red: the issue's goal (dashed: reads 1000×, stepi 4×) met / not met. Rows without a bar: what gdbsx cannot do there, or why it was not run.</text>`);
   return y + 10;
 }
 

@@ -49,3 +49,16 @@ export function judgePath(f: PathFigure, applies: Target['applies']): Target {
   if (f.ratio === undefined) return unknown(PATH_TARGET, applies);
   return { text: PATH_TARGET, value: `${f.ratio.toFixed(2)}x gdbsx's time`, met: f.ratio <= 1, applies };
 }
+
+export const REF_TARGETS = {
+  read: 'bulk reads (1 MiB) at least 1000x the reference gdbsx\'s throughput (lab, same run)',
+  stepi: '`stepi` at least 4x the reference gdbsx\'s rate (lab, same run)',
+} as const;
+
+/** Ours against Xen's own gdbsx in the same run: `min` times its speed at least. */
+export function judgeReference(f: Figure, kind: keyof typeof REF_TARGETS): Target {
+  const text = REF_TARGETS[kind];
+  const min = kind === 'read' ? 1000 : 4;
+  if (f.vsReference === undefined) return { text, value: f.referenceNote ?? 'not measured', met: null, applies: 'official' };
+  return { text, value: `${f.vsReference >= 100 ? f.vsReference.toFixed(0) : f.vsReference.toFixed(2)}x gdbsx's`, met: f.vsReference >= min, applies: 'official' };
+}

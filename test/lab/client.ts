@@ -79,6 +79,8 @@ export interface LabState {
   qemuPid: number;
   xen: 'gdbsx' | 'stock';
   xenImage: string;
+  /** Xen's own gdbsx built from the gdbsx hypervisor's source (host path), null if it was not built (absent before it existed). */
+  referenceGdbsx?: string | null;
   serialLog: string;
   runDir: string;
   cacheDir: string;

@@ -9,6 +9,8 @@ LAB_REPO=$(cd "$LAB_SRC/../.." && pwd)
 . "$LAB_SRC/lib/common.sh"
 # shellcheck source=lib/build.sh
 . "$LAB_SRC/lib/build.sh"
+# shellcheck source=lib/ref-gdbsx.sh
+. "$LAB_SRC/lib/ref-gdbsx.sh"
 # shellcheck source=lib/run.sh
 . "$LAB_SRC/lib/run.sh"
 # shellcheck source=lib/selftest.sh
@@ -56,6 +58,7 @@ case "$cmd" in
     cache_paths
     echo "qemu       $CACHE_QEMU"
     echo "xen-gdbsx  $CACHE_XEN_GDBSX"; echo "xen-stock  $CACHE_XEN_STOCK"
+    echo "ref-gdbsx  $CACHE_REF_GDBSX"
     echo "linux      $CACHE_LINUX"; echo "dom0-base  $CACHE_BASE"
     echo "state      $LAB_STATE"; echo "serial     $SERIAL_LOG" ;;
   -h|--help|help) usage ;;

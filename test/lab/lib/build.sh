@@ -352,6 +352,7 @@ build_all() {
   build_qemu
   build_xen_stock
   build_xen_gdbsx
+  build_ref_gdbsx_or_warn
   build_linux
   build_dom0_base
   flock -u 9
@@ -360,6 +361,7 @@ build_all() {
   log "  qemu:        $CACHE_QEMU/qemu-system-x86_64"
   log "  xen (gdbsx): $CACHE_XEN_GDBSX/xen"
   log "  xen (stock): $CACHE_XEN_STOCK/xen"
+  log "  ref gdbsx:   $CACHE_REF_GDBSX/gdbsx$([ -x "$CACHE_REF_GDBSX/gdbsx" ] || echo ' (not built)')"
   log "  linux:       $CACHE_LINUX/vmlinuz"
   log "  dom0 base:   $CACHE_BASE/base.cpio"
 }

@@ -12,6 +12,7 @@ LAB_JOBS=${LAB_JOBS:-$(nproc)}
 # Bump when a recipe changes in a way the version keys cannot see.
 XEN_RECIPE=1
 QEMU_RECIPE=1
+REF_GDBSX_RECIPE=1
 
 # The lab's QEMU: Debian's qemu source with the lab's patch (test/lab/qemu/*.patch),
 # this target only, these configure flags (part of its cache key).
@@ -194,6 +195,8 @@ cache_paths() {
   lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   CACHE_XEN_GDBSX=$LAB_CACHE/xen-gdbsx/${LAB_V_XEN_SRC}-r$XEN_RECIPE
   CACHE_XEN_STOCK=$LAB_CACHE/xen-stock/$LAB_V_XEN_HYP
+  # the reference gdbsx: the same source version as the gdbsx hypervisor (lib/ref-gdbsx.sh)
+  CACHE_REF_GDBSX=$LAB_CACHE/ref-gdbsx/${LAB_V_XEN_SRC}-r$REF_GDBSX_RECIPE
   CACHE_LINUX=$LAB_CACHE/linux/${LAB_KERNEL_PKG}_$LAB_V_KERNEL
   QEMU_PATCHES=("$lib_dir"/../qemu/*.patch)
   LAB_QEMU_KEY=$( { cat "${QEMU_PATCHES[@]}"; echo "${QEMU_CONFIGURE_FLAGS[*]}"; } | hash_stdin)

@@ -148,6 +148,7 @@ write_initial_state() {
   LAB_J_GUESTS=$(lab_guest_list) LAB_J_XEN_IMAGE=$1 LAB_J_QEMU_PID=$2 LAB_J_STUB_CMD=${LAB_STUB_CMD:-$LAB_DEFAULT_STUB_CMD} \
   LAB_J_STUB=${LAB_STUB:-on} LAB_J_KSYMS=$CACHE_LINUX/kallsyms.elf LAB_J_TK=$TESTKERNEL_DIR \
   LAB_J_EXTRA=${LAB_EXTRA_FILES:-} LAB_J_BASE=$LAB_PORT_BASE LAB_J_N=$LAB_NPORTS LAB_J_XEN=$LAB_XEN \
+  LAB_J_REF_GDBSX=$( [ -x "$CACHE_REF_GDBSX/gdbsx" ] && echo "$CACHE_REF_GDBSX/gdbsx" || true) \
   LAB_J_CACHE=$LAB_CACHE LAB_J_RUN=$LAB_RUN LAB_J_SERIAL=$SERIAL_LOG LAB_J_STATE=$LAB_STATE \
   LAB_J_USERSPIN=${LAB_USERSPIN:-on} LAB_J_LINUX_CAP=${LAB_LINUX_CAP:-50} LAB_J_USER_ADDR=$LAB_USER_ADDR LAB_J_USER_TEXTS=$(printf '%s\n' "${LAB_USER_TEXTS[@]}") \
   node -e '
@@ -178,6 +179,8 @@ write_initial_state() {
     const st = {
       version: 1, status: "booting", startedAt: new Date().toISOString(),
       qemuPid: Number(e.LAB_J_QEMU_PID), xen: e.LAB_J_XEN, xenImage: e.LAB_J_XEN_IMAGE,
+      // the reference gdbsx: tools/debugger/gdbsx built from the gdbsx hypervisor source (host path; the bench copies it into dom0)
+      referenceGdbsx: e.LAB_J_REF_GDBSX || null,
       serialLog: e.LAB_J_SERIAL, runDir: e.LAB_J_RUN, cacheDir: e.LAB_J_CACHE,
       agent: { host: "127.0.0.1", port: base },
       ports: { base, count: Number(e.LAB_J_N), forwarded: Array.from({ length: Number(e.LAB_J_N) }, (_, i) => base + i) },
