@@ -13,7 +13,7 @@ import { GuestRun, labDirectArgs, labDirectCommand } from './labSuite';
 import { LabDirectArgs, runLabDirect } from './labDirect';
 import { directPathFigures } from './paths';
 import { Results } from './model';
-import { PACKET_SIZE } from '../src/gx/session';
+import { PACKET_SIZE } from '../src/gx/reply';
 
 const MiB = 1 << 20;
 const DOMID = 1;

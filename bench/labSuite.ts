@@ -21,7 +21,7 @@ import {
 } from './gdbFigures';
 import { directPathFigures, gdbPathFigures } from './paths';
 import { roundTrips } from './profile';
-import { PACKET_SIZE } from '../src/gx/session';
+import { PACKET_SIZE } from '../src/gx/reply';
 import { Figure, Measure, Results, Unit, figure, measure, rate, throughput } from './model';
 import { REF_NAME, RefKey, RefOutcome, installReference, referenceMissing, runReference } from './reference';
 import { procCpuMs, summarize } from './stats';

@@ -17,7 +17,7 @@ import {
 import { directPathFigures, gdbPathFigures } from './paths';
 import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, roundTrips, simSpeed } from './profile';
-import { PACKET_SIZE } from '../src/gx/session';
+import { PACKET_SIZE } from '../src/gx/reply';
 import { DumpProfile, Figure, Results, figure, measure, rate, throughput } from './model';
 import { procCpuMs, selfCpuMs, summarize } from './stats';
 import { judgeCeiling, judgeRead, judgeStepi, judgeStopLatency } from './targets';

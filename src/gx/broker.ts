@@ -4,15 +4,14 @@
 // connection at a time (which may hold several, one per gdb inferior). The protocol side (extended.ts) asks; refusals are errors whose message is
 // the text gdb should print.
 import type { Guest } from '../vcpu/guest';
-import type { Session } from './session';
 
 export interface DomainBroker {
   /** The one domain a `gdbsx -a` server serves; undefined for `gdbsx serve`. */
   readonly fixedDomid: number | undefined;
-  /** Attach `domid` for `s` (paused, as `gdbsx -a` does), or throw with a readable reason. */
-  attach(domid: number, s: Session): Guest;
-  /** `s` has detached `domid` (detach, kill, or the connection ended). */
-  released(domid: number, s: Session): void;
+  /** Attach `domid` for the connection `owner` (paused, as `gdbsx -a` does), or throw with a readable reason. */
+  attach(domid: number, owner: object): Guest;
+  /** `owner` has detached `domid` (detach, kill, or the connection ended). */
+  released(domid: number, owner: object): void;
   /** The osdata documents (`info os`): see domainList.ts. */
   osdata(annex: string): Promise<string | undefined>;
 }

@@ -40,7 +40,7 @@ export class DomainServer implements DomainBroker {
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
   /** Which connection holds which domain. */
-  private readonly owners = new Map<number, { s: Session; lock: DomainLock }>();
+  private readonly owners = new Map<number, { s: object; lock: DomainLock }>();
   private readonly sockets = new Set<net.Socket>();
   /** Called with a one-line message for the user (connects, attaches, refusals). */
   onEvent: (msg: string) => void = () => undefined;
@@ -76,7 +76,7 @@ export class DomainServer implements DomainBroker {
     this.sessions.add(s);
   }
 
-  attach(domid: number, s: Session): Guest {
+  attach(domid: number, s: object): Guest {
     const owner = this.owners.get(domid);
     if (owner && owner.s !== s) throw new Error(`domain ${domid} is already being debugged by another connection`);
     const { guest, lock } = attachExclusive(this.xc, domid, this.opts);
@@ -85,7 +85,7 @@ export class DomainServer implements DomainBroker {
     return guest;
   }
 
-  released(domid: number, s: Session): void {
+  released(domid: number, s: object): void {
     const owner = this.owners.get(domid);
     if (owner?.s !== s) return;
     this.owners.delete(domid);

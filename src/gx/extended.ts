@@ -4,14 +4,15 @@
 // `gdbsx serve` holds several at once, one per inferior. `kill` never destroys a domain:
 // it detaches and leaves it running; `run` is refused (a domain is started with
 // `xl create`). Packets are looked at here before the usual handlers; those that need a
-// domain while none is attached get `E.<reason>` from Session.guest.
-import type { Packet, Reply, Session } from './session';
+// domain while none is attached get `E.<reason>` from the session's `guest`.
+import type { Packet, Reply } from './reply';
+import type { HandlerContext } from './handlers/context';
 import { ProtocolError, escapeBinary, hexByte, parseHexInt } from './packet';
 import { stopReply } from './stopReply';
 import { handleQuery } from './handlers/query';
 
 /** The osdata document a session is reading in chunks, kept from offset 0 to the end. */
-const osdataDocs = new WeakMap<Session, Map<string, string>>();
+const osdataDocs = new WeakMap<HandlerContext, Map<string, string>>();
 
 const RUN_REFUSED = 'gdbsx: `run` cannot start a domain: create it in dom0 with `xl create <config>` ' +
   '(`xl create -p` to have it wait paused), then `attach <domid>` (`info os processes` lists the domains)';
@@ -26,7 +27,7 @@ function chunk(doc: string, args: string): Buffer {
   return Buffer.concat([Buffer.from(off + len >= bytes.length ? 'l' : 'm'), escapeBinary(bytes.subarray(off, off + len))]);
 }
 
-function osdata(s: Session, annex: string, args: string): Promise<Reply> | Reply {
+function osdata(s: HandlerContext, annex: string, args: string): Promise<Reply> | Reply {
   const broker = s.broker;
   if (!broker) return 'E01';
   let docs = osdataDocs.get(s);
@@ -45,7 +46,7 @@ function parsePid(text: string): number {
   return parseInt(text, 16);
 }
 
-function attach(s: Session, pidText: string): Reply {
+function attach(s: HandlerContext, pidText: string): Reply {
   const domid = parsePid(pidText);
   const broker = s.broker;
   if (!broker) return 'E.gdbsx: this connection cannot attach domains';
@@ -73,19 +74,19 @@ function attach(s: Session, pidText: string): Reply {
 }
 
 /** The domain a `D;pid` or `vKill;pid` names (without a pid: the current one), or the error for one this connection does not hold. */
-function named(s: Session, pidText: string | undefined): number | string | undefined {
+function named(s: HandlerContext, pidText: string | undefined): number | string | undefined {
   if (pidText === undefined) return s.attached?.domid;
   const domid = parsePid(pidText);
   return s.holding(domid) ? domid : `E.gdbsx: domain ${domid} is not attached on this connection`;
 }
 
 /** Detach one domain (breakpoints removed, running as before); the connection and the other domains stay. */
-function release(s: Session, domid: number | undefined, why: string): void {
+function release(s: HandlerContext, domid: number | undefined, why: string): void {
   if (domid !== undefined) s.release(domid, why);
 }
 
 /** What the session has to answer without a domain, so gdb sees "no process" rather than errors. */
-function withoutDomain(s: Session, t: string): Reply | undefined {
+function withoutDomain(s: HandlerContext, t: string): Reply | undefined {
   if (t === '?') return 'W00';
   if (t === 'qfThreadInfo' || t === 'qsThreadInfo') return 'l';
   if (t === 'qC') return '';
@@ -97,7 +98,7 @@ function withoutDomain(s: Session, t: string): Reply | undefined {
 }
 
 /** The packets of extended-remote mode, and osdata; undefined: the usual handlers answer. */
-export function handleExtended(s: Session, p: Packet): Reply | Promise<Reply> | undefined {
+export function handleExtended(s: HandlerContext, p: Packet): Reply | Promise<Reply> | undefined {
   const t = p.text;
   if (t === '!') {
     s.extended = true;

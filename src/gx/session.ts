@@ -17,26 +17,12 @@ import { RegView, regView } from './regView';
 import type { XsTransport } from '../xs/transport';
 import type { DomainBroker } from './broker';
 import { resumeTogether } from './allStop';
+import { PACKET_SIZE, Framed, Packet, Reply } from './reply';
+import type { HandlerContext } from './handlers/context';
+
 
 const log = createDebug('gdbsx:gx');
 const logPkt = createDebug('gdbsx:packets');
-
-/** Largest packet we accept (advertised as PacketSize): gdb then reads 2 MiB per `m`. */
-export const PACKET_SIZE = 0x400000;
-
-/** A reply already framed ($payload#cs), sent as it is. */
-export class Framed {
-  constructor(readonly bytes: Buffer) {}
-}
-
-export type Reply = string | Buffer | Framed | null;
-
-export interface Packet {
-  /** The payload as latin1 text (command letters, hex). */
-  text: string;
-  /** The raw payload (for binary X data). */
-  raw: Buffer;
-}
 
 /** What a session keeps for each domain it holds (a process, with multiprocess). */
 interface Held {
@@ -60,7 +46,7 @@ interface Held {
 /** The answer to '?' and the like without a domain. */
 const NO_DOMAIN: StopEvent = { kind: 'exited', code: 0, message: '' };
 
-export class Session {
+export class Session implements HandlerContext {
   /** The domains under debug, by domain id; none in extended mode before `attach` and after `detach`/`kill`. */
   private readonly held = new Map<number, Held>();
   /** The current process: the domain of gdb's selected thread (Hg), else the last attached or stopped. */

@@ -233,13 +233,3 @@ function expandTagWord(buf: Buffer, fpuOff: number): number {
   }
   return tags;
 }
-
-/** The whole `g` block; unavailable registers as 'x' pairs. */
-export function encodeGBlock(arch: Arch, c: VcpuContext): string {
-  let s = '';
-  for (const r of arch.regs) {
-    const v = readReg(c, r);
-    s += v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
-  }
-  return s;
-}

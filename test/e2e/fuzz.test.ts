@@ -8,7 +8,7 @@ import { Framer } from '../../src/gx/framer';
 import { escapeBinary, unescapeBinary, rleDecode, rleEncode, frame } from '../../src/gx/packet';
 import { startStub, Stub, symbols, sleep } from './harness';
 import { RspClient } from './rspClient';
-import { PACKET_SIZE } from '../../src/gx/session';
+import { PACKET_SIZE } from '../../src/gx/reply';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20000);
 

@@ -1,5 +1,6 @@
 import assert from 'assert';
-import { AMD64, I386, encodeGBlock, readReg, writeReg, VcpuContext } from '../../src/vcpu/registers';
+import { AMD64, I386, readReg, writeReg, VcpuContext } from '../../src/vcpu/registers';
+import { encodeGBlock } from '../../src/gx/handlers/registers';
 import { CTX32, CTX64, writeField, readField } from '../../src/xg/context';
 import { targetXml } from '../../src/gx/targetXml';
 

@@ -2,13 +2,14 @@
 // breakpoints (type 1) and watchpoints (types 2 write, 3 read, 4 access) in the debug
 // registers, where the target can trap them; where it cannot, an error with the reason
 // (an empty reply would make gdb write the int3 itself, or say watchpoints do not exist).
-import type { Reply, Session } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
 import type { WatchKind } from '../../vcpu/guest';
 import { ProtocolError, parseHexBig, parseHexInt } from '../packet';
 
 const WATCH: Record<string, WatchKind> = { 2: 'watch', 3: 'rwatch', 4: 'awatch' };
 
-export function handleZ(s: Session, t: string): Reply {
+export function handleZ(s: HandlerContext, t: string): Reply {
   const parts = t.slice(1).split(/[,;]/);
   if (parts.length < 3) throw new ProtocolError('Z needs type,addr,kind');
   const insert = t[0] === 'Z';

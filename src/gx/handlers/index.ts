@@ -1,6 +1,7 @@
 // Packet dispatch: one module per packet family (after the gdbstub crate's split).
 // Unknown packets get the empty reply, which gdb reads as "not supported".
-import type { Packet, Reply, Session } from '../session';
+import type { Packet, Reply } from '../reply';
+import type { HandlerContext } from './context';
 import { handleQuery, handleQSet } from './query';
 import { handleG, handleBigG, handleP, handleBigP } from './registers';
 import { handleM, handleBigM, handleX, handleSmallX } from './memory';
@@ -11,7 +12,7 @@ import { handleDetach, handleKill } from './detach';
 import { handleLldb } from './lldb';
 import { handleExtended } from '../extended';
 
-export function dispatch(s: Session, p: Packet): Reply | Promise<Reply> {
+export function dispatch(s: HandlerContext, p: Packet): Reply | Promise<Reply> {
   const t = p.text;
   const ext = handleExtended(s, p);
   if (ext !== undefined) return ext;

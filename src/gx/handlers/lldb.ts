@@ -2,14 +2,15 @@
 // `;thread:<id>;` suffix on g/G/p/P instead of Hg first), QListThreadsInStopReply (the
 // thread list, pcs and names in T replies), qThreadStopInfo<tid> (one thread's stop reply)
 // and jThreadsInfo (all of them, JSON). gdb sends none of these.
-import type { Reply, Session } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
 import { ProtocolError } from '../packet';
 import { formatThreadId, parseThreadId } from '../threadId';
 import { stopReply, threadFields } from '../stopReply';
 import { jThreadsInfo } from '../lldbStop';
 
 /** The reply to an LLDB packet, or undefined for any other packet. */
-export function handleLldb(s: Session, t: string): Reply | undefined {
+export function handleLldb(s: HandlerContext, t: string): Reply | undefined {
   switch (t) {
     case 'QThreadSuffixSupported':
       s.threadSuffix = true;
@@ -25,7 +26,7 @@ export function handleLldb(s: Session, t: string): Reply | undefined {
 }
 
 /** qThreadStopInfo<tid>: the stopped VCPU gets the last stop reply, the others a T00 (stopped with it). */
-function threadStopInfo(s: Session, id: string): Reply {
+function threadStopInfo(s: HandlerContext, id: string): Reply {
   const sel = parseThreadId(id);
   if (sel.kind !== 'vcpu' || !s.guest.isOnline(sel.vcpu)) return 'E01';
   const ev = s.lastStop;
@@ -37,7 +38,7 @@ function threadStopInfo(s: Session, id: string): Reply {
  * g/G/p/P with LLDB's `;thread:<id>;` suffix (once QThreadSuffixSupported was asked): the
  * packet without it and the VCPU it names (undefined without a suffix: the Hg thread).
  */
-export function splitThreadSuffix(s: Session, t: string): { text: string; vcpu: number | undefined } {
+export function splitThreadSuffix(s: HandlerContext, t: string): { text: string; vcpu: number | undefined } {
   const at = s.threadSuffix ? t.lastIndexOf(';thread:') : -1;
   if (at < 0 || !t.endsWith(';')) return { text: t, vcpu: undefined };
   const sel = parseThreadId(t.slice(at + ';thread:'.length, -1));

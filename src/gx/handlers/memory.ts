@@ -1,8 +1,9 @@
 // Memory: m (hex read; a partly unmapped range returns the readable prefix, a fully
 // unmapped one E14), x (binary read, gdb 16+), M (hex write) and X (binary write).
 // Writes are all-or-nothing.
-import type { Reply, Session } from '../session';
-import { PACKET_SIZE } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
+import { PACKET_SIZE } from '../reply';
 import { ProtocolError, escapeBinary, fromHex, parseHexBig, parseHexInt, unescapeBinary } from '../packet';
 
 const EFAULT = 'E14';
@@ -14,7 +15,7 @@ function addrLen(spec: string): [bigint, number] {
   return [parseHexBig(a), Math.min(parseHexInt(l), PACKET_SIZE)];
 }
 
-export function handleM(s: Session, t: string): Reply {
+export function handleM(s: HandlerContext, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1));
   if (len === 0) return '';
   const n = Math.min(len, PACKET_SIZE / 2);
@@ -22,14 +23,14 @@ export function handleM(s: Session, t: string): Reply {
   return data.length === 0 ? EFAULT : s.hexReply(data);
 }
 
-export function handleSmallX(s: Session, t: string): Reply {
+export function handleSmallX(s: HandlerContext, t: string): Reply {
   const [addr, len] = addrLen(t.slice(1));
   if (len === 0) return 'b';
   const data = s.guest.readMemory(addr, len, s.memoryVcpu);
   return data.length === 0 ? EFAULT : Buffer.concat([Buffer.from('b'), escapeBinary(data)]);
 }
 
-export function handleBigM(s: Session, t: string): Reply {
+export function handleBigM(s: HandlerContext, t: string): Reply {
   const colon = t.indexOf(':');
   if (colon < 0) throw new ProtocolError('M needs addr,length:data');
   const [addr, len] = addrLen(t.slice(1, colon));
@@ -39,7 +40,7 @@ export function handleBigM(s: Session, t: string): Reply {
   return 'OK';
 }
 
-export function handleX(s: Session, raw: Buffer): Reply {
+export function handleX(s: HandlerContext, raw: Buffer): Reply {
   const colon = raw.indexOf(0x3a);
   if (colon < 0) throw new ProtocolError('X needs addr,length:data');
   const [addr, len] = addrLen(raw.subarray(1, colon).toString('latin1'));

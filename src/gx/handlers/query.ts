@@ -1,7 +1,8 @@
 // General queries (q...) and settings (Q...): features, thread lists, target
 // description, attach state, monitor commands.
-import type { Reply, Session } from '../session';
-import { PACKET_SIZE } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
+import { PACKET_SIZE } from '../reply';
 import { ProtocolError, escapeBinary, fromHex, parseHexInt } from '../packet';
 import { formatThreadId, parseThreadId } from '../threadId';
 import { targetXml } from '../targetXml';
@@ -22,7 +23,7 @@ function xferChunk(doc: string, args: string): Buffer {
 }
 
 /** The threads of every domain held (one without multiprocess), by domain id. */
-export function threadsXml(s: Session): string {
+export function threadsXml(s: HandlerContext): string {
   const items = s.domains.flatMap((g) => g.vcpus().map((v) => {
     const id = formatThreadId(v, s.multiprocess, g.domid);
     // core is decimal (gdb stops parsing the list at core="a").
@@ -35,11 +36,11 @@ function extraInfo(g: Guest, vcpu: number): string {
   return `VCPU ${vcpu} of domain ${g.domid}${g.isRunning ? ', running' : ', paused'}`;
 }
 
-function threadList(s: Session): string {
+function threadList(s: HandlerContext): string {
   return 'm' + s.domains.flatMap((g) => g.vcpus().map((v) => formatThreadId(v, s.multiprocess, g.domid))).join(',');
 }
 
-export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
+export function handleQuery(s: HandlerContext, t: string): Reply | Promise<Reply> {
   const name = t.split(/[:,;]/, 1)[0];
   switch (name) {
     case 'qSupported': {
@@ -95,7 +96,7 @@ export function handleQuery(s: Session, t: string): Reply | Promise<Reply> {
   }
 }
 
-export function handleQSet(s: Session, t: string): Reply {
+export function handleQSet(s: HandlerContext, t: string): Reply {
   if (t === 'QStartNoAckMode') return 'OK';
   return '';
 }

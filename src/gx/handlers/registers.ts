@@ -1,18 +1,29 @@
 // Registers: g/G (the whole block, in target-description order) and p/P (one), in
 // the numbering of the registers shown (regView.ts).
-import type { Reply, Session } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
 import { ProtocolError, fromHex, parseHexInt } from '../packet';
-import { encodeGBlock } from '../../vcpu/registers';
+import { Arch, VcpuContext, readReg } from '../../vcpu/registers';
 import { splitThreadSuffix } from './lldb';
 
-export function handleG(s: Session, packet: string): Reply {
+/** The whole `g` block in the wire's order; unavailable registers as 'x' pairs (the `G` decoder is below). */
+export function encodeGBlock(arch: Arch, c: VcpuContext): string {
+  let out = '';
+  for (const r of arch.regs) {
+    const v = readReg(c, r);
+    out += v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
+  }
+  return out;
+}
+
+export function handleG(s: HandlerContext, packet: string): Reply {
   const { text, vcpu } = splitThreadSuffix(s, packet);
   if (text !== 'g') return '';
   const v = vcpu ?? s.currentVcpu;
   return encodeGBlock(s.regs.arch, s.guest.context(v));
 }
 
-export function handleBigG(s: Session, packet: string): Reply {
+export function handleBigG(s: HandlerContext, packet: string): Reply {
   const { text: t, vcpu } = splitThreadSuffix(s, packet);
   const v = vcpu ?? s.currentVcpu;
   const { arch, guestRegno } = s.regs;
@@ -24,16 +35,12 @@ export function handleBigG(s: Session, packet: string): Reply {
     if (/^x+$/i.test(part)) return; // unavailable: leave as is
     values.set(guestRegno[i], fromHex(part));
   });
-  // Only write what changed: Xen rejects some fields (PV cr3) if they differ.
-  for (const [i, value] of [...values]) {
-    const cur = s.guest.readRegister(v, i);
-    if (cur && cur.equals(value)) values.delete(i);
-  }
-  if (values.size) s.guest.writeRegisters(v, values);
+  // Guest.writeRegisters writes only what changed (Xen rejects some fields, PV cr3, if they differ).
+  s.guest.writeRegisters(v, values);
   return 'OK';
 }
 
-export function handleP(s: Session, packet: string): Reply {
+export function handleP(s: HandlerContext, packet: string): Reply {
   const { text: t, vcpu } = splitThreadSuffix(s, packet);
   const regno = parseHexInt(t.slice(1));
   const r = s.regs.arch.regs[regno];
@@ -42,7 +49,7 @@ export function handleP(s: Session, packet: string): Reply {
   return v ? v.toString('hex') : 'xx'.repeat(r.bits / 8);
 }
 
-export function handleBigP(s: Session, packet: string): Reply {
+export function handleBigP(s: HandlerContext, packet: string): Reply {
   const { text: t, vcpu } = splitThreadSuffix(s, packet);
   const eq = t.indexOf('=');
   if (eq < 0) throw new ProtocolError('P needs n=value');

@@ -1,7 +1,8 @@
 // Run control: vCont (per-thread actions, all-stop), legacy c/s/C/S, and '?'. With
 // multiprocess an action names processes too (`c:p2.-1` every VCPU of domain 2, `c:p-1.-1`
 // or no thread at all: every domain held); domains no action names stay stopped.
-import type { Reply, Session } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
 import { ProtocolError, parseHexBig } from '../packet';
 import { ThreadSel, parseThreadId } from '../threadId';
 import { stopReply } from '../stopReply';
@@ -9,7 +10,7 @@ import { Guest, ResumePlan } from '../../vcpu/guest';
 
 export const VCONT_ACTIONS = 'vCont;c;C;s;S';
 
-export function handleStatus(s: Session): Reply {
+export function handleStatus(s: HandlerContext): Reply {
   return stopReply(s.guest, s.lastStop, s);
 }
 
@@ -28,7 +29,7 @@ function covers(sel: ThreadSel, g: Guest, v: number, current: Guest, stoppedVcpu
  * action applies; VCPUs no action names stay stopped. Signals cannot be delivered to a
  * guest kernel, so C/S act as c/s. The plan of every domain held (empty for those not run).
  */
-export function parseVCont(s: Session, t: string): Map<Guest, ResumePlan> {
+export function parseVCont(s: HandlerContext, t: string): Map<Guest, ResumePlan> {
   const actions = t.slice('vCont;'.length).split(';').map((a) => {
     const colon = a.indexOf(':');
     const act = colon < 0 ? a : a.slice(0, colon);
@@ -63,14 +64,14 @@ export function parseVCont(s: Session, t: string): Map<Guest, ResumePlan> {
   return plans;
 }
 
-export function handleVCont(s: Session, t: string): Reply | Promise<Reply> {
+export function handleVCont(s: HandlerContext, t: string): Reply | Promise<Reply> {
   if (t === 'vCont?') return VCONT_ACTIONS;
   if (!t.startsWith('vCont;')) return '';
   return s.resume(parseVCont(s, t));
 }
 
 /** c[addr], s[addr], Csig[;addr], Ssig[;addr]: act on the Hc thread (or all / the current one). */
-export function handleLegacyResume(s: Session, t: string): Promise<Reply> {
+export function handleLegacyResume(s: HandlerContext, t: string): Promise<Reply> {
   const op = t[0];
   let rest = t.slice(1);
   if (op === 'C' || op === 'S') {

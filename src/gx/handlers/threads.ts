@@ -1,17 +1,18 @@
 // Thread selection (H) and liveness (T). With multiprocess a thread id names its
 // process (domain): Hg pP.T makes domain P the current one (registers, memory,
 // breakpoints, the target description and `monitor` act on it).
-import type { Reply, Session } from '../session';
+import type { Reply } from '../reply';
+import type { HandlerContext } from './context';
 import type { Guest } from '../../vcpu/guest';
 import { ProtocolError } from '../packet';
 import { PidSel, parseThreadId } from '../threadId';
 
 /** The domain a thread id's process part names: a held domain, or the current one (no pid, p0, p-1). */
-export function domainOf(s: Session, pid: PidSel): Guest | undefined {
+export function domainOf(s: HandlerContext, pid: PidSel): Guest | undefined {
   return typeof pid === 'number' ? s.holding(pid) : s.guest;
 }
 
-export function handleH(s: Session, t: string): Reply {
+export function handleH(s: HandlerContext, t: string): Reply {
   const op = t[1];
   if (op !== 'g' && op !== 'c') return '';
   const sel = parseThreadId(t.slice(2));
@@ -29,7 +30,7 @@ export function handleH(s: Session, t: string): Reply {
   return 'OK';
 }
 
-export function handleThreadAlive(s: Session, t: string): Reply {
+export function handleThreadAlive(s: HandlerContext, t: string): Reply {
   const sel = parseThreadId(t.slice(1));
   if (sel.kind !== 'vcpu') throw new ProtocolError('T needs a thread id');
   const g = domainOf(s, sel.pid);
