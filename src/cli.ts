@@ -7,12 +7,11 @@ import { runUntilSignal } from './untilSignal';
 import yargs from 'yargs';
 import createDebug from 'debug';
 import { XenControl } from './xg/xenctl';
-import { Hypercalls } from './xg/hypercalls';
+import type { Backend } from './backend';
 import { UserError, XenError } from './xg/errors';
 import { Guest } from './vcpu/guest';
 import { dumpContexts } from './vcpu/contextDump';
 import { GdbServer } from './gx/server';
-import type { XsTransport } from './xs/transport';
 
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -169,15 +168,6 @@ function parse(argv: string[]): Parsed {
     simVcpus, simWidth: a['sim-width'] as 32 | 64, simType: a['sim-type'], simXen: a['sim-xen'] as Parsed['simXen'],
     debug: a.d, stepTimeout, memory: a.memory as 'pagewalk' | 'gdbsx',
   };
-}
-
-export interface Backend {
-  hc: Hypercalls;
-  /** Demo ELF for the simulated guest (for the gdb `file` hint). */
-  symbolFile?: string;
-  /** The xenstore `monitor info` reads: the simulated one; unset, this host's. */
-  xenstore?: () => Promise<XsTransport>;
-  close(): void;
 }
 
 async function openBackend(p: Parsed): Promise<Backend> {

@@ -1,8 +1,8 @@
 // The embedded default: a simulated Xen with one demo guest, for `npm start`
 // and the tests. The demo ELF (with symbols) is what gdb should load.
 import path from 'path';
-import { SimXen, SimXenOptions } from './xg/sim';
-import type { Backend } from './cli';
+import { SimXen, SimXenOptions, defaultGuestImage } from './xg/sim';
+import type { Backend } from './backend';
 import { guestIntegrity } from './simIntegrity';
 
 export interface SimDemoOptions {
@@ -20,8 +20,9 @@ export interface SimDemoOptions {
   busy?: boolean;
 }
 
+/** The demo ELF (with symbols): the simulator's default guest image. */
 export function demoImage(width: 32 | 64): string {
-  return path.resolve(__dirname, '..', '..', 'guest', 'build', width === 64 ? 'demo64.elf' : 'demo32.elf');
+  return defaultGuestImage(width);
 }
 
 /** The demo never idles from now on: its idle hlt becomes a nop. */
