@@ -15,8 +15,9 @@ const MAX_DEPTH = 64;
 const RET = 0xc3;
 const PUSH_RBP = 0x55;
 const ENDBR64 = Buffer.from([0xf3, 0x0f, 0x1e, 0xfa]);
-/** The 5-byte nop Linux leaves at a function's start for ftrace. */
+/** The 5-byte nop Linux leaves at a function's start for ftrace (a `call` rel32 while ftrace traces it). */
 const NOP5 = Buffer.from([0x0f, 0x1f, 0x44, 0x00, 0x00]);
+const CALL_REL32 = 0xe8;
 /** Frames of one chain lie on one stack: Linux x86_64 stacks are 16 KiB, IRQ stacks too. */
 const MAX_FRAME_GAP = 64n * 1024n;
 
@@ -28,6 +29,12 @@ export class StackWalker {
   private readonly symbols: SymbolTable | undefined;
   /** Kernel samples walked, and how many gave at least one caller. */
   readonly stats = { walked: 0, withCallers: 0 };
+  /**
+   * Where each function's `push %rbp` is (null: none), read once per function: a hot
+   * function's entry is otherwise read again at every sample in it. The answer does not
+   * change when ftrace turns the entry's nop into a call, as both are 5 bytes.
+   */
+  private readonly prologues = new Map<bigint, bigint | null>();
 
   constructor(hc: Hypercalls, domid: number, width: 32 | 64, symbols?: SymbolTable) {
     this.ptr = width / 8;
@@ -109,19 +116,23 @@ export class StackWalker {
     return undefined;
   }
 
-  /** The address of the function's `push %rbp` (after endbr64 and an ftrace nop), if it has one. */
+  /** The address of the function's `push %rbp` (after endbr64 and an ftrace nop or call), if it has one. */
   private prologuePush(fn: bigint, vcpu: number): bigint | undefined {
+    const known = this.prologues.get(fn);
+    if (known !== undefined) return known ?? undefined;
     const b = Buffer.alloc(10);
     try {
-      if (this.mem.read(fn, b, { vcpu, pgd3: 0n }) !== b.length) return fn; // unreadable: assume a frame
+      if (this.mem.read(fn, b, { vcpu, pgd3: 0n }) !== b.length) return fn; // unreadable: assume a frame (not kept)
     } catch (e) {
       if (e instanceof XenError) return fn;
       throw e;
     }
     let i = 0;
     if (b.subarray(i, i + 4).equals(ENDBR64)) i += 4;
-    if (b.subarray(i, i + 5).equals(NOP5)) i += 5;
-    return b[i] === PUSH_RBP ? fn + BigInt(i) : undefined;
+    if (b.subarray(i, i + 5).equals(NOP5) || b[i] === CALL_REL32) i += 5;
+    const push = b[i] === PUSH_RBP ? fn + BigInt(i) : null;
+    this.prologues.set(fn, push);
+    return push ?? undefined;
   }
 
   private byteAt(addr: bigint, vcpu: number): number | undefined {
