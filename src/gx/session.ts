@@ -203,7 +203,7 @@ export class Session {
   /** Answers one packet; a promise only if its handler is asynchronous (resumes). */
   private handleOne(data: Buffer): Promise<void> | undefined {
     const pkt: Packet = { text: data.toString('latin1'), raw: data };
-    logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
+    if (logPkt.enabled) logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
     let reply: Reply | Promise<Reply>;
     try {
       reply = dispatch(this, pkt);
@@ -268,7 +268,8 @@ export class Session {
   send(reply: string | Buffer | Framed, rle = typeof reply === 'string'): void {
     if (this.closed) return;
     if (reply instanceof Framed) {
-      logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
+      // (Only when logging: the text of every reply would be built for nothing.)
+      if (logPkt.enabled) logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
       this.lastSent = reply.bytes;
       this.sock.write(reply.bytes);
       return;
@@ -276,7 +277,7 @@ export class Session {
     let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
     if (rle && payload.length > 8) payload = rleEncode(payload);
     const framed = frame(payload);
-    logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
+    if (logPkt.enabled) logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
     this.lastSent = framed;
     this.sock.write(framed);
   }

@@ -245,6 +245,7 @@ export class Guest implements RunHost {
   invalidate(): void {
     this.mem.invalidate();
     this.vcpuSet.invalidate();
+    this.vcpuSet.willRun();
     this.hvmCpus.clear();
   }
 
@@ -350,9 +351,9 @@ export class Guest implements RunHost {
     return this.vcpuSet.isOnline(vcpu);
   }
 
-  /** After a stop: the VCPUs that are up now. */
+  /** After a stop: the VCPUs that are up now (the run-control path's wait has often read them already). */
   refreshVcpusAfterStop(): void {
-    this.vcpuSet.refresh();
+    this.vcpuSet.refreshIfRan();
   }
 
   context(vcpu: number): VcpuContext {
