@@ -75,6 +75,8 @@ export class Session {
   xenstore: (() => Promise<XsTransport>) | undefined;
   /** The last stop, answered again for '?'. */
   lastStop: StopEvent;
+  /** Work for right after the reply being built has gone out (see runUntilStop). */
+  private afterReply: (() => void) | undefined;
 
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
@@ -220,6 +222,9 @@ export class Session {
   private answer(pkt: Packet, reply: Reply): void {
     if (reply !== null && !this.closed) this.send(reply);
     if (pkt.text === 'QStartNoAckMode' && reply === 'OK') this.noAck = true;
+    const after = this.afterReply;
+    this.afterReply = undefined;
+    after?.();
   }
 
   private errorFor(e: unknown, what: string): string {
@@ -303,6 +308,9 @@ export class Session {
       this.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
       this.suffixVcpu = undefined;
       this.guest.refreshVcpusAfterStop();
+      // gdb reads the byte at pc next: fetched while it decodes the reply.
+      const g = this.guest;
+      this.afterReply = () => g.warmAfterStop(ev.vcpu);
       if (this.guest.memioBlindToKernel() && !this.warnedUserMode) {
         this.warnedUserMode = true;
         this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +

@@ -242,6 +242,21 @@ export class Guest implements RunHost {
     }
   }
 
+  /**
+   * After a stop reply has gone out: read the line at pc (gdb reads the byte there four
+   * times per stop, and the function's start, most often on the same page) into the line
+   * cache while gdb is still decoding the reply, so those requests find the page walked.
+   * Best effort: a line that cannot be read is left to the request itself.
+   */
+  warmAfterStop(vcpu: number): void {
+    if (this.runner.isRunning || !this.attached) return;
+    try {
+      this.mem.read(this.vcpuSet.pc(vcpu), 1, this.mem.space(vcpu));
+    } catch (e) {
+      log('reading ahead after a stop: %s', (e as Error).message);
+    }
+  }
+
   invalidate(): void {
     this.mem.invalidate();
     this.vcpuSet.invalidate();
