@@ -8,7 +8,12 @@ import { startStub, gdbBatch, gdbConnect as connect, Stub } from './harness';
 import type { SimRegisters } from '../../src/xg/sim';
 
 const STEPS = 300;
-const GPRS = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
+type Gpr = 'rax' | 'rbx' | 'rcx' | 'rdx' | 'rsi' | 'rdi' | 'rbp' | 'r8' | 'r9' | 'r10' | 'r11' | 'r12' | 'r13' | 'r14' | 'r15';
+/** The GPRs compared, by the simulator's name, and what gdb calls each for the guest's width. */
+const GPRS: Record<32 | 64, [Gpr, string][]> = {
+  64: (['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const).map((r) => [r, r]),
+  32: (['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp'] as const).map((r) => [r, 'e' + r.slice(1)]),
+};
 
 interface Truth {
   regs: SimRegisters;
@@ -17,10 +22,11 @@ interface Truth {
   instructions: number;
 }
 
-/** One line per stepi: pc, sp, the GPRs, then the two quadwords at sp (all hex). */
-function probe(): string {
-  const vals = ['(unsigned long)$pc', '(unsigned long)$sp', ...GPRS.map((r) => `(unsigned long)$${r}`), '*(unsigned long *)$sp', '*(unsigned long *)($sp + 8)'];
-  return `printf "STEP${' %lx'.repeat(vals.length)}\\n", ${vals.join(', ')}`;
+/** One line per stepi: pc, sp, the GPRs, then the two words at sp (all hex). */
+function probe(width: 32 | 64): string {
+  const w = width === 64 ? 'unsigned long long' : 'unsigned int';
+  const vals = [`(${w})$pc`, `(${w})$sp`, ...GPRS[width].map(([, r]) => `(${w})$${r}`), `*(${w} *)$sp`, `*(${w} *)($sp + ${width / 8})`];
+  return `printf "STEP${' %llx'.repeat(vals.length)}\\n", ${vals.map((v) => `(unsigned long long)${v}`).join(', ')}`;
 }
 
 /** The demo function containing `pc` (the nearest demo_ symbol at or below it). */
@@ -32,8 +38,8 @@ function functionAt(stub: Stub, pc: bigint): string {
   return best?.[0] ?? '?';
 }
 
-function le64(b: Buffer, off: number): bigint {
-  return b.readBigUInt64LE(off);
+function word(b: Buffer, i: number, width: 32 | 64): bigint {
+  return width === 64 ? b.readBigUInt64LE(8 * i) : BigInt(b.readUInt32LE(4 * i));
 }
 
 describe('stepi: gdb sees the simulated CPU as it is after each step', function () {
@@ -47,9 +53,9 @@ describe('stepi: gdb sees the simulated CPU as it is after each step', function 
     await stub?.close();
   });
 
-  for (const locking of ['off', 'step'] as const) {
-    it(`${STEPS} stepi on VCPU 0 (scheduler-locking ${locking}): pc, sp, every GPR and the stack at sp equal the CPU's at each trap, one instruction per step`, async () => {
-      stub = await startStub({ vcpus: 2 });
+  for (const [width, locking] of [[64, 'off'], [64, 'step'], [32, 'off']] as const) {
+    it(`${width}-bit PV, ${STEPS} stepi on VCPU 0 (scheduler-locking ${locking}): pc, sp, every GPR and the stack at sp equal the CPU's at each trap, one instruction per step`, async () => {
+      stub = await startStub({ vcpus: 2, width });
       const truth: Truth[] = [];
       const unsub = stub.sim.onStateChange((e) => {
         if (e.type !== 'trap' || e.domid !== stub.domid || e.vcpu !== 0 || e.kind !== 'step') return;
@@ -57,7 +63,7 @@ describe('stepi: gdb sees the simulated CPU as it is after each step', function 
         truth.push({ regs, stack: stub.sim.readVirt(stub.domid, regs.rsp, 16, 0), instructions: stub.sim.domainState(stub.domid).instructions[0] });
       });
       try {
-        const steps = Array.from({ length: STEPS }, () => ['stepi', probe()]).flat();
+        const steps = Array.from({ length: STEPS }, () => ['stepi', probe(width)]).flat();
         const r = await gdbBatch([...connect(stub), 'thread 1', `set scheduler-locking ${locking}`, ...steps, 'detach'], 90000);
         assert.strictEqual(r.code, 0, r.stderr);
         const seen = r.stdout.split('\n').filter((l) => l.startsWith('STEP ')).map((l) => l.split(' ').slice(1).map((x) => BigInt('0x' + x)));
@@ -70,9 +76,10 @@ describe('stepi: gdb sees the simulated CPU as it is after each step', function 
           const where = `step ${i + 1} (pc 0x${t.regs.rip.toString(16)})`;
           assert.strictEqual(pc, t.regs.rip, `${where}: gdb's pc`);
           assert.strictEqual(sp, t.regs.rsp, `${where}: gdb's sp`);
-          GPRS.forEach((name, k) => assert.strictEqual(rest[k], t.regs[name], `${where}: gdb's ${name}`));
-          assert.strictEqual(rest[GPRS.length], le64(t.stack, 0), `${where}: the quadword at sp as gdb reads it`);
-          assert.strictEqual(rest[GPRS.length + 1], le64(t.stack, 8), `${where}: the quadword at sp+8 as gdb reads it`);
+          const gprs = GPRS[width];
+          gprs.forEach(([sim, gdb], k) => assert.strictEqual(rest[k], t.regs[sim], `${where}: gdb's ${gdb}`));
+          assert.strictEqual(rest[gprs.length], word(t.stack, 0, width), `${where}: the word at sp as gdb reads it`);
+          assert.strictEqual(rest[gprs.length + 1], word(t.stack, 1, width), `${where}: the word after it as gdb reads it`);
           if (i > 0) assert.strictEqual(t.instructions - truth[i - 1].instructions, 1, `${where}: instructions retired by the step`);
           funcs.add(functionAt(stub, pc));
         }
