@@ -5,6 +5,9 @@
 // whole `npm run bench` is too long to repeat.
 //
 //   node dist/bench/stepi.js [rounds] [steps per block]      (default 7 rounds of 200)
+//   BENCH_STEPI_CONTINUES=n: continues to the breakpoint before stepping (default 20, as
+//     the full benchmark runs that figure just before; its stepi figure is then 1 round
+//     of 20 steps in a fresh process: `node dist/bench/stepi.js 1 20`, JIT still cold)
 //   BENCH_STEPI_TRACE=1: also the packets of one stepi on each side.
 import { MiGdb } from './mi';
 import { connect, continueStops, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
@@ -37,9 +40,10 @@ async function main(): Promise<void> {
     for (const g of [ours, theirs]) await g.setup();
     await connect(ours, sim.port);
     await connect(theirs, target.port);
-    // As the full benchmark: stepping starts in a function the guest calls often.
-    await continueStops(ours, 'demo_tick', 0);
-    await continueStops(theirs, 'tick', 0);
+    // As the full benchmark: continues to a function the guest calls often, then the steps.
+    const continues = Number(process.env.BENCH_STEPI_CONTINUES ?? 20);
+    await continueStops(ours, 'demo_tick', continues);
+    await continueStops(theirs, 'tick', continues);
     const ms: Record<'ours' | 'gdbserver', number[]> = { ours: [], gdbserver: [] };
     const perRound: { ours: number; gdbserver: number }[] = [];
     // CPU ms per step: gdb's, and the stub's (ours: this whole process, the bench's MI reading included).
