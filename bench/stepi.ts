@@ -10,9 +10,9 @@
 //     of 20 steps in a fresh process: `node dist/bench/stepi.js 1 20`, JIT still cold)
 //   BENCH_STEPI_TRACE=1: also the packets of one stepi on each side.
 import { MiGdb } from './mi';
-import { connect, continueStops, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
+import { connect, continueStops, dumpTimes, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
 import { startCeilingTarget } from './ceiling';
-import { startSim } from './simSuite';
+import { pattern, startSim } from './simSuite';
 import { procCpuMs, selfCpuMs, summarize, sleep } from './stats';
 
 function arg(i: number, dflt: number): number {
@@ -40,6 +40,14 @@ async function main(): Promise<void> {
     for (const g of [ours, theirs]) await g.setup();
     await connect(ours, sim.port);
     await connect(theirs, target.port);
+    if (process.env.BENCH_STEPI_DUMPS === '1') {
+      // What the full run does to the stub before: 1 and 16 MiB dumps of dense data.
+      const phys = 32 << 20;
+      sim.sim.writePhys(1, phys, pattern(16 << 20));
+      const dm = sim.sim.layout(1).directMap + BigInt(phys);
+      await dumpTimes(ours, dm, 1 << 20, 20);
+      await dumpTimes(ours, dm, 16 << 20, 5);
+    }
     // As the full benchmark: continues to a function the guest calls often, then the steps.
     const continues = Number(process.env.BENCH_STEPI_CONTINUES ?? 20);
     await continueStops(ours, 'demo_tick', continues);
