@@ -93,15 +93,28 @@ function stop(p: ChildProcess | undefined): void {
   }
 }
 
-export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (bytes: number) => number; log: (m: string) => void }): Promise<CeilingResult> {
+/** The ceiling's process under `gdbserver --attach`: where its buffer is, the port, and how to stop both. */
+export interface CeilingTarget {
+  exe: string;
+  addr: bigint;
+  port: number;
+  serverPid: number | undefined;
+  close(): void;
+}
+
+export async function startCeilingTarget(bytes: number, log: (m: string) => void): Promise<CeilingTarget> {
   const version = gdbserverAvailable();
   if (!version) throw new Error(`${GDBSERVER} not found: install Debian's gdbserver (apt-get install gdbserver)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gdbsx-ceiling-'));
   let prog: ChildProcess | undefined;
   let server: ChildProcess | undefined;
-  let gdb: MiGdb | undefined;
+  const close = () => {
+    stop(server);
+    stop(prog);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
   try {
-    const exe = compile(dir, Math.max(...o.bytes));
+    const exe = compile(dir, bytes);
     prog = spawn(exe, [], { stdio: ['ignore', 'pipe', 'ignore'] });
     const addr = BigInt((await firstLine(prog, 'stdout', /(0x[0-9a-f]+)\n/, 10000))[1]);
     server = spawn(GDBSERVER, ['--attach', '127.0.0.1:0', String(prog.pid)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -113,7 +126,23 @@ export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (
       firstLine(s, 'stdout', /Listening on port (\d+)/, 10000).then(resolve, fail);
     });
     const port = Number((await both)[1]);
-    o.log(`gdbserver: ${version}; pid ${prog.pid} at ${addr.toString(16)}, port ${port}`);
+    log(`gdbserver: ${version}; pid ${prog.pid} at ${addr.toString(16)}, port ${port}`);
+    return { exe, addr, port, serverPid: server.pid, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (bytes: number) => number; log: (m: string) => void }): Promise<CeilingResult> {
+  const version = gdbserverAvailable();
+  if (!version) throw new Error(`${GDBSERVER} not found: install Debian's gdbserver (apt-get install gdbserver)`);
+  let target: CeilingTarget | undefined;
+  let gdb: MiGdb | undefined;
+  try {
+    target = await startCeilingTarget(Math.max(...o.bytes), o.log);
+    const { exe, addr, port } = target;
+    const server = { pid: target.serverPid };
     gdb = new MiGdb([exe]);
     await gdb.setup();
     await defineCommands(gdb);
@@ -152,8 +181,6 @@ export async function runCeiling(o: { bytes: number[]; runs: number; readRuns: (
       await Promise.race([gdb.quit(), sleep(5000)]);
       gdb.kill();
     }
-    stop(server);
-    stop(prog);
-    fs.rmSync(dir, { recursive: true, force: true });
+    target?.close();
   }
 }

@@ -58,7 +58,7 @@ interface SimStub {
   close(): Promise<void>;
 }
 
-async function startSim(vcpus: number, width: 32 | 64): Promise<SimStub> {
+export async function startSim(vcpus: number, width: 32 | 64): Promise<SimStub> {
   const demo = startSimDemo({ domid: DOMID, vcpus, width, type: 'pv' });
   const trace = new TracingHypercalls(demo.hc);
   const xc = new XenControl(trace);

@@ -84,6 +84,8 @@ export class Session implements HandlerContext {
   cVcpu: number | 'all' | undefined;
   /** How `monitor info` reaches xenstore (the simulated one on the simulated Xen); unset: the real one. */
   xenstore: (() => Promise<XsTransport>) | undefined;
+  /** Work for right after the reply being built has gone out (see runUntilStop). */
+  private afterReply: (() => void) | undefined;
 
   /** Refusals already told to the stub's user (gdb shows some of them only as "Cannot insert breakpoint"). */
   private readonly toldRefusals = new Set<string>();
@@ -270,7 +272,7 @@ export class Session implements HandlerContext {
   /** Answers one packet; a promise only if its handler is asynchronous (resumes). */
   private handleOne(data: Buffer): Promise<void> | undefined {
     const pkt: Packet = { text: data.toString('latin1'), raw: data };
-    logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
+    if (logPkt.enabled) logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
     let reply: Reply | Promise<Reply>;
     try {
       reply = dispatch(this, pkt);
@@ -287,6 +289,9 @@ export class Session implements HandlerContext {
   private answer(pkt: Packet, reply: Reply): void {
     if (reply !== null && !this.closed) this.send(reply);
     if (pkt.text === 'QStartNoAckMode' && reply === 'OK') this.noAck = true;
+    const after = this.afterReply;
+    this.afterReply = undefined;
+    after?.();
   }
 
   private errorFor(e: unknown, what: string): string {
@@ -335,7 +340,8 @@ export class Session implements HandlerContext {
   send(reply: string | Buffer | Framed, rle = typeof reply === 'string'): void {
     if (this.closed) return;
     if (reply instanceof Framed) {
-      logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
+      // (Only when logging: the text of every reply would be built for nothing.)
+      if (logPkt.enabled) logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
       this.lastSent = reply.bytes;
       this.sock.write(reply.bytes);
       return;
@@ -343,7 +349,7 @@ export class Session implements HandlerContext {
     let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
     if (rle && payload.length > 8) payload = rleEncode(payload);
     const framed = frame(payload);
-    logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
+    if (logPkt.enabled) logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
     this.lastSent = framed;
     this.sock.write(framed);
   }
@@ -431,6 +437,8 @@ export class Session implements HandlerContext {
       h.gVcpu = ev.vcpu; // gdb's record_currthread(): the stopping thread is now "general"
       this.suffixVcpu = undefined;
       g.refreshVcpusAfterStop();
+      // gdb reads the byte at pc next: fetched while it decodes the reply.
+      this.afterReply = () => g.warmAfterStop(ev.vcpu);
       if (g.memioBlindToKernel() && !h.warnedUserMode) {
         h.warnedUserMode = true;
         this.console('gdbsx: note: VCPU 0 is in guest user mode. Xen reads guest memory through VCPU 0\'s page tables, ' +

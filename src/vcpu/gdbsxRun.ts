@@ -134,7 +134,8 @@ export class GdbsxRun extends PollingRun implements RunControl {
     const { xc, domid, vcpuSet: vcpus } = this.h;
     this.h.invalidate(); // the guest is about to run: cached memory goes stale
     const armed = this.armed;
-    let info = xc.getDomainInfo(domid);
+    // Read after each unpause; before the first only if none is made (one domctl less per resume).
+    let info: DomainInfo | undefined;
     while (this.owed > 0) {
       try {
         xc.unpauseDomain(domid);
@@ -165,6 +166,7 @@ export class GdbsxRun extends PollingRun implements RunControl {
         break;
       }
     }
+    info ??= xc.getDomainInfo(domid);
     if (!info.paused) this.foreignPaused = false;
     return info; // the latest state: a step has often trapped already
   }

@@ -246,9 +246,25 @@ export class Guest implements RunHost {
     }
   }
 
+  /**
+   * After a stop reply has gone out: read the line at pc (gdb reads the byte there four
+   * times per stop, and the function's start, most often on the same page) into the line
+   * cache while gdb is still decoding the reply, so those requests find the page walked.
+   * Best effort: a line that cannot be read is left to the request itself.
+   */
+  warmAfterStop(vcpu: number): void {
+    if (this.runner.isRunning || !this.attached) return;
+    try {
+      this.mem.read(this.vcpuSet.pc(vcpu), 1, this.mem.space(vcpu));
+    } catch (e) {
+      log('reading ahead after a stop: %s', (e as Error).message);
+    }
+  }
+
   invalidate(): void {
     this.mem.invalidate();
     this.vcpuSet.invalidate();
+    this.vcpuSet.willRun();
     this.hvmCpus.clear();
   }
 
@@ -354,9 +370,9 @@ export class Guest implements RunHost {
     return this.vcpuSet.isOnline(vcpu);
   }
 
-  /** After a stop: the VCPUs that are up now. */
+  /** After a stop: the VCPUs that are up now (the run-control path's wait has often read them already). */
   refreshVcpusAfterStop(): void {
-    this.vcpuSet.refresh();
+    this.vcpuSet.refreshIfRan();
   }
 
   context(vcpu: number): VcpuContext {

@@ -73,8 +73,8 @@ export class GuestMemory {
   /** Reads up to `len` bytes as `space` sees them; returns the readable prefix (possibly empty). */
   read(addr: bigint, len: number, space: AddressSpace, into?: Buffer): Buffer {
     addr &= this.addrMask;
-    if (!into && len > 0 && len <= 256) {
-      const cached = this.readLines(addr, len, space);
+    if (len > 0 && len <= 256) {
+      const cached = this.readLines(addr, len, space, into);
       if (cached) return cached;
     }
     // A caller's buffer (reused across requests) spares a fresh allocation per read.
@@ -103,9 +103,10 @@ export class GuestMemory {
   }
 
   /** A small read through the line cache; undefined if a line is unreadable (the caller reads exactly). */
-  private readLines(addr: bigint, len: number, space: AddressSpace): Buffer | undefined {
+  private readLines(addr: bigint, len: number, space: AddressSpace, into?: Buffer): Buffer | undefined {
     if (this.lines.size > 0 && performance.now() - this.linesSince > LINE_TTL_MS) this.lines.clear();
-    const out = Buffer.allocUnsafe(len);
+    // gdb's m requests come with the session's reply buffer.
+    const out = into && into.length >= len ? into.subarray(0, len) : Buffer.allocUnsafe(len);
     let done = 0;
     for (let line = addr - (addr % LINE); done < len; line = (line + LINE) & this.addrMask) {
       const key = `${space.vcpu}:${space.pgd3}:${line}`;

@@ -15,6 +15,8 @@ const OP = 'guest page walk';
 const PAGE = 4096;
 /** Beyond this many mapped frames, everything is dropped and mapped again on demand. */
 const MAX_MAPPED = 1 << 15;
+/** Table copies kept for the next stops' walks. */
+const SPARE_TABLES = 64;
 /** A frame number no guest has: stands for the synthetic PDPT of a pgd3 walk. */
 const PGD3_PDPT = 1n << 60n;
 
@@ -44,6 +46,8 @@ export class PageWalkMemory implements MemoryPath {
   private readonly rw = new Map<number, Mapped>();
   private readonly maps: ForeignMapping[] = [];
   private mappedFrames = 0;
+  /** Table copies of earlier stops, reused: a stop's walk takes one per level (fresh 4 KiB buffers cost more than the copy). */
+  private readonly spareTables: Buffer[] = [];
   /** Counters for `monitor` and the benchmark. */
   readonly stats = { mapCalls: 0, framesMapped: 0, tableReads: 0 };
 
@@ -62,7 +66,7 @@ export class PageWalkMemory implements MemoryPath {
       // with the data mappings: the next walks of this stop share it.
       const [m] = this.ensure([frame], false);
       if (m) {
-        b = Buffer.allocUnsafe(PAGE);
+        b = this.spareTables.pop() ?? Buffer.allocUnsafe(PAGE);
         m.map.read(m.index * PAGE, b);
       }
     } catch (e) {
@@ -217,6 +221,7 @@ export class PageWalkMemory implements MemoryPath {
     }
     this.ro.clear();
     this.rw.clear();
+    for (const t of this.tables.values()) if (t && this.spareTables.length < SPARE_TABLES) this.spareTables.push(t);
     this.tables.clear();
     this.mappedFrames = 0;
   }

@@ -28,6 +28,8 @@ export class VcpuSet {
   private maxVcpuId: number;
   private online: number[] = [];
   private readonly cache = new Map<number, VcpuContext>();
+  /** The online list was read after the guest last ran (the wait for the stop does it). */
+  private listCurrent = false;
 
   constructor(xc: XenControl, domid: number, width: 32 | 64, info: DomainInfo, highGprsBug: boolean) {
     this.xc = xc;
@@ -59,6 +61,7 @@ export class VcpuSet {
     this.maxVcpuId = info.maxVcpuId;
     if (info.nrOnlineVcpus === info.maxVcpuId + 1) {
       this.online = Array.from({ length: info.maxVcpuId + 1 }, (_, i) => i);
+      this.listCurrent = true;
       return;
     }
     const up: number[] = [];
@@ -71,6 +74,17 @@ export class VcpuSet {
       }
     }
     this.online = up;
+    this.listCurrent = true;
+  }
+
+  /** The guest is about to run: VCPUs may come or go before the next stop. */
+  willRun(): void {
+    this.listCurrent = false;
+  }
+
+  /** refresh(), unless the list was read since the guest last ran (one getdomaininfo less per stop). */
+  refreshIfRan(): void {
+    if (!this.listCurrent) this.refresh();
   }
 
   /** The VCPU's context, cached while the guest is stopped. */

@@ -222,7 +222,8 @@ export const VIRQ_DEBUGGER = 6;
 
 /** A fresh request: cmd, version and domain set; payload zeroed. */
 export function newDomctl(cmd: number, interfaceVersion: number, domid: number): Buffer {
-  const b = Buffer.alloc(DOMCTL_SIZE);
+  // From Node's small-buffer pool (one per domctl; Buffer.alloc would make an ArrayBuffer each time).
+  const b = Buffer.allocUnsafe(DOMCTL_SIZE).fill(0);
   b.writeUInt32LE(cmd, Off.cmd);
   b.writeUInt32LE(interfaceVersion, Off.interfaceVersion);
   b.writeUInt16LE(domid, Off.domain);

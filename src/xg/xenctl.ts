@@ -167,8 +167,12 @@ export class XenControl {
   }
 
   setVcpuContext(domid: number, vcpu: number, ctx: Buffer): void {
-    const buf = Buffer.alloc(VCPU_CONTEXT_ANY_SIZE);
-    ctx.copy(buf);
+    // Xen only reads the buffer: a whole union (what getVcpuContext gives) goes as it is.
+    let buf = ctx;
+    if (ctx.length !== VCPU_CONTEXT_ANY_SIZE) {
+      buf = Buffer.alloc(VCPU_CONTEXT_ANY_SIZE);
+      ctx.copy(buf);
+    }
     this.call(DomctlCmd.setvcpucontext, domid, (op) => op.writeUInt32LE(vcpu, Off.ctxVcpu), { buf, handleOffset: Off.ctxHandle });
   }
 

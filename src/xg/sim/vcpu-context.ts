@@ -2,7 +2,7 @@
 // what XEN_DOMCTL_getvcpucontext fills in and what setvcpucontext accepts,
 // following arch_get_info_guest / arch_set_info_guest; and the HVM CPU record of
 // XEN_DOMCTL_gethvmcontext_partial (hvm_save_one / hvm_save_cpu_ctxt).
-import { ContextRegName, EFLAGS_IF, Vgcf, readField, writeField } from '../context';
+import { ContextLayout, ContextRegName, EFLAGS_IF, Vgcf, readField, writeField } from '../context';
 import { HVM_HW_CPU_SIZE, HVM_SAVE_CODE_CPU, HvmCpu, Off } from '../domctl';
 import { Errno, XenError } from '../errors';
 import { DomctlData } from '../hypercalls';
@@ -13,6 +13,18 @@ import { VcpuStart } from './loader';
 const GPR_NAMES = Object.keys(Gpr) as GprName[];
 const SEG_NAMES: SegName[] = ['cs', 'ss', 'ds', 'es', 'fs', 'gs'];
 const HIGH_GPRS: readonly GprName[] = ['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+
+type GprField = { off: number; size: number } | undefined;
+const gprFieldsOf = new Map<ContextLayout, readonly GprField[]>();
+/** Each GPR's field (by Gpr number) in a layout: a debugger's step reads and writes a context twice. */
+function gprFields(L: ContextLayout): readonly GprField[] {
+  let f = gprFieldsOf.get(L);
+  if (!f) {
+    f = GPR_NAMES.map((name) => L.fields[name]);
+    gprFieldsOf.set(L, f);
+  }
+  return f;
+}
 /** ctrlreg[1] of the x86_64 layout (context.ts names only cr0/2/3/4). */
 const CTRLREG1_64 = 4992;
 
@@ -103,7 +115,14 @@ export function encodeContext(d: SimDomain, v: SimVcpu, out: Buffer, q: ContextQ
   if (pvInKernel(d, v)) flags |= Vgcf.inKernel;
   if (!v.down) flags |= Vgcf.online;
   w('flags', BigInt(flags));
-  GPR_NAMES.forEach((name, i) => w(name, c.getGpr(i)));
+  // The GPRs straight from the CPU's 32-bit halves (no bigint per register).
+  const gf = gprFields(L);
+  for (let i = 0; i < gf.length; i++) {
+    const f = gf[i];
+    if (!f) continue;
+    out.writeUInt32LE(c.lo[i], f.off);
+    if (f.size === 8) out.writeUInt32LE(c.hi[i], f.off + 4);
+  }
   if (q.dropHighGprs) for (const name of HIGH_GPRS) w(name, 0n);
   w('rip', c.rip);
   w('rflags', BigInt(c.rflags | (d.type === 'pv' ? v.iopl : 0)));
@@ -155,10 +174,14 @@ export function applyContext(d: SimDomain, v: SimVcpu, buf: Buffer, op: string, 
   const wasInitialised = v.initialised;
   buf.copy(v.ctxExtra, 0, 0, L.size);
   v.down = (Number(r('flags')) & Vgcf.online) === 0;
-  GPR_NAMES.forEach((name, i) => {
-    const val = readField(buf, L, name);
-    if (val !== undefined) c.setGpr(i, val);
-  });
+  const gf = gprFields(L);
+  for (let i = 0; i < gf.length; i++) {
+    const f = gf[i];
+    if (!f) continue;
+    // As setGpr: the high half only in long mode.
+    c.lo[i] = buf.readUInt32LE(f.off);
+    c.hi[i] = f.size === 8 && c.long ? buf.readUInt32LE(f.off + 4) : 0;
+  }
   if (q.dropHighGprs && L.name === 'x86_64') for (const name of HIGH_GPRS) c.setGpr(Gpr[name], 0n);
   c.rip = r('rip');
   let rflags = (Number(r('rflags') & 0xffffffffn) & EFLAGS_ALL) | EFLAGS_MBS;
