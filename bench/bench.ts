@@ -9,7 +9,7 @@ import { runSimSuite } from './simSuite';
 import { runLabSuite } from './labSuite';
 import { runProfileSuite } from './profileSuite';
 import { writeReports } from './report';
-import { GDB } from './mi';
+import { GDB } from '../test/support/mi';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 

@@ -5,7 +5,7 @@ import { spawn, execFileSync, ChildProcess } from 'child_process';
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import { connect, defineCommands, dumpTimes, dumpOnce, stepiTimes, cliTimes, continueStops, tracePackets, PacketTrace } from './gdbFigures';
 import { procCpuMs, sleep } from './stats';
 import { roundTrips } from './profile';

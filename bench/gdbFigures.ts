@@ -5,7 +5,7 @@
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
-import { MiGdb, MiResult } from './mi';
+import { MiGdb, MiResult } from '../test/support/mi';
 import { now, sleep, yieldLoop } from './stats';
 
 export const HOST = '127.0.0.1';

@@ -15,7 +15,7 @@ import path from 'path';
 import { LabClient, LabGuest, LabState, statePath } from '../test/lab/client';
 import type { LabDirectArgs, LabDirectResult } from './labDirect';
 import { MemPathName, PATH_NAME } from './direct';
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import {
   alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, stubMemoryPath, tracePackets, GdbStop,
 } from './gdbFigures';

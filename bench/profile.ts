@@ -3,7 +3,7 @@
 import { closeFrame, escapeBinary, frame, hexBlocksInto, hexRleInto, rleEncode } from '../src/gx/packet';
 import { SimXen } from '../src/xg/sim';
 import { keepBusy } from '../src/simDemo';
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import { now, summarize } from './stats';
 
 /** µs per call: the median over batches, each batch long enough to time well. */

@@ -10,7 +10,7 @@
 // (sessions end with a disconnect), and every VCPU resumes on `c`.
 import fs from 'fs';
 import { LabClient, LabGuest, LabState } from '../test/lab/client';
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import { cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, GdbStop } from './gdbFigures';
 import { sleep } from './stats';
 

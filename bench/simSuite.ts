@@ -7,7 +7,7 @@ import { GdbServer } from '../src/gx/server';
 import { Guest } from '../src/vcpu/guest';
 import type { SimXen } from '../src/xg/sim';
 import { TracingHypercalls } from './trace';
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import {
   HOST, alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpOnce, dumpTimes, stepiTimes, stubMemoryPath, tracePackets, GdbStop,
 } from './gdbFigures';

@@ -3,10 +3,8 @@
 //    QEMU port forward the stubs are reached by (and its bulk throughput);
 //  - raw RSP against our stub (no gdb): `m` round trips and bulk reads, so gdb's own
 //    share of a figure shows.
-import net from 'net';
-import { checksum, frame, rleDecode } from '../src/gx/packet';
 import type { LabClient } from '../test/lab/client';
-import { now } from './stats';
+import { RspClient } from '../test/support/rspClient';
 
 /** A dom0 TCP server: echoes each chunk, answers 'b' with 1 MiB; exits when its client leaves. */
 const ECHO_JS = `
@@ -21,81 +19,6 @@ const srv = net.createServer((s) => {
 srv.listen(+process.argv[2], '0.0.0.0');
 setTimeout(() => process.exit(0), +process.argv[3]);
 `;
-
-/** One TCP connection with "send, wait until `done(bytes so far)`" timing. */
-class Conn {
-  private readonly sock: net.Socket;
-  private chunks: Buffer[] = [];
-  private size = 0;
-  private waiter: (() => void) | undefined;
-  private until: ((all: Buffer[], size: number) => boolean) | undefined;
-
-  private constructor(sock: net.Socket) {
-    this.sock = sock;
-    sock.on('data', (d: Buffer) => {
-      this.chunks.push(d);
-      this.size += d.length;
-      if (this.until && this.until(this.chunks, this.size)) {
-        const w = this.waiter;
-        this.waiter = this.until = undefined;
-        w?.();
-      }
-    });
-    sock.on('error', () => undefined);
-  }
-
-  static open(port: number, timeoutMs: number): Promise<Conn> {
-    const end = Date.now() + timeoutMs;
-    const attempt = (): Promise<Conn> => new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.setNoDelay(true);
-        resolve(new Conn(s));
-      });
-      s.once('error', reject);
-    }).catch(async (e: Error) => {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 300));
-      return attempt();
-    }) as Promise<Conn>;
-    return attempt();
-  }
-
-  /** Send `data`, resolve with the ms until `until` says the answer is complete. */
-  exchange(data: Buffer | string, until: (all: Buffer[], size: number) => boolean, timeoutMs = 30000): Promise<number> {
-    this.chunks = [];
-    this.size = 0;
-    return new Promise((resolve, reject) => {
-      const t0 = now();
-      const timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
-      this.until = until;
-      this.waiter = () => {
-        clearTimeout(timer);
-        resolve(now() - t0);
-      };
-      this.sock.write(data);
-    });
-  }
-
-  write(data: Buffer | string): void {
-    this.sock.write(data);
-  }
-
-  get received(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-
-  close(): void {
-    this.sock.destroy();
-  }
-}
-
-/** A reply packet is complete at '#' + 2 checksum digits (payloads never hold '#': RLE, hex). */
-function packetDone(all: Buffer[], size: number): boolean {
-  if (size < 4) return false;
-  const last = all[all.length - 1];
-  const tail = last.length >= 3 ? last.subarray(last.length - 3) : Buffer.concat(all).subarray(size - 3);
-  return tail[0] === 0x23;
-}
 
 export interface TransportFloor {
   /** 1-byte echo round trips, ms. */
@@ -112,9 +35,9 @@ export async function transportFloor(agent: LabClient, port: number, runs: numbe
   void agent.exec(`node ${file} ${port} 60000`, { timeoutMs: 70000 }).catch(() => undefined);
   // QEMU's forward accepts a connection before anything listens in dom0 (then drops
   // it): a connection counts once it has echoed.
-  let c: Conn | undefined;
+  let c: RspClient | undefined;
   for (const end = Date.now() + 30000; !c; ) {
-    const t = await Conn.open(port, 5000);
+    const t = await RspClient.connect(port, { retryMs: 5000 });
     try {
       await t.exchange('x', (_a, n) => n >= 1, 2000);
       c = t;
@@ -152,13 +75,14 @@ export interface RawRsp {
  * the guest; closing detaches it.
  */
 export async function rawRsp(port: number, addr: bigint, bytes: number, runs: number, readRuns: number): Promise<RawRsp> {
-  const c = await Conn.open(port, 10000);
-  const req = (p: string) => c.exchange(frame(Buffer.from(p, 'latin1')), packetDone);
+  const c = await RspClient.connect(port, { retryMs: 10000 });
+  const req = (p: string) => c.timed(p);
   try {
-    await c.exchange(frame(Buffer.from('QStartNoAckMode')), (all, n) => n >= 1 && packetDone(all, n));
-    c.write('+'); // ack the OK; from here on no acks
+    await req('QStartNoAckMode');
+    c.writeRaw('+'); // ack the OK; from here on no acks
+    c.noAck = true;
     await req('qSupported:multiprocess+;swbreak+;hwbreak+');
-    const sup = rleDecode(c.received).toString('latin1'); // replies may be run-length encoded
+    const sup = await c.readPacket(); // run-length decoded: PacketSize=40*! is 400000
     const size = /PacketSize=([0-9a-f]+)/.exec(sup);
     const chunk = Math.min(bytes, size ? Math.floor(parseInt(size[1], 16) / 2) : 4096);
     await req('?');
@@ -168,10 +92,7 @@ export async function rawRsp(port: number, addr: bigint, bytes: number, runs: nu
     for (let i = 0; i < runs * 5; i++) m1Ms.push(await req(`m${addr.toString(16)},1`));
     // Check once that a chunk decodes to what was asked for (the timed loop only frames).
     await req(`m${addr.toString(16)},${chunk.toString(16)}`);
-    const got = c.received;
-    const payload = got.subarray(got.indexOf(0x24) + 1, got.length - 3);
-    if (checksum(payload) !== parseInt(got.subarray(got.length - 2).toString(), 16)) throw new Error('raw read: bad checksum');
-    const hex = rleDecode(payload).toString('latin1');
+    const hex = await c.readPacket(); // checks the checksum too
     if (hex.length !== 2 * chunk) throw new Error(`raw read: asked for ${chunk} bytes, got ${hex.length / 2} (${hex.slice(0, 8)})`);
     const readMiBps: number[] = [];
     for (let r = 0; r < readRuns; r++) {

@@ -7,7 +7,7 @@ import path from 'path';
 import net from 'net';
 import { spawn, execFile } from 'child_process';
 import { startStub, Stub, MiClient, sleep, gdbBatch } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 import { guestIntegrity } from '../../src/simIntegrity';
 import { Guest } from '../../src/vcpu/guest';
@@ -104,7 +104,7 @@ for (const target of TARGETS) describe(`faults: gdb or the connection dies at an
       await mi.cmd('-break-insert demo_work');
       const since = mi.asyncRecords.length;
       await mi.cmd('-exec-continue');
-      await mi.waitAsync(/^\*stopped,reason="breakpoint-hit"/, 10000, since);
+      await mi.waitAsync(/^\*stopped,reason="breakpoint-hit"/, since, 10000);
       if (running) {
         await mi.cmd('-break-delete');
         await mi.cmd('-exec-continue');

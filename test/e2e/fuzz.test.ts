@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Framer } from '../../src/gx/framer';
 import { escapeBinary, unescapeBinary, rleDecode, rleEncode, frame } from '../../src/gx/packet';
 import { startStub, Stub, symbols, sleep } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { PACKET_SIZE } from '../../src/gx/reply';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20000);

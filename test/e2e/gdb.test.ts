@@ -132,7 +132,7 @@ describe('gdb end-to-end on the simulated Xen', function () {
       const before = [0, 1, 2].map((v) => rip(stub, v));
       const since = mi.asyncRecords.length;
       assert.strictEqual((await mi.cmd('-exec-step-instruction --thread 2')).cls, 'running');
-      const stopped = await mi.waitAsync(/^\*stopped/, 20000, since);
+      const stopped = (await mi.waitAsync(/^\*stopped/, since, 20000)).line;
       assert.match(stopped, /thread-id="2"/);
       const after = [0, 1, 2].map((v) => rip(stub, v));
       assert.strictEqual(after[0], before[0], 'VCPU 0 must not move');
@@ -162,7 +162,7 @@ describe('gdb end-to-end on the simulated Xen', function () {
         await sleep(300);
         assert.ok(readGuest(stub, counter, 8).readBigUInt64LE() > c0, 'the guest runs after -exec-continue');
         await mi.cmd('-exec-interrupt');
-        const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+        const stopped = (await mi.waitAsync(/^\*stopped/, since, 10000)).line;
         assert.match(stopped, /reason="signal-received",signal-name="SIGINT"/);
         const c1 = readGuest(stub, counter, 8).readBigUInt64LE();
         await sleep(100);

@@ -4,7 +4,7 @@
 // livelock the guest: it handles them as it would with no debugger attached.
 import assert from 'assert';
 import { startStub, Stub, sleep, symbols } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 import { guestIntegrity } from '../../src/simIntegrity';
 

@@ -1,7 +1,8 @@
 // Test harness: the stub on the simulated Xen (in this process, so tests can look
 // at the guest directly), and the real gdb driven as a child process, in batch
-// mode or through the MI interpreter (as VS Code and CLion drive it).
-import { spawn, ChildProcessWithoutNullStreams, execFileSync } from 'child_process';
+// mode or through the MI interpreter (as VS Code and CLion drive it) with the
+// shared driver of test/support/mi.ts.
+import { spawn, execFileSync } from 'child_process';
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
@@ -9,8 +10,9 @@ import { XenControl } from '../../src/xg/xenctl';
 import { GdbServer } from '../../src/gx/server';
 import { startSimDemo, demoImage } from '../../src/simDemo';
 import type { SimXen, SimXenOptions } from '../../src/xg/sim';
+import { GDB, MiGdb } from '../support/mi';
 
-export const GDB = process.env.GDB ?? 'gdb';
+export { GDB };
 
 // Breakpoint journals (a killed stub's int3s) of the tests' stubs go to a directory of the run's own.
 process.env.GDBSX_STATE_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'gdbsx-state-'));
@@ -87,91 +89,13 @@ export function runBatch(bin: string, args: string[], timeoutMs: number): Promis
   });
 }
 
-export interface MiRecord {
-  token?: number;
-  cls: string;
-  text: string;
-}
-
-/** A minimal GDB/MI client: numbered commands, result records, async records. */
-export class MiClient {
-  private readonly p: ChildProcessWithoutNullStreams;
-  private buf = '';
-  private next = 1;
-  private readonly waiting = new Map<number, (r: MiRecord) => void>();
-  readonly asyncRecords: string[] = [];
-  private asyncWaiters: { re: RegExp; resolve: (s: string) => void }[] = [];
-  readonly log: string[] = [];
-
+/**
+ * The shared GDB/MI driver (test/support/mi.ts) with the tests' defaults: an ^error
+ * result resolves (tests assert on its class) and commands wait 20 s at most.
+ */
+export class MiClient extends MiGdb {
   constructor(extraArgs: string[] = []) {
-    this.p = spawn(GDB, ['-nx', '--interpreter=mi2', ...extraArgs]);
-    this.p.stdout.on('data', (d: Buffer) => this.onData(d.toString()));
-    this.p.stderr.on('data', (d: Buffer) => this.log.push('stderr: ' + d.toString()));
-  }
-
-  private onData(s: string): void {
-    this.buf += s;
-    let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, nl).replace(/\r$/, '');
-      this.buf = this.buf.slice(nl + 1);
-      this.log.push(line);
-      const m = /^(\d*)\^(\w+),?(.*)$/.exec(line);
-      if (m) {
-        const token = m[1] ? Number(m[1]) : undefined;
-        const cb = token !== undefined ? this.waiting.get(token) : undefined;
-        if (cb && token !== undefined) {
-          this.waiting.delete(token);
-          cb({ token, cls: m[2], text: m[3] });
-        }
-        continue;
-      }
-      if (/^[*=]/.test(line)) {
-        this.asyncRecords.push(line);
-        this.asyncWaiters = this.asyncWaiters.filter((w) => {
-          if (w.re.test(line)) {
-            w.resolve(line);
-            return false;
-          }
-          return true;
-        });
-      }
-    }
-  }
-
-  /** Send a command; resolves with its result record (^done, ^running, ^error, ^connected). */
-  cmd(c: string, timeoutMs = 20000): Promise<MiRecord> {
-    const token = this.next++;
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`MI '${c}' timed out\n${this.log.slice(-30).join('\n')}`)), timeoutMs);
-      this.waiting.set(token, (r) => {
-        clearTimeout(t);
-        resolve(r);
-      });
-      this.p.stdin.write(`${token}${c}\n`);
-    });
-  }
-
-  /** Wait for an async record (e.g. *stopped) matching `re`, including ones already seen since `since`. */
-  waitAsync(re: RegExp, timeoutMs = 20000, since = 0): Promise<string> {
-    const seen = this.asyncRecords.slice(since).find((l) => re.test(l));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no async record ${re} within ${timeoutMs} ms\n${this.log.slice(-30).join('\n')}`)), timeoutMs);
-      this.asyncWaiters.push({ re, resolve: (s) => { clearTimeout(t); resolve(s); } });
-    });
-  }
-
-  async quit(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.p.once('close', () => resolve()));
-    this.p.stdin.write('-gdb-exit\n');
-    const t = setTimeout(() => this.p.kill('SIGKILL'), 5000);
-    await closed;
-    clearTimeout(t);
-  }
-
-  kill(): void {
-    this.p.kill('SIGKILL');
+    super(extraArgs, { strict: false, timeoutMs: 20000 });
   }
 }
 

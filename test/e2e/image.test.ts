@@ -110,7 +110,7 @@ describe('gdb and the idle demo guest', function () {
       assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
       await sleep(200);
       await mi.cmd('-exec-interrupt');
-      const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+      const stopped = (await mi.waitAsync(/^\*stopped/, since, 10000)).line;
       assert.match(stopped, /reason="signal-received",signal-name="SIGINT"/);
       const st = stub.sim.domainState(stub.domid);
       assert.ok(st.halted.some(Boolean), `some VCPU asleep in hlt: ${JSON.stringify(st.halted)}`);
@@ -127,7 +127,7 @@ describe('gdb and the idle demo guest', function () {
       await mi.cmd(`-thread-select ${halted}`);
       await mi.cmd('-gdb-set scheduler-locking on');
       assert.strictEqual((await mi.cmd('-exec-step-instruction')).cls, 'running');
-      const stepped = await mi.waitAsync(/^\*stopped/, 10000, s1);
+      const stepped = (await mi.waitAsync(/^\*stopped/, s1, 10000)).line;
       assert.match(stepped, /reason="end-stepping-range"/);
       assert.match(stepped, /func="demo_start"/, 'demo_idle returned to the loop');
       await mi.cmd('-gdb-set scheduler-locking off');
@@ -136,7 +136,7 @@ describe('gdb and the idle demo guest', function () {
       for (let round = 0; round < 2; round++) {
         const s2 = mi.asyncRecords.length;
         assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
-        const hit = await mi.waitAsync(/^\*stopped/, 10000, s2);
+        const hit = (await mi.waitAsync(/^\*stopped/, s2, 10000)).line;
         assert.match(hit, /reason="breakpoint-hit".*func="demo_tick"/);
       }
       await mi.cmd('-break-delete');

@@ -3,7 +3,7 @@
 // when a client did not ask for them.
 import assert from 'assert';
 import { startStub, Stub } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { unescapeBinary } from '../../src/gx/packet';
 import { CTX64, readField } from '../../src/xg/context';
 

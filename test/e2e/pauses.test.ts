@@ -3,7 +3,7 @@
 // domain is paused by someone else, and detach leaves their pause in place.
 import assert from 'assert';
 import { startStub, Stub, sleep } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 
 const TARGETS = [

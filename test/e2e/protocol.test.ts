@@ -2,7 +2,7 @@
 // shared/reference/gdb-rsp-client-expectations.md, section 8).
 import assert from 'assert';
 import { startStub, Stub, symbols, sleep } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 import { readField, CTX64 } from '../../src/xg/context';
 import { AMD64 } from '../../src/vcpu/registers';

@@ -3,7 +3,7 @@
 // really attached gets a refusal gdb prints.
 import assert from 'assert';
 import { startStub, Stub, gdbBatch, gdbConnect, sleep } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 
 describe('reconnects', function () {
   this.timeout(120000);

@@ -12,7 +12,7 @@ import { startSimDemo, demoImage } from '../../src/simDemo';
 import { guestIntegrity, GuestIntegrity } from '../../src/simIntegrity';
 import type { SimXen } from '../../src/xg/sim';
 import { gdbBatch, gdbConnect, startStub, Stub, sleep, MiClient } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 
 /** Pretend another gdbsx (a live process: `sleep`) holds domain `domid`'s lock; returns its end. */
@@ -349,7 +349,7 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
       for (let round = 0; round < 2; round++) {
         const since = mi.asyncRecords.length;
         assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
-        const hit = await mi.waitAsync(/^\*stopped,reason="breakpoint-hit"/, 10000, since);
+        const hit = (await mi.waitAsync(/^\*stopped,reason="breakpoint-hit"/, since, 10000)).line;
         assert.match(hit, /func="demo_tick"[\s\S]*thread-id="[12]"/, hit);
         assert.ok(await frozen(), `both domains stopped at the breakpoint (round ${round}): ${hit}`);
         for (const d of [1, 2]) assert.ok(s.sim.domainState(d).controllerPauseCount > 0, `domain ${d} paused`);
@@ -361,7 +361,7 @@ describe('gdbsx serve: many domains through one port (extended-remote)', functio
       for (let i = 0; i < 300 && (ticks(1) === t[0] || ticks(2) === t[1]); i++) await sleep(10);
       assert.ok(ticks(1) !== t[0] && ticks(2) !== t[1], 'both domains run');
       await mi.cmd('-exec-interrupt');
-      const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+      const stopped = (await mi.waitAsync(/^\*stopped/, since, 10000)).line;
       assert.match(stopped, /reason="signal-received",signal-name="SIGINT"/, stopped);
       assert.ok(await frozen(), 'interrupt stopped both domains');
     } finally {

@@ -168,7 +168,7 @@ describe('gdb end-to-end: a hypervisor without CONFIG_GDBSX (simulated)', functi
         // While the patch is in place every VCPU reaching demo_work meets the guest's int3 and
         // retries (the guest's handler); the patch completes a moment later, as Linux's does.
         if (round === 0) setTimeout(finish, 300);
-        const stopped = await mi.waitAsync(/^\*stopped/, 10000, since);
+        const stopped = (await mi.waitAsync(/^\*stopped/, since, 10000)).line;
         assert.match(stopped, /reason="breakpoint-hit".*func="demo_rare"/, `round ${round}: only our breakpoint stops the guest`);
       }
       off();

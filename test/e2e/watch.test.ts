@@ -7,7 +7,7 @@
 import assert from 'assert';
 import { spawnSync } from 'child_process';
 import { startStub, gdbBatch, gdbConnect as connect, runBatch, MiClient, Stub, symbols, sleep } from './harness';
-import { RspClient } from './rspClient';
+import { RspClient } from '../support/rspClient';
 import { readField, CTX64, CTX32 } from '../../src/xg/context';
 import { guestIntegrity } from '../../src/simIntegrity';
 
@@ -152,7 +152,7 @@ describe('watchpoints end-to-end on the simulated Xen', function () {
       assert.match(mi.log.slice(listed).join('\n'), new RegExp(`0x${counter.toString(16)}  watch 8 bytes \\(debug register\\)`));
       const since = mi.asyncRecords.length;
       assert.strictEqual((await mi.cmd('-exec-continue')).cls, 'running');
-      const stopped = await mi.waitAsync(/^\*stopped/, 20000, since);
+      const stopped = (await mi.waitAsync(/^\*stopped/, since, 20000)).line;
       assert.match(stopped, /reason="watchpoint-trigger",wpt=\{number="1",exp="\*\(long long \*\)&demo_counter"\},value=\{old="\d+",new="\d+"\}/);
       assert.strictEqual((await mi.cmd('-break-delete 1')).cls, 'done');
       for (const v of [0, 1]) assert.deepStrictEqual(debugRegs(stub, v), { dr: [0n, 0n, 0n, 0n], dr7: 0x400n }, `VCPU ${v} after delete`);

@@ -4,7 +4,7 @@
 // cycles lose no stop.
 import assert from 'assert';
 import { readState, labExec, guest, xlStateOf, LabGuest } from '../lab/client';
-import { RspClient } from '../e2e/rspClient';
+import { RspClient } from '../support/rspClient';
 import { frame } from '../../src/gx/packet';
 import { sleep } from '../e2e/harness';
 

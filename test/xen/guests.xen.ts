@@ -81,13 +81,13 @@ async function miConnect(g: LabGuest): Promise<MiClient> {
   const mi = new MiClient();
   if (g.symbols) await mi.cmd(`-file-exec-and-symbols ${g.symbols}`);
   await mi.cmd('-gdb-set mi-async on');
-  const r = await mi.cmd(`-target-select remote 127.0.0.1:${g.stub.port}`, 120000);
+  const r = await mi.cmd(`-target-select remote 127.0.0.1:${g.stub.port}`, { timeoutMs: 120000 });
   assert.strictEqual(r.cls, 'connected', JSON.stringify(r));
   return mi;
 }
 
 async function miDetach(mi: MiClient): Promise<void> {
-  await mi.cmd('-target-detach', 60000);
+  await mi.cmd('-target-detach', { timeoutMs: 60000 });
   await mi.quit();
 }
 
@@ -185,8 +185,8 @@ describe('real Xen: the lab guests', function () {
             const bp = await mi.cmd('-break-insert -p 2 __schedule');
             assert.strictEqual(bp.cls, 'done', bp.text);
             const since = mi.asyncRecords.length;
-            await mi.cmd('-exec-continue', 60000);
-            const stop = await mi.waitAsync(/^\*stopped/, 180000, since);
+            await mi.cmd('-exec-continue', { timeoutMs: 60000 });
+            const stop = (await mi.waitAsync(/^\*stopped/, since, 180000)).line;
             assert.match(stop, /reason="breakpoint-hit".*thread-id="2"/, stop);
             await mi.cmd('-break-delete');
           }
@@ -198,8 +198,8 @@ describe('real Xen: the lab guests', function () {
           const insns = [...dis.text.matchAll(/address="(0x[0-9a-f]+)".*?inst="([^"]*)"/g)].map((m) => ({ addr: BigInt(m[1]), inst: m[2] }));
           const since = mi.asyncRecords.length;
           const logFrom = mi.log.length;
-          await mi.cmd('-exec-step-instruction --thread 2', 60000);
-          await mi.waitAsync(/^\*stopped/, 120000, since);
+          await mi.cmd('-exec-step-instruction --thread 2', { timeoutMs: 60000 });
+          await mi.waitAsync(/^\*stopped/, since, 120000);
           const after0 = regValue((await mi.cmd(`-data-list-register-values --thread 1 x ${pcn}`)).text, pcn);
           const after1 = regValue((await mi.cmd(`-data-list-register-values --thread 2 x ${pcn}`)).text, pcn);
           const ref = await xenctx(g.domid as number, 1);
@@ -220,22 +220,22 @@ describe('real Xen: the lab guests', function () {
         const mi = await miConnect(g);
         try {
           let since = mi.asyncRecords.length;
-          assert.strictEqual((await mi.cmd('-exec-continue', 60000)).cls, 'running');
+          assert.strictEqual((await mi.cmd('-exec-continue', { timeoutMs: 60000 })).cls, 'running');
           await sleep(2000);
           assert.doesNotMatch(await xlState(g.xlName), /p/, 'running while continued');
           await mi.cmd('-exec-interrupt');
-          assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /signal-name="SIGINT"/);
+          assert.match((await mi.waitAsync(/^\*stopped/, since, 60000)).line, /signal-name="SIGINT"/);
           assert.match(await xlState(g.xlName), /p/, 'paused while stopped');
           since = mi.asyncRecords.length;
-          await mi.cmd('-exec-continue', 60000);
+          await mi.cmd('-exec-continue', { timeoutMs: 60000 });
           await sleep(1000);
           await labExec(`xl pause ${g.xlName}`);
-          assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /reason="signal-received"/);
+          assert.match((await mi.waitAsync(/^\*stopped/, since, 60000)).line, /reason="signal-received"/);
           // Their pause is theirs: continue does not undo it, and gdb is told.
           since = mi.asyncRecords.length;
           const logFrom = mi.log.length;
-          await mi.cmd('-exec-continue', 60000);
-          await mi.waitAsync(/^\*stopped/, 60000, since);
+          await mi.cmd('-exec-continue', { timeoutMs: 60000 });
+          await mi.waitAsync(/^\*stopped/, since, 60000);
           assert.match(mi.log.slice(logFrom).join('\n'), /paused by someone else/);
           assert.match(await xlState(g.xlName), /p/, 'still paused by xl pause');
         } finally {
@@ -295,8 +295,8 @@ describe('real Xen: the lab guests', function () {
           assert.ok(addr > 0n, bp.text);
           for (let i = 0; i < 2; i++) {
             const since = mi.asyncRecords.length;
-            await mi.cmd('-exec-continue', 60000);
-            const stop = await mi.waitAsync(/^\*stopped/, 180000, since);
+            await mi.cmd('-exec-continue', { timeoutMs: 60000 });
+            const stop = (await mi.waitAsync(/^\*stopped/, since, 180000)).line;
             assert.match(stop, /reason="breakpoint-hit"/);
             const tid = Number(/thread-id="(\d+)"/.exec(stop)?.[1]);
             const ref = await xenctx(g.domid as number, tid - 1);
@@ -342,8 +342,8 @@ describe('real Xen: the lab guests', function () {
             const addr = BigInt(/addr="(0x[0-9a-f]+)"/.exec(bp.text)?.[1] ?? '0');
             for (let i = 0; i < 3; i++) {
               const since = mi.asyncRecords.length;
-              await mi.cmd('-exec-continue', 60000);
-              const stop = await mi.waitAsync(/^\*stopped/, 180000, since);
+              await mi.cmd('-exec-continue', { timeoutMs: 60000 });
+              const stop = (await mi.waitAsync(/^\*stopped/, since, 180000)).line;
               assert.match(stop, /reason="breakpoint-hit"/);
               const tid = Number(/thread-id="(\d+)"/.exec(stop)?.[1]);
               assert.ok(tid === 1 || tid === 2, stop);

@@ -115,7 +115,7 @@ export async function miConnect(g: LabGuest): Promise<MiClient> {
     if (g.symbols) await mi.cmd(`-file-exec-and-symbols ${g.symbols}`);
     await mi.cmd('-gdb-set mi-async on');
     await mi.cmd('-gdb-set remotetimeout 30');
-    const r = await mi.cmd(`-target-select remote 127.0.0.1:${g.stub.port}`, 120000);
+    const r = await mi.cmd(`-target-select remote 127.0.0.1:${g.stub.port}`, { timeoutMs: 120000 });
     assert.strictEqual(r.cls, 'connected', JSON.stringify(r) + '\n' + mi.log.slice(-20).join('\n'));
   } catch (e) {
     mi.kill();
@@ -126,7 +126,7 @@ export async function miConnect(g: LabGuest): Promise<MiClient> {
 
 export async function miDetach(mi: MiClient): Promise<void> {
   try {
-    await mi.cmd('-target-detach', 60000);
+    await mi.cmd('-target-detach', { timeoutMs: 60000 });
   } finally {
     await mi.quit();
   }
@@ -144,14 +144,14 @@ function unquote(s: string): string {
  */
 export async function miConsole(mi: MiClient, command: string, timeoutMs = 120000): Promise<{ cls: string; out: string; text: string }> {
   const from = mi.log.length;
-  const r = await mi.cmd(`-interpreter-exec console ${JSON.stringify(command)}`, timeoutMs);
+  const r = await mi.cmd(`-interpreter-exec console ${JSON.stringify(command)}`, { timeoutMs });
   const out = mi.log.slice(from).filter((l) => /^[~@&]"/.test(l)).map((l) => unquote(l.slice(2, -1))).join('');
   return { cls: r.cls, out, text: unquote(r.text) };
 }
 
 /** An expression's value in thread `thread` (frame 0), as gdb prints it. */
 export async function miEval(mi: MiClient, expr: string, thread: number): Promise<string> {
-  const r = await mi.cmd(`-data-evaluate-expression --thread ${thread} --frame 0 ${JSON.stringify(expr)}`, 60000);
+  const r = await mi.cmd(`-data-evaluate-expression --thread ${thread} --frame 0 ${JSON.stringify(expr)}`, { timeoutMs: 60000 });
   assert.strictEqual(r.cls, 'done', `${expr} on thread ${thread}: ${r.text}`);
   const m = /value="([^"]*)"/.exec(r.text);
   assert.ok(m, r.text);
@@ -161,11 +161,11 @@ export async function miEval(mi: MiClient, expr: string, thread: number): Promis
 /** Resume all, wait, Ctrl-C: a stop at another moment. Returns the *stopped record. */
 export async function miContinueInterrupt(mi: MiClient, runMs: number): Promise<string> {
   const since = mi.asyncRecords.length;
-  const r = await mi.cmd('-exec-continue', 60000);
+  const r = await mi.cmd('-exec-continue', { timeoutMs: 60000 });
   assert.strictEqual(r.cls, 'running', JSON.stringify(r));
   await sleep(runMs);
-  await mi.cmd('-exec-interrupt', 60000);
-  return mi.waitAsync(/^\*stopped/, 120000, since);
+  await mi.cmd('-exec-interrupt', { timeoutMs: 60000 });
+  return (await mi.waitAsync(/^\*stopped/, since, 120000)).line;
 }
 
 /** Per VCPU, its run time in seconds from `xl vcpu-list`. */

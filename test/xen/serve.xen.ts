@@ -72,7 +72,7 @@ describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
     const mi = new MiClient();
     try {
       const ok = async (c: string, ms = 120000) => {
-        const r = await mi.cmd(c, ms);
+        const r = await mi.cmd(c, { timeoutMs: ms });
         assert.notStrictEqual(r.cls, 'error', `${c}: ${r.text}\n${mi.log.slice(-10).join('\n')}`);
         return r;
       };
@@ -97,11 +97,11 @@ describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
       for (const t of pcs) assert.match((await ok(`-data-evaluate-expression --thread ${t.gdbId} $pc`)).text, /value="0x[0-9a-f]+/);
       // Both run (schedule-multiple on); Ctrl-C stops both.
       let since = mi.asyncRecords.length;
-      assert.strictEqual((await mi.cmd('-exec-continue', 60000)).cls, 'running');
+      assert.strictEqual((await mi.cmd('-exec-continue', { timeoutMs: 60000 })).cls, 'running');
       await sleep(2000);
       for (const n of names) assert.doesNotMatch(await xlStateOf(g[n].xlName), /p/, `${n} runs while continued`);
       await mi.cmd('-exec-interrupt');
-      assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /signal-name="SIGINT"/);
+      assert.match((await mi.waitAsync(/^\*stopped/, since, 60000)).line, /signal-name="SIGINT"/);
       for (const n of names) assert.match(await xlStateOf(g[n].xlName), /p/, `${n} stopped by Ctrl-C`);
       // Detach the pvh guest only: it runs on, the pv guest stays attached (paused) and answers.
       await ok(`-target-detach ${domid.pvh}`, 60000);
@@ -112,10 +112,10 @@ describe('real Xen: gdbsx serve (extended-remote, many domains)', function () {
       assert.match(left, new RegExp(`Thread ${domid.pv}\\.1`), left);
       since = mi.asyncRecords.length;
       await ok('-interpreter-exec console "inferior 1"');
-      assert.strictEqual((await mi.cmd('-exec-continue', 60000)).cls, 'running');
+      assert.strictEqual((await mi.cmd('-exec-continue', { timeoutMs: 60000 })).cls, 'running');
       await sleep(1000);
       await mi.cmd('-exec-interrupt');
-      assert.match(await mi.waitAsync(/^\*stopped/, 60000, since), /signal-name="SIGINT"/);
+      assert.match((await mi.waitAsync(/^\*stopped/, since, 60000)).line, /signal-name="SIGINT"/);
       await ok(`-target-detach ${domid.pv}`, 60000);
     } finally {
       await mi.quit();

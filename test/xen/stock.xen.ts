@@ -42,9 +42,9 @@ async function breakAt(mi: MiClient, where: string, hw = false): Promise<bigint>
 /** Continue until the next stop; the *stopped record. */
 async function continueToStop(mi: MiClient, timeoutMs = 180000): Promise<string> {
   const since = mi.asyncRecords.length;
-  const r = await mi.cmd('-exec-continue', 60000);
+  const r = await mi.cmd('-exec-continue', { timeoutMs: 60000 });
   assert.strictEqual(r.cls, 'running', JSON.stringify(r));
-  return mi.waitAsync(/^\*stopped/, timeoutMs, since);
+  return (await mi.waitAsync(/^\*stopped/, since, timeoutMs)).line;
 }
 
 /**
@@ -214,8 +214,8 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
       assert.doesNotMatch(insns[0].inst, /^(j|call|ret|loop)/, `first instruction of __schedule is a branch: ${insns[0].inst}`);
       await mi.cmd('-break-delete');
       const since = mi.asyncRecords.length;
-      await mi.cmd(`-exec-step-instruction --thread ${tid}`, 60000);
-      const st2 = await mi.waitAsync(/^\*stopped/, 120000, since);
+      await mi.cmd(`-exec-step-instruction --thread ${tid}`, { timeoutMs: 60000 });
+      const st2 = (await mi.waitAsync(/^\*stopped/, since, 120000)).line;
       assert.match(st2, /reason="end-stepping-range"/, st2);
       const ref = await xenctx(g.domid as number, tid - 1);
       assert.strictEqual(ref.rip, insns[1].addr, `stepi from ${hex(addr)} (${insns[0].inst}): xenctx rip ${hex(ref.rip ?? 0n)}, expected ${hex(insns[1].addr)}`);
@@ -268,7 +268,7 @@ describe('real Xen: Debian\'s stock hypervisor (no CONFIG_GDBSX)', function () {
       assert.match(stop, /reason="breakpoint-hit"/, stop);
       // running again, our int3 in its code: a VCPU meets it within moments and waits
       // on the monitor ring for a reply from the stub we now kill
-      const r = await mi.cmd('-exec-continue', 60000);
+      const r = await mi.cmd('-exec-continue', { timeoutMs: 60000 });
       assert.strictEqual(r.cls, 'running');
       await sleep(300);
       const old = guest('pvh').stub;

@@ -1,8 +1,11 @@
-// A GDB/MI driver for timing: every output line is stamped with the time its chunk
-// arrived, commands resolve with their result record and the console output they
-// produced, and async records (*stopped) can be awaited with their arrival time.
+// The one GDB/MI driver of the tests and the benchmark: every output line is stamped
+// with the time its chunk arrived (the bench's figures; tests ignore the stamps),
+// commands resolve with their result record and the console output they produced,
+// and async records (*stopped) can be awaited with their arrival time.
 import { spawn, ChildProcessWithoutNullStreams } from 'child_process';
-import { now } from './stats';
+import { performance } from 'perf_hooks';
+
+const now = (): number => performance.now();
 
 export const GDB = process.env.GDB ?? 'gdb';
 
@@ -55,6 +58,14 @@ function miQuote(s: string): string {
   return '"' + s.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
 }
 
+/** Per driver (the defaults) or per command. */
+export interface MiOptions {
+  /** Reject a command's promise on ^error (the bench); tests pass false to assert on the class. */
+  strict?: boolean;
+  /** Ms a command (or, as a default, an awaited async record) may take. */
+  timeoutMs?: number;
+}
+
 export class MiGdb {
   private readonly p: ChildProcessWithoutNullStreams;
   private buf = '';
@@ -63,12 +74,17 @@ export class MiGdb {
   private readonly waiting = new Map<number, Waiting>();
   readonly asyncRecords: MiAsync[] = [];
   private asyncWaiters: { re: RegExp; since: number; resolve: (a: MiAsync) => void }[] = [];
-  private readonly tail: string[] = [];
+  /** Every line gdb printed (stderr chunks as 'stderr: ...'); tests slice it from a recorded length. */
+  readonly log: string[] = [];
+  private readonly strict: boolean;
+  private readonly timeoutMs: number;
   /** When set, every log-stream line (e.g. `set debug remote 1` output) is appended here. */
   capture: { text: string; t: number }[] | undefined;
   private exited = false;
 
-  constructor(args: string[] = []) {
+  constructor(args: string[] = [], o: MiOptions = {}) {
+    this.strict = o.strict ?? true;
+    this.timeoutMs = o.timeoutMs ?? 60000;
     this.p = spawn(GDB, ['-nx', '-q', '--interpreter=mi2', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.p.stdout.on('data', (d: Buffer) => this.onData(d.toString('utf8'), now()));
     this.p.stderr.on('data', (d: Buffer) => this.keep('stderr: ' + d.toString()));
@@ -81,13 +97,12 @@ export class MiGdb {
   }
 
   private keep(line: string): void {
-    this.tail.push(line);
-    if (this.tail.length > 60) this.tail.shift();
+    this.log.push(line);
   }
 
   /** The last lines of gdb's output, for error messages. */
   recent(): string {
-    return this.tail.join('\n');
+    return this.log.slice(-60).join('\n');
   }
 
   private onData(s: string, t: number): void {
@@ -134,8 +149,9 @@ export class MiGdb {
   }
 
   /** An MI command; resolves with its result record (rejects on timeout or ^error if `strict`). */
-  cmd(c: string, o: { timeoutMs?: number; strict?: boolean } = {}): Promise<MiResult> {
-    const timeoutMs = o.timeoutMs ?? 60000;
+  cmd(c: string, o: MiOptions = {}): Promise<MiResult> {
+    const timeoutMs = o.timeoutMs ?? this.timeoutMs;
+    const strict = o.strict ?? this.strict;
     if (this.exited) return Promise.reject(new Error(`gdb has exited (sending '${c}')\n${this.recent()}`));
     const token = this.next++;
     return new Promise((resolve, reject) => {
@@ -147,7 +163,7 @@ export class MiGdb {
         token, sent: 0, console: [], log: [],
         resolve: (r) => {
           clearTimeout(t);
-          if (o.strict !== false && r.cls === 'error') reject(new Error(`gdb: '${c}': ${miString(r.text.replace(/^msg=/, ''))}`));
+          if (strict && r.cls === 'error') reject(new Error(`gdb: '${c}': ${miString(r.text.replace(/^msg=/, ''))}`));
           else resolve(r);
         },
       };
@@ -159,7 +175,7 @@ export class MiGdb {
   }
 
   /** A CLI command through the MI (its printed output is in .console). */
-  console(c: string, o: { timeoutMs?: number; strict?: boolean } = {}): Promise<MiResult> {
+  console(c: string, o: MiOptions = {}): Promise<MiResult> {
     return this.cmd(`-interpreter-exec console ${miQuote(c)}`, o);
   }
 
@@ -168,7 +184,8 @@ export class MiGdb {
     return this.asyncRecords.length;
   }
 
-  waitAsync(re: RegExp, since: number, timeoutMs = 60000): Promise<MiAsync> {
+  /** The first async record matching `re` from index `since` on (see mark()), seen or to come. */
+  waitAsync(re: RegExp, since = 0, timeoutMs = this.timeoutMs): Promise<MiAsync> {
     for (let i = since; i < this.asyncRecords.length; i++) {
       if (re.test(this.asyncRecords[i].line)) return Promise.resolve(this.asyncRecords[i]);
     }
