@@ -9,7 +9,7 @@
 //     the full benchmark runs that figure just before; its stepi figure is then 1 round
 //     of 20 steps in a fresh process: `node dist/bench/stepi.js 1 20`, JIT still cold)
 //   BENCH_STEPI_TRACE=1: also the packets of one stepi on each side.
-import { MiGdb } from './mi';
+import { MiGdb } from '../test/support/mi';
 import { connect, continueStops, dumpTimes, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
 import { startCeilingTarget } from './ceiling';
 import { pattern, startSim } from './simSuite';
