@@ -128,8 +128,14 @@ async function main(): Promise<number> {
   }
 
   if (lab !== '0' && lab !== 'off') {
+    // The bench process should be all but idle while the lab works (gdb and the stub do it):
+    // its CPU share says whether anything of the sim part still runs beside the lab's figures.
+    const cpu0 = process.cpuUsage();
+    const wall0 = Date.now();
     try {
       const why = await runLabSuite({ runs: envInt('BENCH_LAB_RUNS', Math.min(runs, 10)), readRuns: envInt('BENCH_LAB_READ_RUNS', Math.min(readRuns, 3)), log }, res);
+      const c = process.cpuUsage(cpu0);
+      res.profile.notes.push(`this benchmark's own process used ${((c.user + c.system) / 10 / Math.max(1, Date.now() - wall0)).toFixed(1)}% of one CPU during the lab part`);
       if (why) {
         log(`lab: skipped: ${why}`);
         res.skipped.push(`lab: ${why}`);
