@@ -5,6 +5,7 @@ import { XenControl } from '../src/xg/xenctl';
 import { EFLAGS_TF, readField, writeField } from '../src/xg/context';
 import { contextLayoutFor } from '../src/vcpu/registers';
 import { Guest } from '../src/vcpu/guest';
+import { Sig, StopEvent } from '../src/vcpu/stop';
 import { now, yieldLoop } from './stats';
 
 /** Guest memory read straight through XEN_DOMCTL_gdbsx_guestmemio, `chunk` bytes a call. ms per run. */
@@ -135,6 +136,7 @@ export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: 
   const all = new Set(only !== undefined ? [only] : g.vcpus());
   const out: StopSample[] = [];
   let at: number | undefined; // VCPU sitting on the breakpoint
+  let held = 0;
   try {
     for (let r = 0; r < runs + 1; r++) {
       const t0 = now();
@@ -144,8 +146,16 @@ export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: 
         g.insertBreakpoint(bp, g.vcpus()[0]);
       }
       const tc = now();
-      const ev = await g.resume({ cont: all });
+      const res = await boundedContinue(g, all, only !== undefined);
       const t1 = now();
+      const ev = res.ev;
+      if (res.held) {
+        // Not a sample: the VCPU waited on one we hold. Every VCPU ran a moment (and may have hit the breakpoint); again.
+        if (++held > MAX_HELD_WAITS) throw new Error(`continue: VCPU ${only} waited ${HELD_WAIT_MS} ms on held VCPUs ${held - 1} times`);
+        at = ev.kind === 'stopped' && ev.signal !== Sig.INT ? ev.vcpu : undefined;
+        r--;
+        continue;
+      }
       if (ev.kind !== 'stopped') throw new Error(`continue: ${ev.kind}`);
       at = ev.vcpu;
       const trap = lastTrap?.(tc);
@@ -158,6 +168,34 @@ export async function guestStops(g: Guest, bp: bigint, runs: number, lastTrap?: 
     g.bps.remove(bp);
   }
   return out;
+}
+
+/**
+ * With one VCPU let run (scheduler-locking), it may wait on one we hold (an IPI, a PV
+ * spinlock, RCU) and never reach the breakpoint: as a gdb user would, interrupt after
+ * HELD_WAIT_MS, let every VCPU run a moment, and say so ('held'), as the lab soak does.
+ */
+const HELD_WAIT_MS = Number(process.env.BENCH_HELD_WAIT_MS ?? 30000);
+const MAX_HELD_WAITS = 5;
+
+async function boundedContinue(g: Guest, run: Set<number>, locked: boolean): Promise<{ ev: StopEvent; held: boolean }> {
+  if (!locked) return { ev: await g.resume({ cont: run }), held: false };
+  let timedOut = false;
+  // halt(), not interrupt(): a stop that beat the timer must not leave a Ctrl-C for the next resume.
+  const timer = setTimeout(() => { timedOut = true; g.halt(); }, HELD_WAIT_MS);
+  let ev: StopEvent;
+  try {
+    ev = await g.resume({ cont: run });
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!timedOut || ev.kind !== 'stopped' || ev.signal !== Sig.INT) return { ev, held: false };
+  const everyone = setTimeout(() => g.halt(), 300);
+  try {
+    return { ev: await g.resume({ cont: new Set(g.vcpus()) }), held: true };
+  } finally {
+    clearTimeout(everyone);
+  }
 }
 
 /** What `info registers` needs below the protocol: one VCPU context. ms per run. */
