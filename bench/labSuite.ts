@@ -27,6 +27,7 @@ import { REF_NAME, RefKey, RefOutcome, installReference, referenceMissing, runRe
 import { procCpuMs, summarize } from './stats';
 import { judgeRead, judgeReference, judgeStepi, judgeStopLatency } from './targets';
 import { RawRsp, TransportFloor, rawRsp, transportFloor } from './transport';
+import { processAlive } from '../src/processAlive';
 
 export interface LabConfig {
   runs: number;
@@ -54,15 +55,6 @@ const DENSE_ADDR: Record<string, bigint> = {
 
 /** Functions a guest calls all the time (first one found is used), for continue-to-breakpoint. */
 const HOT = ['tk_tick', 'ktime_get', '_raw_spin_lock', '__rcu_read_lock'];
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function parseSymbols(text: string): Map<string, bigint> {
   const m = new Map<string, bigint>();
@@ -127,7 +119,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
     return `cannot read the lab state file ${file}: ${(e as Error).message}`;
   }
   if (st.status !== 'ready') return `the lab in ${file} is '${st.status}', not ready`;
-  if (!st.qemuPid || !alive(st.qemuPid)) return `the lab in ${file} is not running (QEMU pid ${st.qemuPid} is gone)`;
+  if (!st.qemuPid || !processAlive(st.qemuPid)) return `the lab in ${file} is not running (QEMU pid ${st.qemuPid} is gone)`;
   const agent = new LabClient({ host: st.agent.host, port: st.agent.port });
   try {
     await agent.ping();

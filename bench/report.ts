@@ -153,6 +153,17 @@ export function markdown(r: Results): string {
   return L.join('\n');
 }
 
+/** A log scale's decade lines and labels (1×, 10×, ...) between y = top and bottom. */
+function decadeGrid(decades: number, xOf: (v: number) => number, top: number, bottom: number): string[] {
+  const out: string[] = [];
+  for (let d = 0; d <= decades; d++) {
+    const x = xOf(10 ** d);
+    out.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${bottom}" stroke="#ddd"/>`);
+    out.push(`<text x="${x}" y="${bottom + 14}" font-size="11" text-anchor="middle">${10 ** d}×</text>`);
+  }
+  return out;
+}
+
 function xml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
@@ -172,11 +183,7 @@ export function svg(r: Results): string {
   const plotW = W - labelW - 80;
   const xOf = (v: number) => labelW + (Math.log10(Math.max(1, v)) / decades) * plotW;
   const top = y + 8;
-  for (let d = 0; d <= decades; d++) {
-    const x = xOf(10 ** d);
-    parts.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
-    parts.push(`<text x="${x}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">${10 ** d}×</text>`);
-  }
+  parts.push(...decadeGrid(decades, xOf, top, top + rows.length * rowH));
   rows.forEach((f, i) => {
     const yy = top + i * rowH;
     const v = f.vsLimit as number;
@@ -272,11 +279,7 @@ function refChart(parts: string[], figs: Figure[], y: number, o: { W: number; la
   const decades = Math.ceil(Math.log10(maxR));
   const xOf = (v: number) => labelW + (Math.log10(Math.max(1, v)) / decades) * plotW;
   const top = y + 4;
-  for (let d = 0; d <= decades; d++) {
-    const x = xOf(10 ** d);
-    parts.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
-    parts.push(`<text x="${x}" y="${top + rows.length * rowH + 14}" font-size="11" text-anchor="middle">${10 ** d}×</text>`);
-  }
+  parts.push(...decadeGrid(decades, xOf, top, top + rows.length * rowH));
   rows.forEach((f, i) => {
     const yy = top + i * rowH;
     parts.push(`<text x="${labelW - 6}" y="${yy + 15}" font-size="12" text-anchor="end">${xml(`${f.env}: ${f.group} · ${f.name}`.slice(0, 60))}</text>`);

@@ -11,17 +11,9 @@ import { journalDir } from '../vcpu/bpJournal';
 import { lookupGuest } from '../vcpu/lookup';
 import { Guest, AttachOptions } from '../vcpu/guest';
 import { XenControl } from '../xg/xenctl';
+import { processAlive } from '../processAlive';
 
 const log = createDebug('gdbsx:lock');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class DomainLock {
   /** `file` undefined: the state directory cannot be written (a user without /run): no lock, as the journal then does. */
@@ -48,7 +40,7 @@ export class DomainLock {
         /* removed meanwhile: try again */
       }
       if (owner === process.pid) return new DomainLock(file);
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
         throw new Error(`domain ${domid} is being debugged by another gdbsx (pid ${owner}): detach it there first`);
       }
       try {
