@@ -22,6 +22,7 @@ import { VcpuSet, losesHighGprs } from './vcpus';
 import { PauseOnlyRun, RefusedError, RunControl, RunHost, RunLimits } from './runControl';
 import { GdbsxRun } from './gdbsxRun';
 import { MonitorRun } from './monitorRun';
+import { mayEnterHypervisor } from './hypercallGate';
 import { ResumePlan, Sig, StopEvent, WatchKind } from './stop';
 
 export { Sig } from './stop';
@@ -71,6 +72,10 @@ export class Guest implements RunHost {
   private resuming = false;
   /** halt() asked this resume to end: a run it would start again (see resume()) is not started. */
   private haltRequested = false;
+  /** The resume in flight keeps the page walk's read-only mappings (see stepKeeps). */
+  private keepMappings = false;
+  /** The domain's tot_pages when the mappings we hold were checked last (undefined: not known). */
+  private mappedTotPages: bigint | undefined;
 
   private constructor(xc: XenControl, domid: number, info: DomainInfo, width: 32 | 64, build: XenBuild, wasPaused: boolean, opts: AttachOptions) {
     this.xc = xc;
@@ -262,7 +267,7 @@ export class Guest implements RunHost {
   }
 
   invalidate(): void {
-    this.mem.invalidate();
+    this.mem.invalidate(this.keepMappings);
     this.vcpuSet.invalidate();
     this.vcpuSet.willRun();
     this.hvmCpus.clear();
@@ -519,10 +524,12 @@ export class Guest implements RunHost {
     // domain is paused when it comes.
     this.resuming = true;
     this.haltRequested = false;
+    this.keepMappings = this.stepKeeps(plan);
     try {
       for (;;) {
         this.noteReadWatchValues();
         const ev = await this.runner.resume(plan);
+        if (this.keepMappings) this.checkKeptMappings();
         if (ev.kind !== 'stopped' || !this.isWriteOnReadWatch(ev)) return ev;
         // A step that wrote what an rwatch watches: just the step.
         if (plan.step !== undefined || !this.attached) return { ...ev, watch: undefined };
@@ -533,7 +540,48 @@ export class Guest implements RunHost {
       if (this.haltRequested) this.runner.cancelInterrupt();
       this.resuming = false;
       this.haltRequested = false;
+      if (!this.keepMappings) this.mappedTotPages = undefined;
+      this.keepMappings = false;
     }
+  }
+
+  /**
+   * Whether the page walk's read-only mappings may stay across this resume. Mapping
+   * frames again after every stop is most of a step's cost where each mapping takes a
+   * millisecond (a dom0 under emulation), and a step is what gdb repeats. A mapping
+   * shows its frame as it is now, and each walk reads the tables through it afresh, so
+   * it stays right for as long as the frame backs the same guest page: always for PV
+   * (frames are machine frames), and for HVM/PVH until the guest's physical-to-machine
+   * map changes. That takes a hypercall (a balloon's decrease_reservation, a populate, a
+   * grant map) or the toolstack. So: only a single step, not of an instruction that
+   * enters the hypervisor (other VCPUs that run meanwhile run for the step's few
+   * milliseconds), and checkKeptMappings() drops everything after the step if tot_pages moved.
+   */
+  private stepKeeps(plan: ResumePlan): boolean {
+    if (plan.step === undefined || !(this.mem.path instanceof PageWalkMemory) || !this.attached) return false;
+    try {
+      const code = this.mem.read(this.vcpuSet.pc(plan.step), 16, this.mem.space(plan.step));
+      if (mayEnterHypervisor(code, this.width)) return false;
+      this.mappedTotPages ??= this.xc.getDomainInfo(this.domid).totPages;
+      return true;
+    } catch (e) {
+      log('mappings not kept across the step: %s', (e as Error).message);
+      return false;
+    }
+  }
+
+  /** After a step that kept mappings: drop them all if the guest's memory changed size meanwhile. */
+  private checkKeptMappings(): void {
+    try {
+      const tot = this.xc.getDomainInfo(this.domid).totPages;
+      if (tot === this.mappedTotPages) return;
+      log('tot_pages %s -> %s during the step: mappings dropped', String(this.mappedTotPages), String(tot));
+      this.mappedTotPages = tot;
+    } catch (e) {
+      log('after a step: %s', (e as Error).message);
+      this.mappedTotPages = undefined;
+    }
+    this.mem.invalidate();
   }
 
   /**

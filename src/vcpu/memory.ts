@@ -32,8 +32,8 @@ export interface MemoryPath {
   pin(addr: bigint, space: AddressSpace): MemoryPin;
   /** A pin on a frame found earlier (paths that map frames only). */
   pinFrame?(frame: bigint, offset: number): MemoryPin;
-  /** The guest is about to run: drop mappings and anything derived from its page tables. */
-  release(): void;
+  /** The guest is about to run: drop mappings (read-only ones may stay if `keepReadOnly`) and anything derived from its page tables. */
+  release(keepReadOnly?: boolean): void;
   /** Detach: drop everything, page-table mappings kept across runs included. */
   close?(): void;
 }
@@ -89,10 +89,14 @@ export class GuestMemory {
     return out.subarray(0, done);
   }
 
-  /** Forget cached lines and mappings: call whenever the guest runs or its page tables may change. */
-  invalidate(): void {
+  /**
+   * Forget cached lines and mappings: call whenever the guest runs or its page tables may
+   * change. `keepMappings`: the path's read-only mappings stay (a single step; what they
+   * map is read afresh).
+   */
+  invalidate(keepMappings = false): void {
     this.lines.clear();
-    this.path.release();
+    this.path.release(keepMappings);
   }
 
   /** Detach: nothing of ours stays mapped. */

@@ -3,7 +3,8 @@
 // mapped in one batch per request. Works on every x86 Xen (no CONFIG_GDBSX), reaches
 // kernel memory whatever mode a VCPU is in (a PV VCPU's ctrlreg[3] is its kernel table;
 // with Linux's PTI the kernel half of a user cr3 is tried), and resolves user addresses
-// in the selected VCPU's own address space. Mappings live while the guest is stopped.
+// in the selected VCPU's own address space. Mappings live while the guest is stopped,
+// and the read-only ones across a single step (Guest.resume says when: see stepKeeps).
 import createDebug from 'debug';
 import { Hypercalls, ForeignMapping } from '../xg/hypercalls';
 import { Errno, XenError } from '../xg/errors';
@@ -44,7 +45,9 @@ export class PageWalkMemory implements MemoryPath {
   /** Mapped frames by frame number (as a Number: frames fit in 52 bits, and BigInt keys hash slowly). */
   private readonly ro = new Map<number, Mapped>();
   private readonly rw = new Map<number, Mapped>();
-  private readonly maps: ForeignMapping[] = [];
+  /** Each mapping call's result, and how many frames it holds; read-only and writable apart. */
+  private readonly roMaps: { map: ForeignMapping; frames: number }[] = [];
+  private readonly rwMaps: { map: ForeignMapping; frames: number }[] = [];
   private mappedFrames = 0;
   /** Table copies of earlier stops, reused: a stop's walk takes one per level (fresh 4 KiB buffers cost more than the copy). */
   private readonly spareTables: Buffer[] = [];
@@ -127,7 +130,7 @@ export class PageWalkMemory implements MemoryPath {
       const map = this.hc.mapForeign(this.domid, missing, writable);
       this.stats.mapCalls++;
       this.stats.framesMapped += missing.length;
-      this.maps.push(map);
+      (writable ? this.rwMaps : this.roMaps).push({ map, frames: missing.length });
       this.mappedFrames += missing.length;
       missing.forEach((f, index) => {
         if (map.errors[index] === 0) cache.set(Number(f), { map, index });
@@ -211,23 +214,36 @@ export class PageWalkMemory implements MemoryPath {
     };
   }
 
-  release(): void {
-    for (const m of this.maps.splice(0)) {
-      try {
-        m.unmap();
-      } catch (e) {
-        log('unmap: %s', (e as Error).message);
+  /**
+   * The guest is about to run: table copies go stale (they are read again), and so do
+   * the mappings, unless `keepReadOnly` (a single step: see Guest's stepKeeps). A
+   * read-only mapping reads the frame as it is now, so it stays right while the frame
+   * backs the same guest page; writable ones always go (a PV guest cannot make a page
+   * it owns a page table while we map it writable).
+   */
+  release(keepReadOnly = false): void {
+    const unmap = (list: { map: ForeignMapping; frames: number }[]) => {
+      for (const m of list.splice(0)) {
+        this.mappedFrames -= m.frames;
+        try {
+          m.map.unmap();
+        } catch (e) {
+          log('unmap: %s', (e as Error).message);
+        }
       }
-    }
-    this.ro.clear();
+    };
+    unmap(this.rwMaps);
     this.rw.clear();
+    if (!keepReadOnly) {
+      unmap(this.roMaps);
+      this.ro.clear();
+    }
     for (const t of this.tables.values()) if (t && this.spareTables.length < SPARE_TABLES) this.spareTables.push(t);
     this.tables.clear();
-    this.mappedFrames = 0;
   }
 
   /** Live mappings (the benchmark and tests check none are left while the guest runs). */
   get liveMappings(): number {
-    return this.maps.length;
+    return this.roMaps.length + this.rwMaps.length;
   }
 }
