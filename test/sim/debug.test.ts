@@ -187,6 +187,21 @@ for (const width of [64, 32] as const) {
       g.close();
     });
 
+    it('TF on VCPU 1 with VCPU 0 running: the step traps before VCPU 0 runs its quantum', () => {
+      const g = startGuest({ vcpus: 2, width, paused: true, sim: { autoRun: false } });
+      const { xc, sim, domid } = g;
+      xc.setDebugging(domid, true);
+      const ctx = xc.getVcpuContext(domid, 1);
+      writeField(ctx, layout, 'rflags', (readField(ctx, layout, 'rflags') ?? 0n) | EFLAGS_TF);
+      xc.setVcpuContext(domid, 1, ctx);
+      xc.unpauseDomain(domid);
+      sim.runSlice();
+      // As on hardware, where VCPU 1's #DB comes one instruction after the unpause.
+      assert.deepEqual(sim.domainState(domid).instructions, [0, 1]);
+      assert.equal(xc.getDomainInfo(domid).paused, true);
+      g.close();
+    });
+
     it('int3 with no debugger attached crashes the guest (a breakpoint left behind)', async () => {
       const g = startGuest({ vcpus: 2, width });
       const { xc, sim, domid } = g;

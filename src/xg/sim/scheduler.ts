@@ -135,9 +135,14 @@ export class Scheduler {
         v.cpu.flushTlb();
         used.set(v.id, 0);
       }
+      // A VCPU with a single-step armed goes first: on hardware its #DB comes one
+      // instruction after the unpause whatever the other VCPUs do, and run in turn
+      // behind them it would wait out their quanta (stepping VCPU 1 cost every step
+      // VCPU 0's quantum, stepping VCPU 0 cost nothing).
+      const order = d.vcpus.some(stepArmed) ? [...d.vcpus.filter(stepArmed), ...d.vcpus.filter((v) => !stepArmed(v))] : d.vcpus;
       for (let progress = true; progress;) {
         progress = false;
-        for (const v of d.vcpus) {
+        for (const v of order) {
           const u = used.get(v.id);
           if (u === undefined || u >= slice || v.halted || !d.canRun(v)) continue;
           const n = runVcpu(d, v, Math.min(QUANTUM, slice - u), this.onEvent, this.env);
@@ -159,6 +164,11 @@ export class Scheduler {
     this.immediate = undefined;
     this.clearTimeout();
   }
+}
+
+/** TF set, or the monitor trap flag (MTF) armed. */
+function stepArmed(v: SimVcpu): boolean {
+  return (v.cpu.rflags & Flag.TF) !== 0 || v.singleStep;
 }
 
 /**
