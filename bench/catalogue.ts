@@ -67,7 +67,8 @@ export function emptyRuns(): GdbRuns {
 const named = (e: FigureEnv, name: string) => (e.guest ? `${name} (${e.guest})` : name);
 const detail = (d: string | undefined) => (d ? ` (${d})` : '');
 
-function limit(e: FigureEnv, what: string, unit: Unit, samples: number[] | undefined): Measure | undefined {
+/** The limit's cell: the same work done directly, where it was measured. */
+export function limit(e: FigureEnv, what: string, unit: Unit, samples: number[] | undefined): Measure | undefined {
   return samples?.length ? measure(e.directWhere ? `${what} (${e.directWhere})` : what, unit, samples) : undefined;
 }
 
@@ -76,7 +77,7 @@ function ceiling(e: FigureEnv, unit: Unit, samples: (c: CeilingResult) => number
 }
 
 /** The reference's cell for a figure: its measure, or why it has none, and its notes. */
-function reference(e: FigureEnv, key: RefKey, what: string, unit: Unit = 'ms', conv: (ms: number[]) => number[] = (ms) => ms): { reference?: Measure; referenceNote?: string; notes: string[] } {
+export function reference(e: FigureEnv, key: RefKey, what: string, unit: Unit = 'ms', conv: (ms: number[]) => number[] = (ms) => ms): { reference?: Measure; referenceNote?: string; notes: string[] } {
   const r = e.reference?.results[key];
   if (!r) return { notes: [] };
   const notes = r.notes.map((n) => `${REF_NAME}: ${n}`);

@@ -6,8 +6,9 @@ import type { Hypercalls } from '../src/xg/hypercalls';
 import { XenControl } from '../src/xg/xenctl';
 import { Guest } from '../src/vcpu/guest';
 import { TracingHypercalls } from './trace';
+import type { Limits } from './catalogue';
 import {
-  MemPathName, PathReads, StopSample, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
+  MemPathName, PathReads, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
 } from './direct';
 
 export interface LabDirectArgs {
@@ -33,15 +34,9 @@ export interface LabDirectArgs {
   smallAddr?: string;
 }
 
-export interface LabDirectResult {
-  read: Record<string, number[]>;
+/** The catalogue's limits (bench/catalogue.ts), and what the lab suite's profile takes from dom0. */
+export interface LabDirectResult extends Limits {
   read64k?: number[];
-  step?: number[];
-  rawStep?: number[];
-  stops?: StopSample[];
-  context: number[];
-  bt: number[];
-  attach: number[];
   hypercallsUs: Record<string, number>;
   /** Hypercalls per operation: how many, their time (ms), by domctl. */
   domctls: Record<string, { perOp: number; msPerOp: number; byCmd: Record<string, number> }>;
