@@ -11,7 +11,7 @@ import { MiGdb } from '../test/support/mi';
 import { alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, stepiTimes, stubMemoryPath, tracePackets } from './gdbFigures';
 import { Results } from './model';
 import { roundTrips } from './profile';
-import { sleep, summarize } from './stats';
+import { round3, sleep, summarize } from './stats';
 
 /** The parts of a guest's figures (the lab splits them over guests; the simulator's one guest has all). */
 export type Part = 'read' | 'step' | 'stop' | 'regs' | 'attach';
@@ -56,10 +56,6 @@ export interface SessionEnv extends FigureEnv {
 /** Runs of a read of `bytes`: the large ones are fewer. */
 export function runsFor(e: { runs: number; readRuns: number }, bytes: number): number {
   return bytes >= 4 * MiB ? e.readRuns : e.runs;
-}
-
-function r3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 /**
@@ -132,7 +128,7 @@ export async function gdbSession(e: SessionEnv, parts: ReadonlySet<Part>, res: R
       });
     }
     await e.attempt('round trips', async () => {
-      res.profile.roundTripMs[`${e.tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, e.runs)).median);
+      res.profile.roundTripMs[`${e.tag}: maint packet qC (one round trip)`] = round3(summarize(await roundTrips(gdb, e.runs)).median);
     });
     await e.beforeDetach?.(gdb);
     await gdb.cmd('-target-detach', { strict: false }).catch(() => undefined);

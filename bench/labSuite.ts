@@ -20,7 +20,7 @@ import { directPathFigures, gdbPathFigures } from './paths';
 import { PACKET_SIZE } from '../src/gx/reply';
 import { Figure, Results, figure, measure, throughput } from './model';
 import { REF_NAME, installReference, referenceMissing, runReference } from './reference';
-import { procCpuMs, summarize } from './stats';
+import { procCpuMs, round3, summarize } from './stats';
 import { emptyRuns, limit, reference, sharedFigures } from './catalogue';
 import { Part, SessionEnv, gdbSession, memoryPathDumps } from './gdbSession';
 import { RawRsp, TransportFloor, rawRsp, transportFloor } from './transport';
@@ -191,7 +191,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
     try {
       log(`lab: transport floor (TCP echo in dom0 on ${spare})`);
       floor = await transportFloor(agent, spare, cfg.runs);
-      res.profile.roundTripMs['lab: 1-byte TCP echo in dom0 through the QEMU forward, every guest running'] = r3(summarize(floor.echoMs).median);
+      res.profile.roundTripMs['lab: 1-byte TCP echo in dom0 through the QEMU forward, every guest running'] = round3(summarize(floor.echoMs).median);
       res.profile.notes.push(`lab: the QEMU forward moves ${summarize(floor.mibPerS).median.toFixed(1)} MiB/s from dom0 to the host (1 MiB from a dom0 TCP server, median of ${floor.mibPerS.length})`);
     } catch (e) {
       res.skipped.push(`lab: transport floor failed: ${(e as Error).message}`);
@@ -284,7 +284,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       if (sparePort === undefined) return;
       await env.attempt('transport floor', async () => {
         floor = await transportFloor(agent, sparePort, runs);
-        res.profile.roundTripMs[`${tag}: 1-byte TCP echo in dom0 through the QEMU forward, this guest stopped`] = r3(summarize(floor.echoMs).median);
+        res.profile.roundTripMs[`${tag}: 1-byte TCP echo in dom0 through the QEMU forward, this guest stopped`] = round3(summarize(floor.echoMs).median);
       });
     },
   };
@@ -300,7 +300,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     const ms = summarize(ours.dumps[b]).median;
     const req = Math.min(b, PACKET_SIZE / 2); // what gdb asks per m (the trace's 1 MiB dump is one request)
     const packets = Math.ceil(b / req);
-    res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets), gdbCpuMs: r3(gdbCpu[b]) });
+    res.profile.dumps.push({ env: 'lab', bytes: b, ms: round3(ms), packets, requestBytes: req, perPacketMs: round3(ms / packets), gdbCpuMs: round3(gdbCpu[b]) });
   }
 
   // -- page walk vs gdbsx through gdb: the guest's stub and a second one with --memory gdbsx (on the spare port) --
@@ -331,8 +331,8 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     log('lab: raw RSP reads (no gdb)');
     try {
       raw = await rawRsp(g.stub.port, addr, 16 * MiB, runs, readRuns);
-      res.profile.roundTripMs[`${tag}: raw RSP qC (no gdb)`] = r3(summarize(raw.qcMs).median);
-      res.profile.roundTripMs[`${tag}: raw RSP m addr,1 (no gdb)`] = r3(summarize(raw.m1Ms).median);
+      res.profile.roundTripMs[`${tag}: raw RSP qC (no gdb)`] = round3(summarize(raw.qcMs).median);
+      res.profile.roundTripMs[`${tag}: raw RSP m addr,1 (no gdb)`] = round3(summarize(raw.m1Ms).median);
     } catch (e) {
       res.profile.notes.push(`${tag}: raw RSP reads failed: ${(e as Error).message}`);
     }
@@ -354,7 +354,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       res.skipped.push(`${tag}: direct figures failed in dom0 (${r.code ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
     } else {
       direct = JSON.parse(r.stdout.trim().split('\n').pop() as string) as LabDirectResult;
-      for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = r3(v);
+      for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = round3(v);
       for (const e of direct.errors) res.profile.notes.push(`${tag} direct: ${e}`);
       for (const [k, v] of Object.entries(direct.domctls ?? {})) res.profile.domctls[`${tag} direct (dom0): ${k}`] = v;
     }
@@ -367,8 +367,8 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     const lim = direct?.read[String(b)];
     const mibps = lim?.length ? summarize(throughput(b, lim)).median : undefined;
     if (d && mibps) {
-      d.hypercallMsPerPacket = r3((d.requestBytes / MiB / mibps) * 1000);
-      d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
+      d.hypercallMsPerPacket = round3((d.requestBytes / MiB / mibps) * 1000);
+      d.restMsPerPacket = round3(d.perPacketMs - d.hypercallMsPerPacket);
     }
   }
   // Page walk vs gdbsx_guestmemio: below the protocol (dom0), and through gdb.
@@ -450,8 +450,4 @@ async function pathDumps(env: SessionEnv, addr: bigint, run: GuestRun, agent: La
 function envRuns(name: string, dflt: number): number {
   const n = Number(process.env[name]);
   return Number.isInteger(n) && n > 0 ? n : dflt;
-}
-
-function r3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }

@@ -17,7 +17,7 @@ import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, simSpeed } from './profile';
 import { PACKET_SIZE } from '../src/gx/reply';
 import { DumpProfile, Results, figure, measure, throughput } from './model';
-import { procCpuMs, selfCpuMs, summarize } from './stats';
+import { perCallUs, procCpuMs, round3, selfCpuMs, summarize } from './stats';
 import { Limits, lastIn, sharedFigures, stopLatencies, trapLatencyFigure } from './catalogue';
 import { ALL_PARTS, SessionEnv, gdbSession, memoryPathDumps, runsFor } from './gdbSession';
 
@@ -106,6 +106,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
   // ---- the simulated Xen, 2 VCPUs ----
   log(`sim: ${cfg.width}-bit PV demo guest, 2 VCPUs`);
   const s = await startSim(2, cfg.width);
+  const counted = <T>(label: string, fn: () => Promise<T>) => countDomctls(res, s.trace, label, runs + 1, fn);
   try {
     // Dense, non-repeating data (the ceiling's pattern), so run-length encoding helps
     // neither side: guest RAM 32..48 MiB, which the demo guest never touches.
@@ -125,8 +126,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     const read64k = directRead(s.xc, DOMID, dm, 16 * MiB, 64 * 1024, directRuns);
     s.xc.unpauseDomain(DOMID);
     const hcUs = (name: string, fn: () => void) => {
-      const t = directTimes(fn, 200);
-      prof.hypercallsUs[`sim: ${name}`] = round3(t * 1000);
+      prof.hypercallsUs[`sim: ${name}`] = round3(perCallUs(fn, 200));
     };
     s.xc.pauseDomain(DOMID);
     hcUs('getdomaininfo', () => s.xc.getDomainInfo(DOMID));
@@ -141,27 +141,15 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
 
     const g = Guest.attach(s.xc, DOMID);
     try {
-      s.trace.reset();
-
-      limits.step = await guestSteps(g, 0, true, runs);
-
-      countDomctls(res, s.trace, 'sim direct: Guest.resume step', runs + 1);
-      s.trace.reset();
-
-      limits.stops = await guestStops(g, tick, runs, (since) => lastIn(s.int3, since));
-
-      countDomctls(res, s.trace, 'sim direct: Guest continue to a breakpoint (incl. step over)', runs + 1);
+      limits.step = await counted('sim direct: Guest.resume step', () => guestSteps(g, 0, true, runs));
+      limits.stops = await counted('sim direct: Guest continue to a breakpoint (incl. step over)', () => guestStops(g, tick, runs, (since) => lastIn(s.int3, since)));
       limits.context = directContext(s.xc, DOMID, g.vcpus()[0], runs);
     } finally {
       g.detach();
     }
     const undo = rawAttach(s.xc, DOMID);
     try {
-      s.trace.reset();
-
-      limits.rawStep = await directRawSteps(s.xc, DOMID, 0, cfg.width, runs);
-
-      countDomctls(res, s.trace, 'sim direct: raw step', runs + 1);
+      limits.rawStep = await counted('sim direct: raw step', () => directRawSteps(s.xc, DOMID, 0, cfg.width, runs));
     } finally {
       undo();
     }
@@ -187,7 +175,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     res.paths = [...(res.paths ?? []), ...directPathFigures('sim', pathReads, cfg.sizes, PACKET_SIZE / 2, 'demo_tick', '', res)];
 
     // -- through gdb --
-    const env = simEnv(s, cfg, res, dm, ceil);
+    const env = simEnv(s, cfg, res, dm, ceil, counted);
     const ours = await gdbSession(env, ALL_PARTS, res);
 
     // -- the same dumps through the default stub and one started with --memory gdbsx, alternating --
@@ -240,18 +228,13 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
  * simulator's int3 trap events give the stop latency. A failure ends the run, and each
  * timed part's hypercalls are counted.
  */
-function simEnv(s: SimStub, cfg: SimConfig, res: Results, dm: bigint, ceiling: CeilingResult | undefined): SessionEnv {
+function simEnv(s: SimStub, cfg: SimConfig, res: Results, dm: bigint, ceiling: CeilingResult | undefined, counted: SessionEnv['counted']): SessionEnv {
   return {
     env: 'sim', tag: 'sim', guest: '', via: 'gdb -> stub', directWhere: '', detail: { stepi: 'vCont;s:1;c' }, applies: 'indicative', ceiling,
     breakpoint: { name: 'demo_tick', location: 'demo_tick' }, trapTimes: s.int3,
     port: s.port, symbols: s.image, runs: cfg.runs, readRuns: cfg.readRuns, stopTimeoutMs: 60000, packetsOfRegisters: true, log: cfg.log,
     attempt: (_what, fn) => fn(),
-    async counted(label, fn) {
-      s.trace.reset();
-      const r = await fn();
-      countDomctls(res, s.trace, `sim gdb: ${label}`, cfg.runs + 1);
-      return r;
-    },
+    counted: (label, fn) => counted(`sim gdb: ${label}`, fn),
     read: {
       addr: dm, sizes: cfg.sizes,
       async check(gdb) {
@@ -296,11 +279,7 @@ async function runScale(cfg: SimConfig, res: Results): Promise<void> {
       await gdb.setup();
       await defineCommands(gdb);
       const attach = [await connect(gdb, s.port)];
-      s.trace.reset();
-
-      const threads = await cliTimes(gdb, 'bench-threads', runs, false);
-
-      countDomctls(res, s.trace, `sim ${n} VCPUs gdb: info threads`, runs + 1);
+      const threads = await countDomctls(res, s.trace, `sim ${n} VCPUs gdb: info threads`, runs + 1, () => cliTimes(gdb, 'bench-threads', runs, false));
       const shown = threads.output.split('\n').filter((l) => /^\*?\s+\d+\s+Thread/.test(l)).length;
       const warn = (await gdb.console('info threads')).log.trim();
       res.profile.packets[`sim ${n} VCPUs: info threads (after a cache flush)`] = await tracePackets(gdb, () => cliTimes(gdb, 'bench-threads', 0, false));
@@ -361,21 +340,12 @@ async function profiledDumps(gdb: MiGdb, trace: TracingHypercalls, addr: bigint,
   return times;
 }
 
-/** Hypercalls per operation, from the tracing wrapper (counts since its last reset). */
-function countDomctls(res: Results, trace: TracingHypercalls, label: string, ops: number): void {
+/** Hypercalls per operation of `fn` (`ops` operations), from the tracing wrapper, as `label`. */
+async function countDomctls<T>(res: Results, trace: TracingHypercalls, label: string, ops: number, fn: () => Promise<T>): Promise<T> {
+  trace.reset();
+  const r = await fn();
   res.profile.domctls[label] = trace.perOp(ops);
-}
-
-/** Mean µs-resolution cost of a synchronous call: ms per call over `n` calls. */
-function directTimes(fn: () => void, n: number): number {
-  fn();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) fn();
-  return (performance.now() - t0) / n;
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
+  return r;
 }
 
 function roundAll(r: Record<string, number>): Record<string, number> {
