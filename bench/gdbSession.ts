@@ -44,8 +44,8 @@ export interface SessionEnv extends FigureEnv {
     sizes: number[];
     /** After connecting, before the dumps: what gdb reads and through which memory path. */
     check(gdb: MiGdb): Promise<void>;
-    /** `runs` timed dumps of `bytes` (and their profile); undefined where they failed. */
-    dumps(gdb: MiGdb, bytes: number, runs: number): Promise<number[] | undefined>;
+    /** `runs` timed dumps of `bytes` (and their profile). */
+    dumps(gdb: MiGdb, bytes: number, runs: number): Promise<number[]>;
     /** The environment's own dumps, after the bulk ones. */
     more?(gdb: MiGdb): Promise<void>;
   };
@@ -76,15 +76,15 @@ export async function gdbSession(e: SessionEnv, parts: ReadonlySet<Part>, res: R
     await gdb.setup();
     await defineCommands(gdb);
     await connect(gdb, e.port);
-    if (parts.has('read') && e.read) {
-      const { addr, sizes } = e.read;
-      await e.read.check(gdb);
+    const read = e.read;
+    if (parts.has('read') && read) {
+      const { addr, sizes } = read;
+      await read.check(gdb);
       for (const b of sizes) {
         e.log(`${e.env}: dump ${b / MiB} MiB through gdb`);
-        const ms = await e.read.dumps(gdb, b, runsFor(e, b));
-        if (ms) out.dumps[b] = ms;
+        await e.attempt(`dump ${b / MiB} MiB at 0x${addr.toString(16)}`, async () => { out.dumps[b] = await read.dumps(gdb, b, runsFor(e, b)); });
       }
-      await e.read.more?.(gdb);
+      await read.more?.(gdb);
       packets[`${e.tag}: dump 1 MiB`] = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${addr.toString(16)} 0x${(addr + BigInt(MiB)).toString(16)}`, { strict: false }));
     }
     const bp = e.breakpoint;

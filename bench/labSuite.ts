@@ -229,7 +229,6 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   const sizes = [MiB, 16 * MiB].filter((b) => b + 2 * MiB <= g.memoryMiB * MiB);
   const tag = `lab ${g.name}`;
   log(`lab: guest ${g.name} (dom${domid}, ${g.type} ${g.width}-bit, ${g.vcpus} VCPUs), stub on 127.0.0.1:${g.stub.port}: ${[...parts].join(', ')}`);
-  const failed = (what: string, e: unknown) => res.profile.notes.push(`${tag}: ${what} failed: ${(e as Error).message.split('\n')[0]}`);
 
   // -- through gdb first (the direct part needs the stub detached, and the bt's frame count) --
   const gdbCpu: Record<string, number> = {};
@@ -247,7 +246,7 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
       try {
         await fn();
       } catch (e) {
-        failed(what, e);
+        res.profile.notes.push(`${tag}: ${what} failed: ${(e as Error).message.split('\n')[0]}`);
         log(`lab: ${what} failed: ${(e as Error).message}`);
       }
     },
@@ -258,24 +257,15 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
         stubPath = await stubMemoryPath(gdb).catch(() => undefined);
       },
       async dumps(gdb, b, n) {
-        try {
-          const c0 = procCpuMs(gdb.pid);
-          const ms = await dumpTimes(gdb, addr, b, n);
-          gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / (n + 1);
-          return ms;
-        } catch (e) {
-          failed(`dump ${b / MiB} MiB at 0x${addr.toString(16)}`, e);
-          return undefined;
-        }
+        const c0 = procCpuMs(gdb.pid);
+        const ms = await dumpTimes(gdb, addr, b, n);
+        gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / (n + 1);
+        return ms;
       },
       async more(gdb) {
         if (denseAddr === undefined) return;
         log('lab: dump 4 MiB of kernel text through gdb');
-        try {
-          dense = await dumpTimes(gdb, denseAddr, 4 * MiB, readRuns);
-        } catch (e) {
-          failed(`dump of kernel text at 0x${denseAddr.toString(16)}`, e);
-        }
+        await env.attempt(`dump of kernel text at 0x${denseAddr.toString(16)}`, async () => { dense = await dumpTimes(gdb, denseAddr, 4 * MiB, readRuns); });
       },
     },
     async beforeDetach() {
