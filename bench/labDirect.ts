@@ -6,8 +6,10 @@ import type { Hypercalls } from '../src/xg/hypercalls';
 import { XenControl } from '../src/xg/xenctl';
 import { Guest } from '../src/vcpu/guest';
 import { TracingHypercalls } from './trace';
+import { perCallUs } from './stats';
+import type { Limits } from './catalogue';
 import {
-  MemPathName, PathReads, StopSample, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
+  MemPathName, PathReads, comparePaths, directAttach, directBacktrace, directContext, directRawSteps, directRead, guestStops, guestSteps, rawAttach,
 } from './direct';
 
 export interface LabDirectArgs {
@@ -33,28 +35,15 @@ export interface LabDirectArgs {
   smallAddr?: string;
 }
 
-export interface LabDirectResult {
-  read: Record<string, number[]>;
+/** The catalogue's limits (bench/catalogue.ts), and what the lab suite's profile takes from dom0. */
+export interface LabDirectResult extends Limits {
   read64k?: number[];
-  step?: number[];
-  rawStep?: number[];
-  stops?: StopSample[];
-  context: number[];
-  bt: number[];
-  attach: number[];
   hypercallsUs: Record<string, number>;
   /** Hypercalls per operation: how many, their time (ms), by domctl. */
   domctls: Record<string, { perOp: number; msPerOp: number; byCmd: Record<string, number> }>;
   errors: string[];
   /** The memory paths' reads (see comparePaths). */
   paths?: Partial<Record<MemPathName, PathReads>>;
-}
-
-function perCall(fn: () => void, n: number): number {
-  fn();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) fn();
-  return ((performance.now() - t0) / n) * 1000;
 }
 
 /** Everything asked for in `a`, on the hypervisor below `inner` (privcmd in dom0; the simulator in bench/labDirectCheck.ts). */
@@ -84,17 +73,17 @@ export async function runLabDirect(a: LabDirectArgs, inner: Hypercalls): Promise
       } catch (e) {
         errors.push(`read in 64 KiB calls: ${(e as Error).message}`);
       }
-      r.hypercallsUs.getdomaininfo = perCall(() => xc.getDomainInfo(a.domid), 200);
-      r.hypercallsUs.getvcpucontext = perCall(() => xc.getVcpuContext(a.domid, 0), 200);
+      r.hypercallsUs.getdomaininfo = perCallUs(() => xc.getDomainInfo(a.domid), 200);
+      r.hypercallsUs.getvcpucontext = perCallUs(() => xc.getVcpuContext(a.domid, 0), 200);
       if (want.has('read')) {
         // Into buffers kept across calls, as the stub does: a fresh one costs page faults
         // through Xen in a PV dom0, not the hypercall.
         const b8 = Buffer.alloc(8);
         const b64k = Buffer.alloc(65536);
         const b1m = Buffer.alloc(MiB);
-        r.hypercallsUs['guestmemio 8 bytes'] = perCall(() => xc.guestMemIo(a.domid, addr, b8, false), 200);
-        r.hypercallsUs['guestmemio 64 KiB'] = perCall(() => xc.guestMemIo(a.domid, addr, b64k, false), 50);
-        r.hypercallsUs['guestmemio 1 MiB'] = perCall(() => xc.guestMemIo(a.domid, addr, b1m, false), 10);
+        r.hypercallsUs['guestmemio 8 bytes'] = perCallUs(() => xc.guestMemIo(a.domid, addr, b8, false), 200);
+        r.hypercallsUs['guestmemio 64 KiB'] = perCallUs(() => xc.guestMemIo(a.domid, addr, b64k, false), 50);
+        r.hypercallsUs['guestmemio 1 MiB'] = perCallUs(() => xc.guestMemIo(a.domid, addr, b1m, false), 10);
       }
       if (want.has('regs')) {
         r.context = directContext(xc, a.domid, 0, a.runs);

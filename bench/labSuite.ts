@@ -15,17 +15,14 @@ import path from 'path';
 import { LabClient, LabGuest, LabState, statePath } from '../test/lab/client';
 import type { LabDirectArgs, LabDirectResult } from './labDirect';
 import { MemPathName, PATH_NAME } from './direct';
-import { MiGdb } from '../test/support/mi';
-import {
-  alternatingDumps, attachTimes, cliTimes, connect, continueStops, defineCommands, dumpTimes, stepiTimes, stubMemoryPath, tracePackets, GdbStop,
-} from './gdbFigures';
+import { dumpTimes, stubMemoryPath } from './gdbFigures';
 import { directPathFigures, gdbPathFigures } from './paths';
-import { roundTrips } from './profile';
 import { PACKET_SIZE } from '../src/gx/reply';
-import { Figure, Measure, Results, Unit, figure, measure, rate, throughput } from './model';
-import { REF_NAME, RefKey, RefOutcome, installReference, referenceMissing, runReference } from './reference';
-import { procCpuMs, summarize } from './stats';
-import { judgeRead, judgeReference, judgeStepi, judgeStopLatency } from './targets';
+import { Figure, Results, figure, measure, throughput } from './model';
+import { REF_NAME, installReference, referenceMissing, runReference } from './reference';
+import { procCpuMs, round3, summarize } from './stats';
+import { emptyRuns, limit, reference, sharedFigures } from './catalogue';
+import { Part, SessionEnv, gdbSession, memoryPathDumps } from './gdbSession';
 import { RawRsp, TransportFloor, rawRsp, transportFloor } from './transport';
 import { processAlive } from '../src/processAlive';
 
@@ -34,8 +31,6 @@ export interface LabConfig {
   readRuns: number;
   log: (m: string) => void;
 }
-
-type Part = 'read' | 'step' | 'stop' | 'regs' | 'attach';
 
 const MiB = 1 << 20;
 /** Blocks the two memory paths' gdb dumps alternate in. */
@@ -196,7 +191,7 @@ export async function runLabSuite(cfg: LabConfig, res: Results): Promise<string 
     try {
       log(`lab: transport floor (TCP echo in dom0 on ${spare})`);
       floor = await transportFloor(agent, spare, cfg.runs);
-      res.profile.roundTripMs['lab: 1-byte TCP echo in dom0 through the QEMU forward, every guest running'] = r3(summarize(floor.echoMs).median);
+      res.profile.roundTripMs['lab: 1-byte TCP echo in dom0 through the QEMU forward, every guest running'] = round3(summarize(floor.echoMs).median);
       res.profile.notes.push(`lab: the QEMU forward moves ${summarize(floor.mibPerS).median.toFixed(1)} MiB/s from dom0 to the host (1 MiB from a dom0 TCP server, median of ${floor.mibPerS.length})`);
     } catch (e) {
       res.skipped.push(`lab: transport floor failed: ${(e as Error).message}`);
@@ -236,167 +231,98 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   log(`lab: guest ${g.name} (dom${domid}, ${g.type} ${g.width}-bit, ${g.vcpus} VCPUs), stub on 127.0.0.1:${g.stub.port}: ${[...parts].join(', ')}`);
 
   // -- through gdb first (the direct part needs the stub detached, and the bt's frame count) --
-  let attach: number[] = [];
-  if (parts.has('attach')) {
-    try {
-      attach = await attachTimes(g.stub.port, g.symbols ?? undefined, runs);
-    } catch (e) {
-      res.profile.notes.push(`${tag}: attach failed: ${(e as Error).message.split('\n')[0]}`);
-    }
-  }
-  const gdb = new MiGdb(g.symbols ? [g.symbols] : []);
-  const dumps: Record<string, number[]> = {};
   const gdbCpu: Record<string, number> = {};
   let dense: number[] = [];
   const denseAddr = DENSE_ADDR[g.name];
-  let raw: RawRsp | undefined;
-  let stepi: number[] = [];
   let floor: TransportFloor | undefined;
-  let stops: number[] = [];
-  let regs: number[] = [];
-  let bt: number[] = [];
-  let frames = 3;
   /** The lab stub's memory path (`monitor xen`): the page walk unless it fell back. */
   let stubPath: string | undefined;
-  try {
-    await gdb.setup();
-    await defineCommands(gdb);
-    await connect(gdb, g.stub.port);
-    const addr = run.addr;
-    if (parts.has('read') && addr !== undefined) {
-      stubPath = await stubMemoryPath(gdb).catch(() => undefined);
-      for (const b of sizes) {
-        log(`lab: dump ${b / MiB} MiB through gdb`);
-        try {
-          const c0 = procCpuMs(gdb.pid);
-          dumps[b] = await dumpTimes(gdb, addr, b, b >= 4 * MiB ? readRuns : runs);
-          gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / ((b >= 4 * MiB ? readRuns : runs) + 1);
-        } catch (e) {
-          res.profile.notes.push(`${tag}: dump ${b / MiB} MiB at 0x${addr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
-        }
-      }
-      if (denseAddr !== undefined) {
-        log('lab: dump 4 MiB of kernel text through gdb');
-        try {
-          dense = await dumpTimes(gdb, denseAddr, 4 * MiB, readRuns);
-        } catch (e) {
-          res.profile.notes.push(`${tag}: dump of kernel text at 0x${denseAddr.toString(16)} failed: ${(e as Error).message.split('\n')[0]}`);
-        }
-      }
-      const tr = await tracePackets(gdb, () => gdb.console(`dump binary memory /dev/null 0x${addr.toString(16)} 0x${(addr + BigInt(MiB)).toString(16)}`, { strict: false }));
-      res.profile.packets[`${tag}: dump 1 MiB`] = tr;
-      for (const b of sizes) {
-        if (!dumps[b]) continue;
-        const ms = summarize(dumps[b]).median;
-        const req = Math.min(b, PACKET_SIZE / 2); // what gdb asks per m (the trace's 1 MiB dump is one request)
-        const packets = Math.ceil(b / req);
-        res.profile.dumps.push({ env: 'lab', bytes: b, ms: r3(ms), packets, requestBytes: req, perPacketMs: r3(ms / packets), gdbCpuMs: r3(gdbCpu[b]) });
-      }
-    }
-    const attempt = async (what: string, fn: () => Promise<void>) => {
+  const addr = run.addr;
+  const env: SessionEnv = {
+    env: 'lab', tag, guest: g.name, via: 'host gdb -> stub in dom0', directWhere: 'in dom0', detail: { attach: 'through the QEMU forward' }, applies: 'official',
+    stopVcpu: 0, breakpoint: run.bp && { name: run.bp.name, location: `*0x${run.bp.addr.toString(16)}` },
+    port: g.stub.port, symbols: g.symbols ?? undefined, runs, readRuns, stopTimeoutMs: 120000, packetsOfRegisters: false, log,
+    async attempt(what, fn) {
       try {
         await fn();
       } catch (e) {
         res.profile.notes.push(`${tag}: ${what} failed: ${(e as Error).message.split('\n')[0]}`);
         log(`lab: ${what} failed: ${(e as Error).message}`);
       }
-    };
-    if (parts.has('stop') && run.bp) {
-      const loc = `*0x${run.bp.addr.toString(16)}`;
-      log(`lab: continue to ${run.bp.name} through gdb`);
-      await attempt('continue to a breakpoint', async () => {
-        const got: GdbStop[] = [];
-        // Only the selected VCPU runs (thread 1 = VCPU 0): two VCPUs hitting the breakpoint
-        // together trip a stub bug on real Xen (see docs/benchmark.md).
-        await gdb.cmd('-gdb-set scheduler-locking on');
-        try {
-          await continueStops(gdb, loc, runs, 120000, got);
-        } finally {
-          await gdb.cmd('-gdb-set scheduler-locking off').catch(() => undefined);
-          stops = got.map((x) => x.totalMs); // what was measured before a failure still counts
-        }
-        await gdb.cmd('-gdb-set scheduler-locking on');
-        // One continue from the breakpoint, as the timed ones (the first lands on it).
-        await continueStops(gdb, loc, 0, 120000);
-        res.profile.packets[`${tag}: continue to a breakpoint`] = await tracePackets(gdb, () => continueStops(gdb, loc, 0, 120000));
-        await gdb.cmd('-gdb-set scheduler-locking off');
-      });
-    }
-    if (parts.has('step')) {
-      log('lab: stepi through gdb');
-      await attempt('stepi', async () => {
-        stepi = await stepiTimes(gdb, runs);
-        res.profile.packets[`${tag}: stepi`] = await tracePackets(gdb, () => stepiTimes(gdb, 0));
-      });
-    }
-    if (parts.has('regs')) {
-      log('lab: registers, backtrace through gdb');
-      await attempt('registers and bt', async () => {
-        regs = (await cliTimes(gdb, 'bench-regs', runs, false)).ms;
-        const btr = await cliTimes(gdb, 'bench-bt', runs, false);
-        bt = btr.ms;
-        frames = Math.max(1, btr.output.split('\n').filter((l) => /^#\d+/.test(l)).length);
-      });
-    }
-    await attempt('round trips', async () => {
-      res.profile.roundTripMs[`${tag}: maint packet qC (one round trip)`] = r3(summarize(await roundTrips(gdb, runs)).median);
-    });
-    // The floor under this guest's figures' conditions: it is stopped (gdb is attached),
-    // the other guests run (a running TCG guest slows QEMU's forward too).
-    if (sparePort !== undefined) {
-      await attempt('transport floor', async () => {
+    },
+    counted: (_label, fn) => fn(),
+    read: addr === undefined ? undefined : {
+      addr, sizes,
+      async check(gdb) {
+        stubPath = await stubMemoryPath(gdb).catch(() => undefined);
+      },
+      async dumps(gdb, b, n) {
+        const c0 = procCpuMs(gdb.pid);
+        const ms = await dumpTimes(gdb, addr, b, n);
+        gdbCpu[b] = (procCpuMs(gdb.pid) - c0) / (n + 1);
+        return ms;
+      },
+      async more(gdb) {
+        if (denseAddr === undefined) return;
+        log('lab: dump 4 MiB of kernel text through gdb');
+        await env.attempt(`dump of kernel text at 0x${denseAddr.toString(16)}`, async () => { dense = await dumpTimes(gdb, denseAddr, 4 * MiB, readRuns); });
+      },
+    },
+    async beforeDetach() {
+      // The floor under this guest's figures' conditions: it is stopped (gdb is attached),
+      // the other guests run (a running TCG guest slows QEMU's forward too).
+      if (sparePort === undefined) return;
+      await env.attempt('transport floor', async () => {
         floor = await transportFloor(agent, sparePort, runs);
-        res.profile.roundTripMs[`${tag}: 1-byte TCP echo in dom0 through the QEMU forward, this guest stopped`] = r3(summarize(floor.echoMs).median);
+        res.profile.roundTripMs[`${tag}: 1-byte TCP echo in dom0 through the QEMU forward, this guest stopped`] = round3(summarize(floor.echoMs).median);
       });
-    }
-    await gdb.cmd('-target-detach', { strict: false }).catch(() => undefined);
+    },
+  };
+  const ours = emptyRuns();
+  try {
+    await gdbSession(env, parts, res, ours);
   } catch (e) {
     res.profile.notes.push(`${tag}: through gdb: ${(e as Error).message.split('\n')[0]}`);
     log(`lab: ${g.name}: through gdb: ${(e as Error).message}`);
-  } finally {
-    await Promise.race([gdb.quit(), new Promise((r) => setTimeout(r, 5000))]);
-    gdb.kill();
+  }
+  for (const b of sizes) {
+    if (!ours.dumps[b]) continue;
+    const ms = summarize(ours.dumps[b]).median;
+    const req = Math.min(b, PACKET_SIZE / 2); // what gdb asks per m (the trace's 1 MiB dump is one request)
+    const packets = Math.ceil(b / req);
+    res.profile.dumps.push({ env: 'lab', bytes: b, ms: round3(ms), packets, requestBytes: req, perPacketMs: round3(ms / packets), gdbCpuMs: round3(gdbCpu[b]) });
   }
 
   // -- page walk vs gdbsx through gdb: the guest's stub and a second one with --memory gdbsx (on the spare port) --
   let memDumps: Partial<Record<MemPathName, Record<string, number[]>>> | undefined;
-  if (parts.has('read') && run.addr !== undefined && Object.keys(dumps).length) {
+  if (parts.has('read') && addr !== undefined && Object.keys(ours.dumps).length) {
     if (st.xen === 'stock') res.skipped.push(`${tag}: page walk vs gdbsx through gdb: this lab's Xen is stock (no gdbsx_guestmemio)`);
     else if (sparePort === undefined) res.skipped.push(`${tag}: page walk vs gdbsx through gdb: no spare forwarded port for a second stub`);
     else if (stubPath !== undefined && stubPath !== PATH_NAME.pagewalk) res.skipped.push(`${tag}: page walk vs gdbsx through gdb: the lab's stub reads through ${stubPath}, not the page walk`);
-    else memDumps = await pathDumps(run, agent, st, sparePort, sizes.filter((b) => dumps[b]), cfg, res);
+    else memDumps = await pathDumps(env, addr, run, agent, st, sparePort, sizes.filter((b) => ours.dumps[b]), res);
   }
 
   // -- the reference gdbsx on this guest, the same gdb figures (on the spare port) --
-  let ref: RefOutcome | undefined;
   if (refReady && sparePort !== undefined) {
     log(`lab: ${REF_NAME} on ${g.name} (port ${sparePort}): ${[...parts].join(', ')}`);
     try {
-      ref = await runReference(run, agent, sparePort, {
+      env.reference = await runReference(run, agent, sparePort, {
         runs, readRuns: Math.max(1, Math.min(readRuns, envRuns('BENCH_LAB_REF_READ_RUNS', 3))), timeoutMs: 180000, log,
       });
-      for (const n of ref.notes) res.profile.notes.push(`${tag}: ${REF_NAME}: ${n}`);
+      for (const n of env.reference.notes) res.profile.notes.push(`${tag}: ${REF_NAME}: ${n}`);
     } catch (e) {
       res.skipped.push(`${tag}: ${REF_NAME} failed: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  /** The reference's cell for a figure: its measure, or why it has none, and its notes. */
-  const refOf = (key: RefKey, what = '', unit: Unit = 'ms', conv: (ms: number[]) => number[] = (ms) => ms): { reference?: Measure; referenceNote?: string; notes: string[] } => {
-    const r = ref?.results[key];
-    if (!r) return { notes: [] };
-    const notes = r.notes.map((n) => `${REF_NAME}: ${n}`);
-    if (r.ms?.length) return { reference: measure(`${what}, host gdb -> ${REF_NAME} in dom0`, unit, conv(r.ms)), notes };
-    return { referenceNote: r.cannot ?? 'not measured', notes };
-  };
-  const refCell = refOf;
 
   // -- our stub without gdb (raw RSP, the same m requests) --
-  if (parts.has('read') && run.addr !== undefined && sizes.includes(16 * MiB)) {
+  let raw: RawRsp | undefined;
+  if (parts.has('read') && addr !== undefined && sizes.includes(16 * MiB)) {
     log('lab: raw RSP reads (no gdb)');
     try {
-      raw = await rawRsp(g.stub.port, run.addr, 16 * MiB, runs, readRuns);
-      res.profile.roundTripMs[`${tag}: raw RSP qC (no gdb)`] = r3(summarize(raw.qcMs).median);
-      res.profile.roundTripMs[`${tag}: raw RSP m addr,1 (no gdb)`] = r3(summarize(raw.m1Ms).median);
+      raw = await rawRsp(g.stub.port, addr, 16 * MiB, runs, readRuns);
+      res.profile.roundTripMs[`${tag}: raw RSP qC (no gdb)`] = round3(summarize(raw.qcMs).median);
+      res.profile.roundTripMs[`${tag}: raw RSP m addr,1 (no gdb)`] = round3(summarize(raw.m1Ms).median);
     } catch (e) {
       res.profile.notes.push(`${tag}: raw RSP reads failed: ${(e as Error).message}`);
     }
@@ -411,91 +337,60 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
   } else {
     await agent.exec(`mkdir -p ${remoteDir}`, { timeoutMs: 20000 });
     for (const f of ['labDirect.js', 'direct.js', 'stats.js', 'trace.js']) await agent.put(`${remoteDir}/${f}`, fs.readFileSync(path.join(__dirname, f)));
-    const args = labDirectArgs(run, domid, sizes, cfg, frames, st.xen);
+    const args = labDirectArgs(run, domid, sizes, cfg, ours.frames, st.xen);
     log(`lab: direct (below the protocol, in dom0) on ${g.name}`);
     const r = await agent.exec(labDirectCommand(remoteDir, args), { timeoutMs: 900000 });
     if (r.code !== 0) {
       res.skipped.push(`${tag}: direct figures failed in dom0 (${r.code ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
     } else {
       direct = JSON.parse(r.stdout.trim().split('\n').pop() as string) as LabDirectResult;
-      for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = r3(v);
+      for (const [k, v] of Object.entries(direct.hypercallsUs)) res.profile.hypercallsUs[`${tag} (dom0): ${k}`] = round3(v);
       for (const e of direct.errors) res.profile.notes.push(`${tag} direct: ${e}`);
       for (const [k, v] of Object.entries(direct.domctls ?? {})) res.profile.domctls[`${tag} direct (dom0): ${k}`] = v;
     }
   }
 
-  // -- figures --
-  const figs: Figure[] = res.figures;
-  const D = (what: string) => `${what} (in dom0)`;
-  const G = `${g.name}`;
+  // -- figures: the catalogue's, with this lab's own read rows after the bulk reads --
   for (const b of sizes) {
-    if (!dumps[b]) continue;
-    const lim = direct?.read[String(b)];
-    const rf = refOf(b === MiB ? 'read.1MiB' : 'read.16MiB', `dump binary memory, ${b / MiB} MiB`, 'MiB/s', (ms) => throughput(b, ms));
-    const f = figure({
-      id: `lab.read.${b / MiB}MiB`, env: 'lab', group: 'Bulk memory read', name: `${b / MiB} MiB (${G})`,
-      ours: measure(`dump binary memory, ${b / MiB} MiB, host gdb -> stub in dom0`, 'MiB/s', throughput(b, dumps[b])),
-      limit: lim ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(b, lim)) : undefined,
-      reference: rf.reference, referenceNote: rf.referenceNote, notes: rf.notes,
-    });
-    f.target = judgeRead(f, 'official');
-    if (b === MiB && ref) f.referenceTarget = judgeReference(f, 'read');
-    figs.push(f);
     const d = res.profile.dumps.find((x) => x.env === 'lab' && x.bytes === b);
     // The hypercall share: the request's bytes at the direct reads' own speed.
+    const lim = direct?.read[String(b)];
     const mibps = lim?.length ? summarize(throughput(b, lim)).median : undefined;
     if (d && mibps) {
-      d.hypercallMsPerPacket = r3((d.requestBytes / MiB / mibps) * 1000);
-      d.restMsPerPacket = r3(d.perPacketMs - d.hypercallMsPerPacket);
+      d.hypercallMsPerPacket = round3((d.requestBytes / MiB / mibps) * 1000);
+      d.restMsPerPacket = round3(d.perPacketMs - d.hypercallMsPerPacket);
     }
   }
   // Page walk vs gdbsx_guestmemio: below the protocol (dom0), and through gdb.
   if (direct?.paths) {
-    res.paths = [...(res.paths ?? []), ...directPathFigures('lab', direct.paths, sizes, PACKET_SIZE / 2, run.sym?.name ?? `0x${(run.addr ?? 0n).toString(16)}`, G, res)];
+    res.paths = [...(res.paths ?? []), ...directPathFigures('lab', direct.paths, sizes, PACKET_SIZE / 2, run.sym?.name ?? `0x${(addr ?? 0n).toString(16)}`, g.name, res)];
   }
   if (memDumps) {
-    const pf = gdbPathFigures('lab', memDumps, sizes.filter((b) => memDumps?.pagewalk?.[b] || memDumps?.gdbsx?.[b]), G);
+    const pf = gdbPathFigures('lab', memDumps, sizes.filter((b) => memDumps?.pagewalk?.[b] || memDumps?.gdbsx?.[b]), g.name);
     if (stubPath === undefined) pf.forEach((f) => f.notes.push('the lab\'s stubs did not name their memory path (monitor xen): taken at their --memory'));
     res.paths = [...(res.paths ?? []), ...pf];
   }
   const lim16 = direct?.read[String(16 * MiB)];
+  const lim16Measure = (what: string) => limit(env, what, 'MiB/s', lim16 && throughput(16 * MiB, lim16));
+  const own: Figure[] = [];
   if (raw) {
-    figs.push(figure({
-      id: 'lab.read.raw.16MiB', env: 'lab', group: 'Bulk memory read', name: `16 MiB, no gdb (${G})`,
+    own.push(figure({
+      id: 'lab.read.raw.16MiB', env: 'lab', group: 'Bulk memory read', name: `16 MiB, no gdb (${g.name})`,
       ours: measure(`raw RSP client on the host: the ${raw.chunk / MiB} MiB m requests gdb sends, no gdb`, 'MiB/s', raw.readMiBps),
-      limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
-      ...refCell('read.raw'),
+      limit: lim16Measure('gdbsx_guestmemio in 1 MiB calls'),
+      ...reference(env, 'read.raw', ''),
     }));
   }
   if (dense.length && denseAddr !== undefined) {
-    figs.push(figure({
-      id: 'lab.read.dense.4MiB', env: 'lab', group: 'Bulk memory read', name: `4 MiB of kernel text (${G})`,
+    own.push(figure({
+      id: 'lab.read.dense.4MiB', env: 'lab', group: 'Bulk memory read', name: `4 MiB of kernel text (${g.name})`,
       ours: measure(`dump binary memory, 4 MiB at 0x${denseAddr.toString(16)} (dense: little run-length encoding), host gdb -> stub`, 'MiB/s', throughput(4 * MiB, dense)),
-      limit: lim16 ? measure(D('gdbsx_guestmemio in 1 MiB calls (the 16 MiB range: the hypercall does not care what the bytes are)'), 'MiB/s', throughput(16 * MiB, lim16)) : undefined,
-      ...refCell('read.dense'),
+      limit: lim16Measure('gdbsx_guestmemio in 1 MiB calls (the 16 MiB range: the hypercall does not care what the bytes are)'),
+      ...reference(env, 'read.dense', ''),
     }));
   }
   if (direct?.read64k) res.profile.notes.push(`${tag} (dom0): direct reads at gdb's request size (64 KiB calls): ${summarize(throughput(16 * MiB, direct.read64k)).median.toFixed(1)} MiB/s`);
-  if (stepi.length) {
-    const rs = refOf('stepi', 'stepi', 'steps/s', rate);
-    const f = figure({
-      id: 'lab.stepi', env: 'lab', group: 'Single-step', name: `stepi (${G})`,
-      ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
-      limit: direct?.step ? measure(D('Guest.resume({step}) with the same plan'), 'steps/s', rate(direct.step)) : undefined,
-      reference: rs.reference, referenceNote: rs.referenceNote, notes: rs.notes,
-    });
-    f.target = judgeStepi(f, 'official');
-    if (ref) f.referenceTarget = judgeReference(f, 'stepi');
-    figs.push(f);
-    if (direct?.rawStep) {
-      figs.push(figure({
-        id: 'lab.stepi.raw', env: 'lab', group: 'Single-step', name: `stepi vs raw domctls (${G})`,
-        ours: measure('stepi, host gdb -> stub in dom0', 'steps/s', rate(stepi)),
-        limit: measure(D('raw domctls: getctx, set TF, setctx, unpause, wait, domstatus, getctx, clear TF, setctx'), 'steps/s', rate(direct.rawStep)),
-        ...refCell('stepi', 'stepi', 'steps/s', rate),
-      }));
-    }
-  }
+  res.figures.push(...sharedFigures(env, sizes, ours, direct, own));
   // How much of an operation the forward's floor alone accounts for: gdb's packets for
   // it times the echo round trip (a note, not a figure: both are medians of noisy runs).
   const floorMs = floor ? summarize(floor.echoMs).median : undefined;
@@ -506,75 +401,33 @@ async function runGuest(run: GuestRun, agent: LabClient, cfg: LabConfig, res: Re
     const d = directMs?.length ? `; the same done directly in dom0: ${summarize(directMs).median.toFixed(2)} ms` : '';
     res.profile.notes.push(`${tag}: ${what} takes ${m.toFixed(2)} ms (median); gdb exchanges ${packets} packets for it, and ${packets} x the ${floorMs.toFixed(2)} ms echo floor is ${(packets * floorMs).toFixed(2)} ms (${Math.round((100 * packets * floorMs) / m)}%)${d}`);
   };
-  share('a stepi', stepi, 'stepi', direct?.step);
-  if (stops.length && run.bp) {
-    const dst = direct?.stops?.map((x) => x.totalMs);
-    const f = figure({
-      id: 'lab.stop', env: 'lab', group: 'Stop latency', name: `continue -> breakpoint at ${run.bp.name} (${G})`,
-      ours: measure('-exec-continue -> *stopped (incl. step off the breakpoint), scheduler-locking on (VCPU 0 runs)', 'ms', stops),
-      limit: dst?.length ? measure(D('Guest: step over + insert + continue VCPU 0 until the hit'), 'ms', dst) : undefined,
-      ...refCell('stop', '-exec-continue -> *stopped, scheduler-locking on', 'ms', (ms) => ms),
-      notes: ['the trap is not visible from the host: the target is judged on the difference of the medians of the two round trips, ' +
-        'which both include the guest\'s time to reach the breakpoint', ...refOf('stop', '', 'ms', (ms) => ms).notes],
-    });
-    f.target = judgeStopLatency(f, 'official', 'difference');
-    figs.push(f);
-    share('a continue to the breakpoint', stops, 'continue to a breakpoint', dst);
-  }
-  if (regs.length) {
-    figs.push(figure({
-      id: 'lab.regs', env: 'lab', group: 'Register / memory round trips', name: `info registers (${G})`,
-      ours: measure('flush register cache + info registers', 'ms', regs),
-      limit: direct?.context.length ? measure(D('getvcpucontext'), 'ms', direct.context) : undefined,
-      ...refCell('regs', 'flush register cache + info registers', 'ms', (ms) => ms),
-    }));
-  }
-  if (bt.length) {
-    figs.push(figure({
-      id: 'lab.bt', env: 'lab', group: 'Register / memory round trips', name: `bt, ${frames} frames (${G})`,
-      ours: measure('flush caches + bt', 'ms', bt),
-      limit: direct?.bt.length ? measure(D(`getvcpucontext + 64 B of stack + ${frames} frame reads`), 'ms', direct.bt) : undefined,
-      ...refCell('bt', 'flush caches + bt', 'ms', (ms) => ms),
-    }));
-  }
-  if (attach.length) {
-    figs.push(figure({
-      id: 'lab.attach', env: 'lab', group: 'Attach', name: `connect -> first prompt (${G})`,
-      ours: measure('-target-select remote -> ^connected (through the QEMU forward)', 'ms', attach),
-      limit: direct?.attach.length ? measure(D('Guest.attach'), 'ms', direct.attach) : undefined,
-      ...refCell('attach', '-target-select remote -> ^connected (a fresh gdbsx per connection)', 'ms', (ms) => ms),
-    }));
-  }
+  share('a stepi', ours.stepi, 'stepi', direct?.step);
+  if (run.bp) share('a continue to the breakpoint', ours.stops.map((x) => x.totalMs), 'continue to a breakpoint', direct?.stops?.map((x) => x.totalMs));
 }
 
 /**
  * A second stub for the guest, the lab's own command plus `--memory gdbsx`, on the
  * spare forwarded port (the guest's own stub stays up: a stub attaches only while gdb
  * is connected); the same dumps through the guest's stub (the page walk) and this one,
- * alternating (alternatingDumps); then it is stopped.
+ * alternating (memoryPathDumps); then it is stopped.
  */
-async function pathDumps(run: GuestRun, agent: LabClient, st: LabState, port: number, sizes: number[], cfg: LabConfig, res: Results): Promise<Partial<Record<MemPathName, Record<string, number[]>>> | undefined> {
+async function pathDumps(env: SessionEnv, addr: bigint, run: GuestRun, agent: LabClient, st: LabState, port: number, sizes: number[], res: Results): Promise<Partial<Record<MemPathName, Record<string, number[]>>> | undefined> {
   const { g } = run;
   const tag = `lab ${g.name}`;
   const log = `/var/log/stub-bench-gdbsx-${g.name}.log`;
-  const env = { DOMID: String(g.domid), WIDTH: String(g.width), PORT: String(port), NAME: g.name };
-  cfg.log(`lab: dumps through the stub (page walk) and a second one with --memory gdbsx on ${port}, alternating`);
+  const stubEnv = { DOMID: String(g.domid), WIDTH: String(g.width), PORT: String(port), NAME: g.name };
+  env.log(`lab: dumps through the stub (page walk) and a second one with --memory gdbsx on ${port}, alternating`);
   let pid: number | undefined;
   try {
-    pid = (await agent.spawn(`${st.stub.cmd} --memory gdbsx`, { log, env, cwd: '/opt/gdbsx' })).pid;
+    pid = (await agent.spawn(`${st.stub.cmd} --memory gdbsx`, { log, env: stubEnv, cwd: '/opt/gdbsx' })).pid;
     const w = await agent.waitListen(port, { pid, timeoutMs: 180000 });
     if (!w.met) {
       const tail = (await agent.exec(`tail -c 600 ${log}`, { timeoutMs: 20000 })).stdout.trim().split('\n').slice(-3).join(' / ');
       res.skipped.push(`${tag}: the --memory gdbsx stub did not listen on ${port}: ${tail}`);
       return undefined;
     }
-    const stubs = [{ key: 'pagewalk', port: g.stub.port }, { key: 'gdbsx', port }];
-    const runsFor = (b: number) => (b >= 4 * MiB ? cfg.readRuns : cfg.runs);
-    return await alternatingDumps(stubs, g.symbols ?? undefined, run.addr as bigint, sizes, runsFor, PATH_ROUNDS, async (key, gdb) => {
-      const p = await stubMemoryPath(gdb).catch(() => undefined);
-      // An older stub in dom0 may not name its path: then it is taken at its flag.
-      if (p !== undefined && p !== PATH_NAME[key as MemPathName]) throw new Error(`the ${key} stub reads through ${p}`);
-    });
+    // An older stub in dom0 may not name its path: then it is taken at its flag.
+    return await memoryPathDumps(env, addr, port, sizes, PATH_ROUNDS, false);
   } catch (e) {
     res.skipped.push(`${tag}: page walk vs gdbsx through gdb failed: ${(e as Error).message.split('\n')[0]}`);
     return undefined;
@@ -587,8 +440,4 @@ async function pathDumps(run: GuestRun, agent: LabClient, st: LabState, port: nu
 function envRuns(name: string, dflt: number): number {
   const n = Number(process.env[name]);
   return Number.isInteger(n) && n > 0 ? n : dflt;
-}
-
-function r3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }

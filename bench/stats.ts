@@ -80,3 +80,16 @@ export function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
+
+/** A number to 3 decimals, for the results file. */
+export function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** µs per call of a synchronous call, the mean over `n` calls (after one warm-up call). */
+export function perCallUs(fn: () => void, n: number): number {
+  fn();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) fn();
+  return ((performance.now() - t0) / n) * 1000;
+}
