@@ -560,7 +560,8 @@ export class Guest implements RunHost {
   private stepKeeps(plan: ResumePlan): boolean {
     if (plan.step === undefined || !(this.mem.path instanceof PageWalkMemory) || !this.attached) return false;
     try {
-      const code = this.mem.read(this.vcpuSet.pc(plan.step), 16, this.mem.space(plan.step));
+      // As the guest has it: one of our int3s may hide the instruction's first byte.
+      const code = this.readMemory(this.vcpuSet.pc(plan.step), 16, plan.step);
       if (mayEnterHypervisor(code, this.width)) return false;
       this.mappedTotPages ??= this.xc.getDomainInfo(this.domid).totPages;
       return true;

@@ -111,6 +111,24 @@ describe('page walk mappings across a single step', () => {
     assert.strictEqual(whileRunning, 0, 'mappings held across a step of syscall');
     g.writeMemory(pc, saved, 0);
   });
+
+  it('reads the instruction as the guest has it: our int3 over a syscall does not hide it', async () => {
+    await stepAndRead();
+    const pc = g.pc(0);
+    const saved = g.readMemory(pc, 2, 0);
+    g.writeMemory(pc, Buffer.from([0x0f, 0x05]), 0);
+    g.insertBreakpoint(pc, 0);
+    let whileRunning = -1;
+    hc.onUnpause = () => { whileRunning = t.sim.liveMappings(t.domid); };
+    try {
+      await g.resume({ step: 0, cont: new Set() });
+    } finally {
+      hc.onUnpause = undefined;
+      g.removeBreakpoint(pc);
+    }
+    assert.strictEqual(whileRunning, 0, 'mappings held across a step of syscall under our int3');
+    g.writeMemory(pc, saved, 0);
+  });
 });
 
 describe('mayEnterHypervisor', () => {
