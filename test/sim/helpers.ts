@@ -5,6 +5,8 @@ import { StepResult, X86Cpu } from '../../src/xg/sim/cpu';
 import { CPU_RULES, UNMAPPED, walk4, walkPae } from '../../src/xg/sim/paging';
 import { XenControl } from '../../src/xg/xenctl';
 import { XenError } from '../../src/xg/errors';
+import { Off } from '../../src/xg/domctl';
+import { DomctlData, ForeignMapping, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
 
 export interface TestGuest {
   sim: SimXen;
@@ -123,4 +125,36 @@ export function walkVa(mem: Buffer, cr3: bigint, va: bigint, width: 32 | 64): nu
   const root = Number(BigInt.asUintN(52, cr3));
   if (width === 32) return va >> 32n ? UNMAPPED : walkPae(mem, root, Number(va), CPU_RULES);
   return walk4(mem, root, Number(va & 0xffffffffn), Number((va >> 32n) & 0xffffffffn), CPU_RULES);
+}
+
+/** `inner` (the simulated Xen) as the stub sees it, counting each domctl (by command) and each mapForeign call. */
+export interface WatchedHypercalls extends Hypercalls {
+  readonly domctls: Map<number, number>;
+  maps: number;
+  /** Runs after each domctl, with its command (an unpausedomain: the guest has just been let run). */
+  afterDomctl?: (cmd: number) => void;
+}
+
+export function watchHypercalls(inner: Hypercalls): WatchedHypercalls {
+  const h: WatchedHypercalls = {
+    kind: inner.kind,
+    domctls: new Map(),
+    maps: 0,
+    domctl(op: Buffer, data?: DomctlData): number {
+      const cmd = op.readUInt32LE(Off.cmd);
+      h.domctls.set(cmd, (h.domctls.get(cmd) ?? 0) + 1);
+      const r = inner.domctl(op, data);
+      h.afterDomctl?.(cmd);
+      return r;
+    },
+    xenVersion: inner.xenVersion.bind(inner),
+    ...forwardBeyondDomctl(inner),
+    mapForeign(domid: number, frames: readonly bigint[], writable: boolean): ForeignMapping {
+      h.maps++;
+      return inner.mapForeign(domid, frames, writable);
+    },
+    onDebuggerEvent: inner.onDebuggerEvent?.bind(inner),
+    close: () => inner.close(),
+  };
+  return h;
 }

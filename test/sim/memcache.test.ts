@@ -3,33 +3,16 @@
 import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
 import { XenControl } from '../../src/xg/xenctl';
-import { DomctlCmd, Off } from '../../src/xg/domctl';
-import { DomctlData, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
-import { sleep, startGuest, TestGuest } from './helpers';
-
-/** Counts gdbsx_guestmemio calls on their way to the simulated Xen. */
-function counting(inner: Hypercalls): Hypercalls & { memio: number } {
-  const h = {
-    kind: inner.kind,
-    memio: 0,
-    domctl(op: Buffer, data?: DomctlData): number {
-      if (op.readUInt32LE(Off.cmd) === DomctlCmd.gdbsx_guestmemio) h.memio++;
-      return inner.domctl(op, data);
-    },
-    xenVersion: inner.xenVersion.bind(inner),
-    ...forwardBeyondDomctl(inner),
-    close: () => inner.close(),
-  };
-  return h;
-}
+import { DomctlCmd } from '../../src/xg/domctl';
+import { sleep, startGuest, TestGuest, WatchedHypercalls, watchHypercalls } from './helpers';
 
 describe('memory line cache (guest stopped)', () => {
   let t: TestGuest;
-  let hc: ReturnType<typeof counting>;
+  let hc: WatchedHypercalls;
   let g: Guest;
   beforeEach(() => {
     t = startGuest({ vcpus: 2 });
-    hc = counting(t.sim);
+    hc = watchHypercalls(t.sim);
     g = Guest.attach(new XenControl(hc), t.domid, { width: 64, memory: 'gdbsx' });
   });
   afterEach(() => {
@@ -40,10 +23,11 @@ describe('memory line cache (guest stopped)', () => {
   it('serves repeated small reads of a line with one hypercall, with the right bytes', () => {
     const a = t.sym('demo_tick');
     const want = t.sim.readVirt(t.domid, a, 16);
-    hc.memio = 0;
+    hc.domctls.clear();
     for (let i = 0; i < 4; i++) assert.deepStrictEqual(g.readMemory(a, 1, 0), want.subarray(0, 1));
     assert.deepStrictEqual(g.readMemory(a + 1n, 8, 0), want.subarray(1, 9));
-    assert.ok(hc.memio <= 2, `${hc.memio} hypercalls for five reads within two lines`);
+    const memio = hc.domctls.get(DomctlCmd.gdbsx_guestmemio) ?? 0;
+    assert.ok(memio <= 2, `${memio} hypercalls for five reads within two lines`);
   });
 
   it('shows a write at once, also one that goes through a read of the same line', () => {

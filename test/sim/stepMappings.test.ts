@@ -5,40 +5,17 @@
 import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
 import { XenControl } from '../../src/xg/xenctl';
-import { DomctlCmd, Off } from '../../src/xg/domctl';
-import { DomctlData, ForeignMapping, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
+import { DomctlCmd } from '../../src/xg/domctl';
 import { mayEnterHypervisor } from '../../src/vcpu/hypercallGate';
-import { sleep, startGuest, TestGuest } from './helpers';
-
-/** Counts mapForeign calls, and runs `onUnpause` at each unpausedomain (while the guest is let run). */
-function counting(inner: Hypercalls): Hypercalls & { maps: number; onUnpause?: () => void } {
-  const h: Hypercalls & { maps: number; onUnpause?: () => void } = {
-    kind: inner.kind,
-    maps: 0,
-    domctl(op: Buffer, data?: DomctlData): number {
-      const r = inner.domctl(op, data);
-      if (op.readUInt32LE(Off.cmd) === DomctlCmd.unpausedomain) h.onUnpause?.();
-      return r;
-    },
-    xenVersion: inner.xenVersion.bind(inner),
-    ...forwardBeyondDomctl(inner),
-    mapForeign(domid: number, frames: readonly bigint[], writable: boolean): ForeignMapping {
-      h.maps++;
-      return inner.mapForeign(domid, frames, writable);
-    },
-    onDebuggerEvent: inner.onDebuggerEvent?.bind(inner),
-    close: () => inner.close(),
-  };
-  return h;
-}
+import { sleep, startGuest, TestGuest, WatchedHypercalls, watchHypercalls } from './helpers';
 
 describe('page walk mappings across a single step', () => {
   let t: TestGuest;
-  let hc: ReturnType<typeof counting>;
+  let hc: WatchedHypercalls;
   let g: Guest;
   beforeEach(() => {
     t = startGuest({ vcpus: 2 });
-    hc = counting(t.sim);
+    hc = watchHypercalls(t.sim);
     g = Guest.attach(new XenControl(hc), t.domid, { width: 64, memory: 'pagewalk' });
   });
   afterEach(() => {
@@ -68,66 +45,70 @@ describe('page walk mappings across a single step', () => {
     assert.ok(t.sim.liveMappings(t.domid) > 0);
   });
 
+  /** Runs `fn` with `atUnpause` called each time the guest is let run. */
+  async function whileLetRun<T>(atUnpause: () => void, fn: () => Promise<T>): Promise<T> {
+    hc.afterDomctl = (cmd) => { if (cmd === DomctlCmd.unpausedomain) atUnpause(); };
+    try {
+      return await fn();
+    } finally {
+      hc.afterDomctl = undefined;
+    }
+  }
+
+  /** Our mappings of the guest at the (last) unpause of `fn`'s resume. */
+  async function mappingsWhileRunning(fn: () => Promise<unknown>): Promise<number> {
+    let n = -1;
+    await whileLetRun(() => { n = t.sim.liveMappings(t.domid); }, fn);
+    return n;
+  }
+
   it('drops them all for a continue', async () => {
     await stepAndRead();
-    let whileRunning = -1;
-    hc.onUnpause = () => { whileRunning = t.sim.liveMappings(t.domid); };
-    const run = g.resume({ cont: new Set(g.vcpus()) });
-    await sleep(50);
-    g.interrupt();
-    await run;
-    assert.strictEqual(whileRunning, 0, 'mappings held while the guest ran');
+    const n = await mappingsWhileRunning(async () => {
+      const run = g.resume({ cont: new Set(g.vcpus()) });
+      await sleep(50);
+      g.interrupt();
+      await run;
+    });
+    assert.strictEqual(n, 0, 'mappings held while the guest ran');
   });
 
   it('drops them when tot_pages moves during the step', async () => {
     await stepAndRead();
     const gfn = Number(t.xc.getDomainInfo(t.domid).totPages) - 1; // the last page of RAM: nothing the demo uses
-    hc.onUnpause = () => t.sim.balloon(t.domid, gfn, true);
     const before = hc.maps;
-    const r = await stepAndRead();
+    const r = await whileLetRun(() => t.sim.balloon(t.domid, gfn, true), stepAndRead);
     assert.ok(hc.maps > before, 'the kept mappings were used after the guest ballooned');
     assert.strictEqual(r.counter, t.peek(t.sym('demo_counter'), 8));
     // The next step, with tot_pages steady again, keeps them.
-    hc.onUnpause = undefined;
     await stepAndRead();
     const after = hc.maps;
     await stepAndRead();
     assert.strictEqual(hc.maps, after);
   });
 
-  it('drops them when the step is of an instruction that enters the hypervisor', async () => {
+  /** Whether the mappings stay across a step of a syscall at pc (under one of our int3s if `underInt3`). */
+  async function mappingsAcrossSyscall(underInt3: boolean): Promise<number> {
     await stepAndRead();
-    // A syscall (a 64-bit PV guest's way into its hypercall page) at pc: the step is not kept.
+    // A syscall: a 64-bit PV guest's way into its hypercall page.
     const pc = g.pc(0);
     const saved = g.readMemory(pc, 2, 0);
     g.writeMemory(pc, Buffer.from([0x0f, 0x05]), 0);
-    let whileRunning = -1;
-    hc.onUnpause = () => { whileRunning = t.sim.liveMappings(t.domid); };
+    if (underInt3) g.insertBreakpoint(pc, 0);
     try {
-      await g.resume({ step: 0, cont: new Set() });
+      return await mappingsWhileRunning(() => g.resume({ step: 0, cont: new Set() }));
     } finally {
-      hc.onUnpause = undefined;
+      if (underInt3) g.removeBreakpoint(pc);
+      g.writeMemory(pc, saved, 0);
     }
-    assert.strictEqual(whileRunning, 0, 'mappings held across a step of syscall');
-    g.writeMemory(pc, saved, 0);
+  }
+
+  it('drops them when the step is of an instruction that enters the hypervisor', async () => {
+    assert.strictEqual(await mappingsAcrossSyscall(false), 0, 'mappings held across a step of syscall');
   });
 
   it('reads the instruction as the guest has it: our int3 over a syscall does not hide it', async () => {
-    await stepAndRead();
-    const pc = g.pc(0);
-    const saved = g.readMemory(pc, 2, 0);
-    g.writeMemory(pc, Buffer.from([0x0f, 0x05]), 0);
-    g.insertBreakpoint(pc, 0);
-    let whileRunning = -1;
-    hc.onUnpause = () => { whileRunning = t.sim.liveMappings(t.domid); };
-    try {
-      await g.resume({ step: 0, cont: new Set() });
-    } finally {
-      hc.onUnpause = undefined;
-      g.removeBreakpoint(pc);
-    }
-    assert.strictEqual(whileRunning, 0, 'mappings held across a step of syscall under our int3');
-    g.writeMemory(pc, saved, 0);
+    assert.strictEqual(await mappingsAcrossSyscall(true), 0, 'mappings held across a step of syscall under our int3');
   });
 });
 
