@@ -79,7 +79,7 @@ const paused = (s: string | undefined) => !!s && s.includes('p');
 
 /** One gdbsx process and the gdb connected to it. */
 class RefSession {
-  private constructor(readonly gdb: MiGdb, readonly pid: number, private readonly agent: LabClient, private readonly log: string, readonly connectMs: number) {}
+  private constructor(readonly gdb: MiGdb, readonly pid: number, private readonly agent: LabClient, readonly connectMs: number) {}
 
   static async open(agent: LabClient, g: LabGuest, port: number, cfg: RefConfig, gdbIn?: MiGdb): Promise<RefSession> {
     const log = `/var/log/ref-gdbsx-${g.name}.log`;
@@ -109,7 +109,7 @@ class RefSession {
           await sleep(200);
         }
       }
-      return new RefSession(gdb, pid, agent, log, ms);
+      return new RefSession(gdb, pid, agent, ms);
     } catch (e) {
       if (gdb && !gdbIn) gdb.kill();
       await agent.kill(pid).catch(() => undefined);

@@ -11,7 +11,7 @@ import { Errno, UserError, XenError, isXenError } from '../xg/errors';
 import { lookupGuest } from './lookup';
 import { readField, writeField } from '../xg/context';
 import { Arch, VcpuContext, archFor, contextLayoutFor, inKernel, readReg, writeReg } from './registers';
-import { AddressSpace, GuestMemory, MemoryPath } from './memory';
+import { GuestMemory, MemoryPath } from './memory';
 import { GdbsxMemio } from './gdbsxMemio';
 import { PageWalkMemory, WalkRoot } from './pageWalkMemory';
 import { formatTranslation, kernelHalfCr3, pagingModeHvm, pagingModePv, pv32Cr3ToAddr, rootOf } from './pageWalk';
