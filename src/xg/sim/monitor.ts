@@ -413,11 +413,15 @@ export class SimMonitor {
     return i;
   }
 
-  /** guest_remove_page: the frame leaves the physmap; references to its page (a mapping, the ring) keep it. */
+  /**
+   * guest_remove_page: the frame leaves the physmap; references to its page (a mapping,
+   * the ring) keep it. A RAM frame leaves tot_pages too (a balloon driver's way).
+   */
   private removeFrame(d: SimDomain, gfn: number): boolean {
     if (d.specialFrames.delete(gfn)) return true;
     if ((gfn + 1) * PAGE_SIZE > d.mem.length || d.removedFrames.has(gfn)) return false; // a hole: -ENOENT
     d.removedFrames.add(gfn);
+    d.pages--;
     return true;
   }
 
@@ -433,7 +437,7 @@ export class SimMonitor {
       d.specialFrames.set(gfn, Buffer.alloc(PAGE_SIZE));
       return true;
     }
-    d.removedFrames.delete(gfn);
+    if (d.removedFrames.delete(gfn)) d.pages++;
     if (monitors.get(d)?.ring?.gfn !== gfn) d.mem.fill(0, pa, pa + PAGE_SIZE);
     return true;
   }

@@ -381,19 +381,6 @@ export class SimXen implements Hypercalls {
     if (o.podEntries !== undefined) d.podEntries = o.podEntries;
   }
 
-  /**
-   * The guest's balloon driver, as Xen sees it: frame `gfn` leaves the physmap (out) or
-   * comes back (in), and tot_pages follows (decrease_reservation / populate_physmap).
-   */
-  balloon(domid: number, gfn: number, out: boolean): void {
-    const d = this.doms.get(domid);
-    if (!d) throw new Error(`no domain ${domid}`);
-    if (out === d.removedFrames.has(gfn)) return;
-    if (out) d.removedFrames.add(gfn);
-    else d.removedFrames.delete(gfn);
-    d.pages += out ? -1 : 1;
-  }
-
   domainState(domid: number): SimDomainState {
     const d = this.dom(domid);
     return {
