@@ -19,6 +19,7 @@ import type { DomainBroker } from './broker';
 import { resumeTogether } from './allStop';
 import { PACKET_SIZE, Framed, Packet, Reply } from './reply';
 import type { HandlerContext } from './handlers/context';
+import { ReadMemo } from './readMemo';
 
 
 const log = createDebug('gdbsx:gx');
@@ -69,6 +70,8 @@ export class Session implements HandlerContext {
   // in a PV dom0 (see hexRleInto).
   private readBuf = Buffer.alloc(0);
   private outBuf = Buffer.alloc(0);
+  /** Replies to memory reads, sent again while only reads come (readMemo.ts). */
+  private readonly readMemo = new ReadMemo();
 
   // Negotiated features.
   multiprocess = false;
@@ -273,6 +276,11 @@ export class Session implements HandlerContext {
   private handleOne(data: Buffer): Promise<void> | undefined {
     const pkt: Packet = { text: data.toString('latin1'), raw: data };
     if (logPkt.enabled) logPkt('<- %s', pkt.text.length > 200 ? pkt.text.slice(0, 200) + '...' : pkt.text);
+    const kept = this.readMemo.lookup(pkt.text);
+    if (kept) {
+      this.send(new Framed(kept));
+      return undefined;
+    }
     let reply: Reply | Promise<Reply>;
     try {
       reply = dispatch(this, pkt);
@@ -288,6 +296,7 @@ export class Session implements HandlerContext {
 
   private answer(pkt: Packet, reply: Reply): void {
     if (reply !== null && !this.closed) this.send(reply);
+    if (reply instanceof Framed) this.readMemo.remember(pkt.text, reply);
     if (pkt.text === 'QStartNoAckMode' && reply === 'OK') this.noAck = true;
     const after = this.afterReply;
     this.afterReply = undefined;
