@@ -10,8 +10,12 @@ import { runMonitor } from './monitor';
 import { domainOf } from './threads';
 import type { Guest } from '../../vcpu/guest';
 
+/** The last chunk answered: gdb reads the same thread list after every stop. */
+let lastChunk: { doc: string; args: string; reply: Buffer } | undefined;
+
 /** qXfer:object:read:annex:offset,length -> m<chunk> / l<last chunk>, binary-escaped. */
 function xferChunk(doc: string, args: string): Buffer {
+  if (lastChunk && lastChunk.doc === doc && lastChunk.args === args) return lastChunk.reply;
   const [offS, lenS] = args.split(',');
   if (lenS === undefined) throw new ProtocolError('qXfer needs offset,length');
   const off = parseHexInt(offS);
@@ -19,7 +23,9 @@ function xferChunk(doc: string, args: string): Buffer {
   const bytes = Buffer.from(doc, 'utf8');
   const chunk = bytes.subarray(off, off + len);
   const last = off + len >= bytes.length;
-  return Buffer.concat([Buffer.from(last ? 'l' : 'm'), escapeBinary(chunk)]);
+  const reply = Buffer.concat([Buffer.from(last ? 'l' : 'm'), escapeBinary(chunk)]);
+  lastChunk = { doc, args, reply };
+  return reply;
 }
 
 /** The threads of every domain held (one without multiprocess), by domain id. */

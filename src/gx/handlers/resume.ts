@@ -24,13 +24,18 @@ function covers(sel: ThreadSel, g: Guest, v: number, current: Guest, stoppedVcpu
   return sel.kind === 'all' || (sel.kind === 'any' && v === stoppedVcpu) || (sel.kind === 'vcpu' && sel.vcpu === v);
 }
 
-/**
- * vCont;action[:thread]...: for each VCPU of each domain held the leftmost matching
- * action applies; VCPUs no action names stay stopped. Signals cannot be delivered to a
- * guest kernel, so C/S act as c/s. The plan of every domain held (empty for those not run).
- */
-export function parseVCont(s: HandlerContext, t: string): Map<Guest, ResumePlan> {
-  const actions = t.slice('vCont;'.length).split(';').map((a) => {
+interface VContAction {
+  readonly kind: string;
+  readonly sel: ThreadSel;
+}
+
+/** The last vCont parsed: gdb sends the same one for every stepi. */
+let lastActions: { text: string; actions: readonly VContAction[] } | undefined;
+
+/** The actions of `vCont;...`, each with the threads it names. */
+function vContActions(t: string): readonly VContAction[] {
+  if (lastActions?.text === t) return lastActions.actions;
+  const actions = t.slice('vCont;'.length).split(';').map((a): VContAction => {
     const colon = a.indexOf(':');
     const act = colon < 0 ? a : a.slice(0, colon);
     const sel: ThreadSel = colon < 0 ? { kind: 'all', pid: 'all' } : parseThreadId(a.slice(colon + 1));
@@ -39,6 +44,17 @@ export function parseVCont(s: HandlerContext, t: string): Map<Guest, ResumePlan>
     if ((kind === 'C' || kind === 'S') && !/^[CS][0-9a-fA-F]{2}$/.test(act)) throw new ProtocolError(`bad vCont action '${act}'`);
     return { kind, sel };
   });
+  lastActions = { text: t, actions };
+  return actions;
+}
+
+/**
+ * vCont;action[:thread]...: for each VCPU of each domain held the leftmost matching
+ * action applies; VCPUs no action names stay stopped. Signals cannot be delivered to a
+ * guest kernel, so C/S act as c/s. The plan of every domain held (empty for those not run).
+ */
+export function parseVCont(s: HandlerContext, t: string): Map<Guest, ResumePlan> {
+  const actions = vContActions(t);
   const current = s.guest;
   for (const { sel } of actions) {
     const g = typeof sel.pid === 'number' ? s.holding(sel.pid) : current;
