@@ -19,8 +19,13 @@ const PROGRAM = `
 
 volatile unsigned long ticks;
 
+#ifndef TICK_IN_ASM
 __attribute__((noinline)) void tick(void) { ticks++; }
 __attribute__((noinline)) void work(int n) { for (int i = 0; i < n; i++) tick(); }
+#else
+void tick(void);
+void work(int n);
+#endif
 
 int main(void) {
   size_t n = (size_t)BENCH_BYTES;
@@ -32,6 +37,40 @@ int main(void) {
   for (;;) work(1000);
 }
 `;
+
+/**
+ * tick() and work() as hand-written assembly, as the demo guest's functions are: no CFI,
+ * and a compile unit of GNU as, whose epilogues gdb does not trust. gdb then reads the
+ * byte at pc for each frame it builds, on this program as on the demo guest, and a
+ * stepi costs gdb the same packets on either side.
+ */
+const TICK_ASM = `
+        .text
+        .globl  tick
+        .type   tick, @function
+tick:
+        incq    ticks(%rip)
+        ret
+        .size   tick, . - tick
+
+        .globl  work
+        .type   work, @function
+work:
+        push    %rbx
+        mov     %edi, %ebx
+1:      test    %ebx, %ebx
+        jz      2f
+        call    tick
+        dec     %ebx
+        jmp     1b
+2:      pop     %rbx
+        ret
+        .size   work, . - work
+        .section .note.GNU-stack,"",@progbits
+`;
+
+/** What the program's stepped functions are: C from GCC, or hand-written assembly (TICK_ASM). */
+export type CeilingCode = 'c' | 'asm';
 
 export interface CeilingResult {
   version: string;
@@ -59,11 +98,17 @@ export function gdbserverAvailable(): string | undefined {
   }
 }
 
-function compile(dir: string, bytes: number): string {
+function compile(dir: string, bytes: number, code: CeilingCode): string {
   const src = path.join(dir, 'ceiling.c');
   const exe = path.join(dir, 'ceiling');
   fs.writeFileSync(src, PROGRAM);
-  execFileSync(process.env.CC ?? 'gcc', ['-O0', '-g', '-fno-omit-frame-pointer', `-DBENCH_BYTES=${bytes}`, '-o', exe, src], { stdio: 'pipe' });
+  const srcs = [src];
+  if (code === 'asm') {
+    const asm = path.join(dir, 'tick.S');
+    fs.writeFileSync(asm, TICK_ASM);
+    srcs.push(asm);
+  }
+  execFileSync(process.env.CC ?? 'gcc', ['-O0', '-g', '-fno-omit-frame-pointer', `-DBENCH_BYTES=${bytes}`, ...(code === 'asm' ? ['-DTICK_IN_ASM'] : []), '-o', exe, ...srcs], { stdio: 'pipe' });
   return exe;
 }
 
@@ -102,7 +147,7 @@ export interface CeilingTarget {
   close(): void;
 }
 
-export async function startCeilingTarget(bytes: number, log: (m: string) => void): Promise<CeilingTarget> {
+export async function startCeilingTarget(bytes: number, log: (m: string) => void, code: CeilingCode = 'c'): Promise<CeilingTarget> {
   const version = gdbserverAvailable();
   if (!version) throw new Error(`${GDBSERVER} not found: install Debian's gdbserver (apt-get install gdbserver)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gdbsx-ceiling-'));
@@ -114,7 +159,7 @@ export async function startCeilingTarget(bytes: number, log: (m: string) => void
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const exe = compile(dir, bytes);
+    const exe = compile(dir, bytes, code);
     prog = spawn(exe, [], { stdio: ['ignore', 'pipe', 'ignore'] });
     const addr = BigInt((await firstLine(prog, 'stdout', /(0x[0-9a-f]+)\n/, 10000))[1]);
     server = spawn(GDBSERVER, ['--attach', '127.0.0.1:0', String(prog.pid)], { stdio: ['ignore', 'pipe', 'pipe'] });

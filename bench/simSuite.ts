@@ -16,8 +16,9 @@ import { directPathFigures, gdbPathFigures } from './paths';
 import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, simSpeed } from './profile';
 import { PACKET_SIZE } from '../src/gx/reply';
-import { DumpProfile, Results, figure, measure, throughput } from './model';
-import { perCallUs, procCpuMs, round3, selfCpuMs, summarize } from './stats';
+import { DumpProfile, Figure, Results, figure, measure, throughput } from './model';
+import { perCallUs, procCpuMs, round3, selfCpuMs, sleep, summarize } from './stats';
+import { StepiSide, alternateStepi, gdbserverSide, stepiVsFigures } from './stepiVs';
 import { Limits, lastIn, sharedFigures, stopLatencies, trapLatencyFigure } from './catalogue';
 import { ALL_PARTS, SessionEnv, gdbSession, memoryPathDumps, runsFor } from './gdbSession';
 
@@ -190,6 +191,9 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
       await server.close();
     }
 
+    // -- stepi against gdbserver, alternating in one run (stepiVs.ts) --
+    if (cfg.ceiling && cfg.width === 64) res.figures.push(...(await stepiAgainstGdbserver(s, log, res)));
+
     // the bt limit needs a stopped VCPU with the same frames: measure with the guest paused
     s.xc.pauseDomain(DOMID);
     limits.bt = directBacktrace(s.xc, DOMID, 0, cfg.width, ours.frames, 64, runs);
@@ -220,6 +224,32 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
 
   // ---- scale: many VCPUs ----
   await runScale(cfg, res);
+}
+
+/** Blocks of stepi alternating between our stub and gdbserver on two programs (stepiVs.ts). */
+const STEPI_VS = { rounds: 5, steps: 200, continues: 20 };
+
+async function stepiAgainstGdbserver(s: SimStub, log: (m: string) => void, res: Results): Promise<Figure[]> {
+  log('sim: stepi alternating with gdbserver (C, and the same in assembly)');
+  const ours = new MiGdb([s.image]);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    await ours.setup();
+    await connect(ours, s.port);
+    const sides: StepiSide[] = [{ key: 'ours', gdb: ours, breakpoint: 'demo_tick', serverCpuMs: selfCpuMs }];
+    for (const [key, code] of [['gdbserver', 'c'], ['gdbserver-asm', 'asm']] as const) {
+      const g = await gdbserverSide(key, code, log);
+      closers.push(g.close);
+      sides.push(g.side);
+    }
+    const r = await alternateStepi(sides, STEPI_VS.rounds, STEPI_VS.steps, STEPI_VS.continues, log);
+    for (const [key, t] of Object.entries(r.packets)) res.profile.packets[`stepi, alternating: ${key}`] = t;
+    return stepiVsFigures(r, 'stepi, gdb -> stub');
+  } finally {
+    await Promise.race([ours.quit(), sleep(5000)]);
+    ours.kill();
+    for (const c of closers) await c();
+  }
 }
 
 /**
