@@ -1,11 +1,9 @@
 // The TCP listening both servers share (gdbsx -a's one domain, gdbsx serve's many):
 // bind, report the port, and log later server errors instead of throwing them.
 import net from 'net';
-import { tuneForServing } from './tiering';
 
 /** Listens on host:port; resolves with the server once bound (a bind error rejects). */
 export function listenTcp(port: number, host: string | undefined, onConnection: (sock: net.Socket) => void, onEvent: (message: string) => void): Promise<net.Server> {
-  tuneForServing();
   return new Promise((resolve, reject) => {
     const srv = net.createServer(onConnection);
     srv.once('error', reject);
