@@ -39,8 +39,4 @@ export class ReadMemo {
     // The framed bytes live in a buffer the next reply reuses.
     this.replies.set(text, Buffer.from(reply.bytes));
   }
-
-  clear(): void {
-    this.replies.clear();
-  }
 }
