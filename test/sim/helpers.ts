@@ -7,6 +7,7 @@ import { XenControl } from '../../src/xg/xenctl';
 import { XenError } from '../../src/xg/errors';
 import { Off } from '../../src/xg/domctl';
 import { DomctlData, ForeignMapping, Hypercalls, forwardBeyondDomctl } from '../../src/xg/hypercalls';
+import { Guest } from '../../src/vcpu/guest';
 
 export interface TestGuest {
   sim: SimXen;
@@ -157,4 +158,17 @@ export function watchHypercalls(inner: Hypercalls): WatchedHypercalls {
     close: () => inner.close(),
   };
   return h;
+}
+
+/** A 2-VCPU demo guest, attached by a Guest (64-bit, the memory path given) whose hypercalls are counted. */
+export interface WatchedGuest {
+  t: TestGuest;
+  hc: WatchedHypercalls;
+  g: Guest;
+}
+
+export function attachWatched(memory: 'pagewalk' | 'gdbsx'): WatchedGuest {
+  const t = startGuest({ vcpus: 2 });
+  const hc = watchHypercalls(t.sim);
+  return { t, hc, g: Guest.attach(new XenControl(hc), t.domid, { width: 64, memory }) };
 }

@@ -2,18 +2,15 @@
 // and never a stale byte after a write, a run, or a register change.
 import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
-import { XenControl } from '../../src/xg/xenctl';
 import { DomctlCmd } from '../../src/xg/domctl';
-import { sleep, startGuest, TestGuest, WatchedHypercalls, watchHypercalls } from './helpers';
+import { attachWatched, sleep, TestGuest, WatchedHypercalls } from './helpers';
 
 describe('memory line cache (guest stopped)', () => {
   let t: TestGuest;
   let hc: WatchedHypercalls;
   let g: Guest;
   beforeEach(() => {
-    t = startGuest({ vcpus: 2 });
-    hc = watchHypercalls(t.sim);
-    g = Guest.attach(new XenControl(hc), t.domid, { width: 64, memory: 'gdbsx' });
+    ({ t, hc, g } = attachWatched('gdbsx'));
   });
   afterEach(() => {
     g.detach();

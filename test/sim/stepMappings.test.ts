@@ -4,19 +4,16 @@
 // a step during which the guest's tot_pages moved.
 import assert from 'assert';
 import { Guest } from '../../src/vcpu/guest';
-import { XenControl } from '../../src/xg/xenctl';
 import { DomctlCmd } from '../../src/xg/domctl';
 import { mayEnterHypervisor } from '../../src/vcpu/hypercallGate';
-import { sleep, startGuest, TestGuest, WatchedHypercalls, watchHypercalls } from './helpers';
+import { attachWatched, sleep, TestGuest, WatchedHypercalls } from './helpers';
 
 describe('page walk mappings across a single step', () => {
   let t: TestGuest;
   let hc: WatchedHypercalls;
   let g: Guest;
   beforeEach(() => {
-    t = startGuest({ vcpus: 2 });
-    hc = watchHypercalls(t.sim);
-    g = Guest.attach(new XenControl(hc), t.domid, { width: 64, memory: 'pagewalk' });
+    ({ t, hc, g } = attachWatched('pagewalk'));
   });
   afterEach(() => {
     g.detach();
