@@ -18,7 +18,7 @@ import { encodeCosts, miBaseline, simSpeed } from './profile';
 import { PACKET_SIZE } from '../src/gx/reply';
 import { DumpProfile, Figure, Results, figure, measure, throughput } from './model';
 import { perCallUs, procCpuMs, round3, selfCpuMs, sleep, summarize } from './stats';
-import { StepiSide, alternateStepi, gdbserverSide, stepiVsFigures } from './stepiVs';
+import { alternateStepi, stepiSides, stepiVsFigures } from './stepiVs';
 import { Limits, lastIn, sharedFigures, stopLatencies, trapLatencyFigure } from './catalogue';
 import { ALL_PARTS, SessionEnv, gdbSession, memoryPathDumps, runsFor } from './gdbSession';
 
@@ -232,23 +232,19 @@ const STEPI_VS = { rounds: 5, steps: 200, continues: 20 };
 async function stepiAgainstGdbserver(s: SimStub, log: (m: string) => void, res: Results): Promise<Figure[]> {
   log('sim: stepi alternating with gdbserver (C, and the same in assembly)');
   const ours = new MiGdb([s.image]);
-  const closers: (() => Promise<void>)[] = [];
+  let theirs: { close(): Promise<void> } | undefined;
   try {
     await ours.setup();
     await connect(ours, s.port);
-    const sides: StepiSide[] = [{ key: 'ours', gdb: ours, breakpoint: 'demo_tick', serverCpuMs: selfCpuMs }];
-    for (const [key, code] of [['gdbserver', 'c'], ['gdbserver-asm', 'asm']] as const) {
-      const g = await gdbserverSide(key, code, log);
-      closers.push(g.close);
-      sides.push(g.side);
-    }
-    const r = await alternateStepi(sides, STEPI_VS.rounds, STEPI_VS.steps, STEPI_VS.continues, log);
+    const sv = await stepiSides(ours, ['c', 'asm'], log);
+    theirs = sv;
+    const r = await alternateStepi(sv.sides, STEPI_VS.rounds, STEPI_VS.steps, STEPI_VS.continues, log);
     for (const [key, t] of Object.entries(r.packets)) res.profile.packets[`stepi, alternating: ${key}`] = t;
     return stepiVsFigures(r, 'stepi, gdb -> stub');
   } finally {
     await Promise.race([ours.quit(), sleep(5000)]);
     ours.kill();
-    for (const c of closers) await c();
+    await theirs?.close();
   }
 }
 

@@ -13,9 +13,9 @@
 //   BENCH_STEPI_TRACE=1: also the packets of 20 stepi on each side.
 import { MiGdb } from '../test/support/mi';
 import { connect, dumpTimes, PacketTrace } from './gdbFigures';
-import { StepiSide, alternateStepi, gdbserverSide, roundRatios } from './stepiVs';
+import { alternateStepi, roundRatios, stepiSides } from './stepiVs';
 import { pattern, startSim } from './simSuite';
-import { selfCpuMs, summarize, sleep } from './stats';
+import { summarize, sleep } from './stats';
 
 function arg(i: number, dflt: number): number {
   const v = process.argv[2 + i];
@@ -36,21 +36,16 @@ async function main(): Promise<void> {
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const sim = await startSim(2, width);
   const ours = new MiGdb([sim.image]);
-  const closers: (() => Promise<void>)[] = [];
+  let theirs: { close(): Promise<void> } | undefined;
   try {
     await ours.setup();
     await connect(ours, sim.port);
     // gdbserver stepping the C program, and the same program with its stepped code in
     // hand-written assembly as the demo guest's (stepiVs.ts). Not on a 32-bit sim: the
     // assembly is x86-64.
-    const c = await gdbserverSide('gdbserver', 'c', log);
-    closers.push(c.close);
-    const sides: StepiSide[] = [{ key: 'ours', gdb: ours, breakpoint: 'demo_tick', serverCpuMs: selfCpuMs }, c.side];
-    if (width === 64) {
-      const asm = await gdbserverSide('gdbserver-asm', 'asm', log);
-      closers.push(asm.close);
-      sides.push(asm.side);
-    }
+    const sv = await stepiSides(ours, width === 64 ? ['c', 'asm'] : ['c'], log);
+    theirs = sv;
+    const sides = sv.sides;
     if (process.env.BENCH_STEPI_DUMPS === '1') {
       // What the full run does to the stub before: 1 and 16 MiB dumps of dense data.
       const phys = 32 << 20;
@@ -84,7 +79,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.race([ours.quit(), sleep(5000)]);
     ours.kill();
-    for (const c of closers) await c();
+    await theirs?.close();
     await sim.close();
   }
 }

@@ -8,7 +8,7 @@
 import { MiGdb } from '../test/support/mi';
 import { CeilingCode, startCeilingTarget } from './ceiling';
 import { connect, continueStops, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
-import { procCpuMs, sleep, summarize } from './stats';
+import { procCpuMs, selfCpuMs, sleep, summarize } from './stats';
 import { Figure, figure, measure, rate } from './model';
 import { judgeStepiVsGdbserver } from './targets';
 
@@ -39,8 +39,34 @@ export interface StepiRounds {
 /** gdb's packets vary with the instruction stepped: counted over this many. */
 const TRACED_STEPS = 20;
 
+/** The sides' keys: ours, and gdbserver's on each of its programs. */
+const SIDE_KEY: Record<CeilingCode, string> = { c: 'gdbserver', asm: 'gdbserver-asm' };
+
+/**
+ * Our stub's side (gdb `ours`, connected to a stub in this process, stopping in
+ * demo_tick) and gdbserver's on each of `codes`; close() ends gdbserver's.
+ */
+export async function stepiSides(ours: MiGdb, codes: readonly CeilingCode[], log: (m: string) => void): Promise<{ sides: StepiSide[]; close(): Promise<void> }> {
+  const sides: StepiSide[] = [{ key: 'ours', gdb: ours, breakpoint: 'demo_tick', serverCpuMs: selfCpuMs }];
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of closers) await c();
+  };
+  try {
+    for (const code of codes) {
+      const g = await gdbserverSide(SIDE_KEY[code], code, log);
+      closers.push(g.close);
+      sides.push(g.side);
+    }
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { sides, close };
+}
+
 /** gdbserver on a fresh local process whose stepped code is `code`, with a gdb connected. */
-export async function gdbserverSide(key: string, code: CeilingCode, log: (m: string) => void): Promise<{ side: StepiSide; close(): Promise<void> }> {
+async function gdbserverSide(key: string, code: CeilingCode, log: (m: string) => void): Promise<{ side: StepiSide; close(): Promise<void> }> {
   const target = await startCeilingTarget(4096, log, code);
   const gdb = new MiGdb([target.exe]);
   try {
@@ -102,8 +128,8 @@ export function roundRatios(r: StepiRounds, a: string, b: string): number[] {
 }
 
 const SIDE_TEXT: Record<string, string> = {
-  gdbserver: 'gdbserver, local process: C from GCC (its debug info)',
-  'gdbserver-asm': 'gdbserver, local process: the same program, stepped functions in hand-written assembly (as the demo guest\'s)',
+  [SIDE_KEY.c]: 'gdbserver, local process: C from GCC (its debug info)',
+  [SIDE_KEY.asm]: 'gdbserver, local process: the same program, stepped functions in hand-written assembly (as the demo guest\'s)',
 };
 
 /** The rounds as figures: ours against each gdbserver side, judged on the issue's goal (at or above its rate). */
@@ -112,7 +138,7 @@ export function stepiVsFigures(r: StepiRounds, oursWhat: string): Figure[] {
   const out: Figure[] = [];
   for (const key of Object.keys(SIDE_TEXT)) {
     if (!r.ms[key]) continue;
-    const same = key === 'gdbserver-asm';
+    const same = key === SIDE_KEY.asm;
     const f = figure({
       id: same ? 'sim.ceiling.stepi.samecode' : 'sim.ceiling.stepi', env: 'sim', group: 'RSP engine vs gdbserver',
       name: same ? 'stepi, same code (assembly)' : 'stepi (gdbserver steps C)',
