@@ -12,6 +12,7 @@ import { UserError, XenError } from './xg/errors';
 import { Guest } from './vcpu/guest';
 import { dumpContexts } from './vcpu/contextDump';
 import { GdbServer } from './gx/server';
+import { parsePollUs, POLL_US_OPTION } from './cliArgs';
 
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -29,6 +30,8 @@ interface Parsed {
   simXen: 'gdbsx' | 'stock-intel' | 'stock-amd';
   debug: boolean;
   stepTimeout: number;
+  /** --poll-us; undefined: the default. */
+  pollUs: number | undefined;
   memory: 'pagewalk' | 'gdbsx';
 }
 
@@ -105,6 +108,7 @@ function parse(argv: string[]): Parsed {
     .option('sim-type', { choices: ['pv', 'pvh'] as const, default: 'pv' as const, describe: 'type of the simulated guest' })
     .option('memory', { choices: ['pagewalk', 'gdbsx'] as const, default: 'pagewalk' as const, describe: 'how to reach guest memory: our page walk over mapped guest frames (every Xen), or Xen\'s gdbsx_guestmemio (CONFIG_GDBSX builds; VCPU 0\'s view only)' })
     .option('step-timeout', { type: 'string', default: '2000', describe: 'ms to wait for a single-step that does not trap before pausing the guest' })
+    .option('poll-us', POLL_US_OPTION)
     .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace the protocol and hypercalls (same as DEBUG=gdbsx:*)' })
     .conflicts('attach', 'context')
     .strictOptions()
@@ -163,10 +167,11 @@ function parse(argv: string[]): Parsed {
   const stepTimeout = /^\d+$/.test(stepText) ? Number(stepText) : NaN;
   if (!(stepTimeout >= 1)) throw new UserError(`invalid --step-timeout '${stepText}': give milliseconds (1 or more)`);
   if (a.host === '') throw new UserError('--host needs an address to listen on, e.g. 127.0.0.1');
+  const pollUs = parsePollUs(oneValue(a['poll-us'], '--poll-us'));
   return {
     mode, domid: domid ?? 1, width, port, vcpu, host: a.host, sim: a.sim,
     simVcpus, simWidth: a['sim-width'] as 32 | 64, simType: a['sim-type'], simXen: a['sim-xen'] as Parsed['simXen'],
-    debug: a.d, stepTimeout, memory: a.memory as 'pagewalk' | 'gdbsx',
+    debug: a.d, stepTimeout, memory: a.memory as 'pagewalk' | 'gdbsx', pollUs,
   };
 }
 
@@ -279,7 +284,7 @@ async function serve(p: Parsed, xc: XenControl, backend: Backend): Promise<numbe
 
   // Listen before saying anything, so a bad --host or a busy port is the only line printed.
   const server = new GdbServer(xc, p.domid, {
-    host: p.host, port: p.port ?? 0, width, stepTimeoutMs: p.stepTimeout, memory: p.memory,
+    host: p.host, port: p.port ?? 0, pollUs: p.pollUs, width, stepTimeoutMs: p.stepTimeout, memory: p.memory,
     notes: mismatch ? [`warning: ${mismatch}`] : [],
     xenstore: backend.xenstore,
   });

@@ -4,7 +4,7 @@ import net from 'net';
 import path from 'path';
 import { runUntilSignal } from './untilSignal';
 import yargs from 'yargs';
-import { subcommandParser } from './cliArgs';
+import { parsePollUs, POLL_US_OPTION, subcommandParser } from './cliArgs';
 import createDebug from 'debug';
 import { XenControl } from './xg/xenctl';
 import { Hypercalls } from './xg/hypercalls';
@@ -33,6 +33,7 @@ interface Args {
   simXen: 'gdbsx' | 'stock-intel' | 'stock-amd';
   memory: 'pagewalk' | 'gdbsx';
   stepTimeout: number;
+  pollUs: number | undefined;
   debug: boolean;
 }
 
@@ -47,6 +48,7 @@ function parse(argv: string[]): Args {
     .option('sim-xen', { choices: ['gdbsx', 'stock-intel', 'stock-amd'] as const, default: 'gdbsx' as const, describe: 'the simulated hypervisor (see gdbsx --help)' })
     .option('memory', { choices: ['pagewalk', 'gdbsx'] as const, default: 'pagewalk' as const, describe: 'how to reach guest memory (see gdbsx --help)' })
     .option('step-timeout', { type: 'string', default: '2000', describe: 'ms to wait for a single-step that does not trap before pausing the guest' })
+    .option('poll-us', POLL_US_OPTION)
     .option('d', { alias: 'debug', type: 'boolean', default: false, describe: 'trace the protocol and hypercalls (DEBUG=gdbsx:*)' }))
     .strictCommands()
     .parseSync();
@@ -56,7 +58,8 @@ function parse(argv: string[]): Args {
   const step = /^\d+$/.test(a['step-timeout']) ? Number(a['step-timeout']) : NaN;
   if (!(step >= 1)) throw new UserError(`invalid --step-timeout '${a['step-timeout']}': give milliseconds (1 or more)`);
   if (a.host === '') throw new UserError('--host needs an address to listen on, e.g. 127.0.0.1');
-  return { port, host: a.host, sim: a.sim, simXen: a['sim-xen'], memory: a.memory, stepTimeout: step, debug: a.d };
+  const pollUs = parsePollUs(a['poll-us']);
+  return { port, host: a.host, sim: a.sim, simXen: a['sim-xen'], memory: a.memory, stepTimeout: step, pollUs, debug: a.d };
 }
 
 interface Target {
@@ -99,7 +102,7 @@ export async function serveMain(argv: string[]): Promise<number> {
   try {
     target = await openTarget(a);
     const xc = new XenControl(target.hc);
-    const server = new DomainServer(xc, { host: a.host, port: a.port, memory: a.memory, stepTimeoutMs: a.stepTimeout, xenstore: target.xenstore });
+    const server = new DomainServer(xc, { host: a.host, port: a.port, pollUs: a.pollUs, memory: a.memory, stepTimeoutMs: a.stepTimeout, xenstore: target.xenstore });
     server.onEvent = (m) => console.error(`gdbsx: ${m}`);
     const port = await server.listen();
     const address = server.address?.address ?? a.host;

@@ -4,7 +4,7 @@
 // may connect at once, each debugging its own domains (several per connection with gdb's
 // multiprocess: one per inferior); a domain held by one connection is refused to the others.
 import net from 'net';
-import { boundAddress, listenTcp } from './listen';
+import { boundAddress, listenTcp, ListenOptions, replyPollFor } from './listen';
 import createDebug from 'debug';
 import { Session } from './session';
 import { DomainBroker } from './broker';
@@ -16,9 +16,7 @@ import type { XsTransport } from '../xs/transport';
 
 const log = createDebug('gdbsx:serve');
 
-export interface DomainServerOptions extends Omit<AttachOptions, 'width'> {
-  host: string;
-  port: number;
+export interface DomainServerOptions extends Omit<AttachOptions, 'width'>, ListenOptions {
   /** The xenstore the domain list and `monitor info` read (default: this host's). */
   xenstore?: () => Promise<XsTransport>;
 }
@@ -73,6 +71,7 @@ export class DomainServer implements DomainBroker {
     }, (m) => this.onEvent(m));
     s.xenstore = this.opts.xenstore;
     s.broker = this;
+    s.replyPoll = replyPollFor(this.opts.pollUs);
     this.sessions.add(s);
   }
 

@@ -2,7 +2,7 @@
 // connection attaches to the domain (pausing it) and detaches when it ends, so the
 // guest runs freely between sessions and a reconnect starts clean.
 import net from 'net';
-import { boundAddress, listenTcp } from './listen';
+import { boundAddress, listenTcp, ListenOptions, replyPollFor } from './listen';
 import createDebug from 'debug';
 import { Session } from './session';
 import { Guest, AttachOptions } from '../vcpu/guest';
@@ -24,9 +24,7 @@ const log = createDebug('gdbsx:server');
  */
 const RECONNECT_WAIT_MS = 1500;
 
-export interface ServerOptions extends AttachOptions {
-  host: string;
-  port: number;
+export interface ServerOptions extends AttachOptions, ListenOptions {
   /** Told to each gdb once, with the guest's own notes (e.g. a width given that is not the guest's). */
   notes?: readonly string[];
   /** The xenstore `monitor info` reads (default: this host's, see src/xs/transport.ts). */
@@ -152,6 +150,7 @@ export class GdbServer implements DomainBroker {
     }, (m) => this.onEvent(m), this.opts.notes);
     this.session.xenstore = this.opts.xenstore;
     this.session.broker = this;
+    this.session.replyPoll = replyPollFor(this.opts.pollUs);
     sock.resume(); // held while it waited for the previous session
   }
 

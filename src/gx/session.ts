@@ -20,6 +20,7 @@ import { resumeTogether } from './allStop';
 import { PACKET_SIZE, Framed, Packet, Reply } from './reply';
 import type { HandlerContext } from './handlers/context';
 import { ReadMemo } from './readMemo';
+import type { ReplyPoll } from './replyPoll';
 
 
 const log = createDebug('gdbsx:gx');
@@ -85,6 +86,8 @@ export class Session implements HandlerContext {
   listThreadsInStopReply = false;
   /** Thread selected by Hc (legacy c/s) in the current process; undefined = "any". */
   cVcpu: number | 'all' | undefined;
+  /** Polling for the client's next packet after each reply (replyPoll.ts); unset: off. */
+  replyPoll: ReplyPoll | undefined;
   /** How `monitor info` reaches xenstore (the simulated one on the simulated Xen); unset: the real one. */
   xenstore: (() => Promise<XsTransport>) | undefined;
   /** Work for right after the reply being built has gone out (see runUntilStop). */
@@ -238,6 +241,7 @@ export class Session implements HandlerContext {
           this.send(errorReply(0x07 /* E2BIG */));
           break;
         case 'packet':
+          this.replyPoll?.received(); // (not at an ack: gdb sends those at once)
           if (!this.noAck) this.sock.write('+');
           if (this.busy) this.queue.push(ev.data);
           else this.handle(ev.data);
@@ -353,6 +357,7 @@ export class Session implements HandlerContext {
       if (logPkt.enabled) logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
       this.lastSent = reply.bytes;
       this.sock.write(reply.bytes);
+      this.replyPoll?.sent();
       return;
     }
     let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
@@ -361,6 +366,7 @@ export class Session implements HandlerContext {
     if (logPkt.enabled) logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
     this.lastSent = framed;
     this.sock.write(framed);
+    this.replyPoll?.sent();
   }
 
   /** Console output to gdb (shown to the user), allowed while a resume or qRcmd is answered. */

@@ -27,11 +27,11 @@ export interface Stub {
   close(): Promise<void>;
 }
 
-export async function startStub(o: { vcpus?: number; width?: 32 | 64; type?: 'pv' | 'pvh'; xen?: SimXenOptions; memory?: 'pagewalk' | 'gdbsx'; guestTrapHandlers?: boolean } = {}): Promise<Stub> {
+export async function startStub(o: { vcpus?: number; width?: 32 | 64; type?: 'pv' | 'pvh'; xen?: SimXenOptions; memory?: 'pagewalk' | 'gdbsx'; guestTrapHandlers?: boolean; pollUs?: number } = {}): Promise<Stub> {
   const width = o.width ?? 64;
   const demo = startSimDemo({ domid: 1, vcpus: o.vcpus ?? 2, width, type: o.type ?? 'pv', xen: o.xen, guestTrapHandlers: o.guestTrapHandlers });
   const xc = new XenControl(demo.hc);
-  const server = new GdbServer(xc, demo.domid, { host: '127.0.0.1', port: 0, memory: o.memory, xenstore: demo.xenstore });
+  const server = new GdbServer(xc, demo.domid, { host: '127.0.0.1', port: 0, memory: o.memory, xenstore: demo.xenstore, pollUs: o.pollUs });
   const port = await server.listen();
   return {
     port, sim: demo.sim, domid: demo.domid, image: demoImage(width), server, xc,

@@ -24,6 +24,7 @@ describe('gdbsx serve: the command line', function () {
   for (const [args, re] of [
     [['serve', '5'], /^gdbsx serve: unexpected '5': gdbsx serve takes no domain id \(gdb attaches one: `attach <domid>`\)/],
     [['serve', '--port', '70000'], /^gdbsx serve: invalid port '70000'/],
+    [['serve', '--poll-us', '-5'], /^gdbsx serve: invalid --poll-us '-5'/],
     [['serve', '--bogus'], /^gdbsx serve: Unknown argument: bogus/],
   ] as const) {
     it(`${args.join(' ')}: one line, exit 2`, async () => {
