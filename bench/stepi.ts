@@ -1,21 +1,19 @@
 // Only the stepi figures, ours on the simulated Xen beside gdbserver's on a local
-// process, measured the way the full benchmark measures them (bench/gdbFigures.ts's
-// stepiTimes, the stub in this process as simSuite runs it), alternating in blocks so
-// that the machine's load drifts over all sides alike (bench/stepiVs.ts). gdbserver
-// steps the C program and the same program with its stepped functions in hand-written
-// assembly, as the demo guest's are. For work on the stop path, where the whole
-// `npm run bench` is too long to repeat.
+// process, measured as the full benchmark measures them (bench/gdbFigures.ts's
+// stepiTimes; `gdbsx --sim` in its own process, with and without its reply polling),
+// alternating in blocks so that the machine's load drifts over all sides alike
+// (bench/stepiVs.ts). gdbserver steps the C program and the same program with its
+// stepped functions in hand-written assembly, as the demo guest's are. For work on the
+// stop path, where the whole `npm run bench` is too long to repeat.
 //
 //   node dist/bench/stepi.js [rounds] [steps per block]      (default 7 rounds of 200)
 //   BENCH_STEPI_CONTINUES=n: continues to the breakpoint before stepping (default 20, as
 //     the full benchmark runs that figure just before; its stepi figure is then 1 round
 //     of 20 steps in a fresh process: `node dist/bench/stepi.js 1 20`, JIT still cold)
 //   BENCH_STEPI_TRACE=1: also the packets of 20 stepi on each side.
-import { MiGdb } from '../test/support/mi';
-import { connect, dumpTimes, PacketTrace } from './gdbFigures';
-import { alternateStepi, roundRatios, stepiSides } from './stepiVs';
-import { pattern, startSim } from './simSuite';
-import { summarize, sleep } from './stats';
+import { PacketTrace } from './gdbFigures';
+import { alternateStepi, OURS, OURS_NO_POLL, roundRatios, stepiSides } from './stepiVs';
+import { summarize } from './stats';
 
 function arg(i: number, dflt: number): number {
   const v = process.argv[2 + i];
@@ -29,31 +27,24 @@ function traceLine(name: string, t: PacketTrace): string {
   return `${name}: ${t.sent} packets (${t.bytesSent} / ${t.bytesReceived} bytes): ${kinds}\n    ${t.first.join('\n    ')}`;
 }
 
+const SIDE_TEXT: Record<string, string> = {
+  [OURS]: 'ours (gdbsx --sim, as shipped)',
+  [OURS_NO_POLL]: 'ours, --poll-us 0',
+  gdbserver: 'gdbserver (C, GCC debug info)',
+  'gdbserver-asm': 'gdbserver (the same in assembly)',
+};
+
 async function main(): Promise<void> {
   const rounds = arg(0, 7);
   const steps = arg(1, 200);
   const width = process.env.BENCH_SIM_WIDTH === '32' ? 32 : 64;
   const log = (m: string) => process.stderr.write(`${m}\n`);
-  const sim = await startSim(2, width);
-  const ours = new MiGdb([sim.image]);
-  let theirs: { close(): Promise<void> } | undefined;
+  // gdbserver stepping the C program, and the same program with its stepped code in
+  // hand-written assembly as the demo guest's (stepiVs.ts). Not beside a 32-bit sim: the
+  // assembly is x86-64.
+  const sv = await stepiSides(width === 64 ? ['c', 'asm'] : ['c'], width, log);
   try {
-    await ours.setup();
-    await connect(ours, sim.port);
-    // gdbserver stepping the C program, and the same program with its stepped code in
-    // hand-written assembly as the demo guest's (stepiVs.ts). Not on a 32-bit sim: the
-    // assembly is x86-64.
-    const sv = await stepiSides(ours, width === 64 ? ['c', 'asm'] : ['c'], log);
-    theirs = sv;
     const sides = sv.sides;
-    if (process.env.BENCH_STEPI_DUMPS === '1') {
-      // What the full run does to the stub before: 1 and 16 MiB dumps of dense data.
-      const phys = 32 << 20;
-      sim.sim.writePhys(1, phys, pattern(16 << 20));
-      const dm = sim.sim.layout(1).directMap + BigInt(phys);
-      await dumpTimes(ours, dm, 1 << 20, 20);
-      await dumpTimes(ours, dm, 16 << 20, 5);
-    }
     // As the full benchmark: continues to a function the guest calls often, then the steps.
     const continues = Number(process.env.BENCH_STEPI_CONTINUES ?? 20);
     const r = await alternateStepi(sides, rounds, steps, continues, log);
@@ -64,23 +55,21 @@ async function main(): Promise<void> {
     process.stdout.write(`stepi, ${width}-bit sim, ${rounds} rounds x ${steps} steps, alternating:\n`);
     for (const s of sides) {
       const rr = summarize(r.roundRates[s.key]);
-      const what = s.key === 'ours' ? 'ours (demo guest, assembly)' : s.key === 'gdbserver' ? 'gdbserver (C, GCC debug info)' : 'gdbserver (the same in assembly)';
-      process.stdout.write(`  ${what.padEnd(34)} ${rate(r.ms[s.key])}; round medians ${rr.min.toFixed(0)}..${rr.max.toFixed(0)}; ${r.packetsPerStep[s.key].toFixed(1)} packets per stepi\n`);
+      process.stdout.write(`  ${(SIDE_TEXT[s.key] ?? s.key).padEnd(34)} ${rate(r.ms[s.key])}; round medians ${rr.min.toFixed(0)}..${rr.max.toFixed(0)}; ${r.packetsPerStep[s.key].toFixed(1)} packets per stepi\n`);
     }
-    for (const s of sides.slice(1)) {
-      const rs = summarize(roundRatios(r, 'ours', s.key));
-      process.stdout.write(`  our time / ${s.key}'s, per round: median ${rs.median.toFixed(3)}x [${rs.min.toFixed(3)}-${rs.max.toFixed(3)}]\n`);
+    for (const o of [OURS, OURS_NO_POLL]) {
+      for (const s of sides.filter((x) => x.key.startsWith('gdbserver'))) {
+        const rs = summarize(roundRatios(r, o, s.key));
+        process.stdout.write(`  ${o} time / ${s.key}'s, per round: median ${rs.median.toFixed(3)}x [${rs.min.toFixed(3)}-${rs.max.toFixed(3)}]\n`);
+      }
     }
-    const cpu = sides.map((s) => `${s.key} gdb ${r.cpu[s.key].gdb.toFixed(3)} + ${s.key === 'ours' ? 'stub process' : 'gdbserver'} ${r.cpu[s.key].server.toFixed(3)}`);
+    const cpu = sides.map((s) => `${s.key} gdb ${r.cpu[s.key].gdb.toFixed(3)} + ${s.key.startsWith('ours') ? 'stub' : 'gdbserver'} ${r.cpu[s.key].server.toFixed(3)}`);
     process.stdout.write(`  CPU ms per step: ${cpu.join('; ')}\n`);
     if (process.env.BENCH_STEPI_TRACE === '1') {
       for (const s of sides) process.stdout.write(`${traceLine(s.key, r.packets[s.key])}\n`);
     }
   } finally {
-    await Promise.race([ours.quit(), sleep(5000)]);
-    ours.kill();
-    await theirs?.close();
-    await sim.close();
+    await sv.close();
   }
 }
 

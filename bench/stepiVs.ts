@@ -5,10 +5,17 @@
 // gdb's own work per stepi depends on that: on code without GCC's debug info it reads
 // the byte at pc for every frame it builds (its epilogue sniffer), on GCC's it trusts the
 // unwind info. The second is the same code for both, so the same packets from gdb.
+// Our stub runs as `gdbsx --sim` in a process of its own, as shipped and again with its
+// reply polling off (--poll-us 0), so that the polling's share shows in the same run.
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
 import { MiGdb } from '../test/support/mi';
 import { CeilingCode, startCeilingTarget } from './ceiling';
 import { connect, continueStops, stepiTimes, tracePackets, PacketTrace } from './gdbFigures';
-import { procCpuMs, selfCpuMs, sleep, summarize } from './stats';
+import { procCpuMs, sleep, summarize } from './stats';
+import { serveStub } from '../test/support/stubProcess';
+import { demoImage } from '../src/simDemo';
 import { Figure, figure, measure, rate } from './model';
 import { judgeStepiVsGdbserver } from './targets';
 
@@ -42,17 +49,27 @@ const TRACED_STEPS = 20;
 /** The sides' keys: ours, and gdbserver's on each of its programs. */
 const SIDE_KEY: Record<CeilingCode, string> = { c: 'gdbserver', asm: 'gdbserver-asm' };
 
+/** Our sides: the stub as shipped (reply polling at its default), and with `--poll-us 0`. */
+export const OURS = 'ours';
+export const OURS_NO_POLL = 'ours-nopoll';
+
 /**
- * Our stub's side (gdb `ours`, connected to a stub in this process, stopping in
- * demo_tick) and gdbserver's on each of `codes`; close() ends gdbserver's.
+ * Our sides, each `gdbsx --sim` in its own process as a user runs it (its own event loop:
+ * in this process, the benchmark's gdb/MI reading would share it), stopping in
+ * demo_tick; and gdbserver's on each of `codes`. close() ends them all.
  */
-export async function stepiSides(ours: MiGdb, codes: readonly CeilingCode[], log: (m: string) => void): Promise<{ sides: StepiSide[]; close(): Promise<void> }> {
-  const sides: StepiSide[] = [{ key: 'ours', gdb: ours, breakpoint: 'demo_tick', serverCpuMs: selfCpuMs }];
+export async function stepiSides(codes: readonly CeilingCode[], width: 32 | 64, log: (m: string) => void): Promise<{ sides: StepiSide[]; close(): Promise<void> }> {
+  const sides: StepiSide[] = [];
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
-    for (const c of closers) await c();
+    for (const c of closers.splice(0)) await c();
   };
   try {
+    for (const [key, extra] of [[OURS, []], [OURS_NO_POLL, ['--poll-us', '0']]] as const) {
+      const g = await stubSide(key, width, extra);
+      closers.push(g.close);
+      sides.push(g.side);
+    }
     for (const code of codes) {
       const g = await gdbserverSide(SIDE_KEY[code], code, log);
       closers.push(g.close);
@@ -63,6 +80,30 @@ export async function stepiSides(ours: MiGdb, codes: readonly CeilingCode[], log
     throw e;
   }
   return { sides, close };
+}
+
+/** `gdbsx --sim` (its demo guest of `width`) in a process of its own, with a gdb connected. */
+async function stubSide(key: string, width: 32 | 64, extra: readonly string[]): Promise<{ side: StepiSide; close(): Promise<void> }> {
+  // Its own state directory: the simulated domains of two `gdbsx --sim` share an id and a
+  // uuid, so each would find the other's hold of "the domain" (domainLock.ts).
+  const state = fs.mkdtempSync(path.join(os.tmpdir(), `gdbsx-bench-${key}-`));
+  const stub = await serveStub(['--sim', '--sim-width', String(width), '--port', '0', ...extra], { GDBSX_STATE_DIR: state });
+  const gdb = new MiGdb([demoImage(width)]);
+  const close = async () => {
+    await Promise.race([gdb.quit(), sleep(5000)]);
+    gdb.kill();
+    await Promise.race([stub.stop(), sleep(5000)]);
+    stub.proc.kill('SIGKILL');
+    fs.rmSync(state, { recursive: true, force: true });
+  };
+  try {
+    await gdb.setup();
+    await connect(gdb, stub.port);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { side: { key, gdb, breakpoint: 'demo_tick', serverCpuMs: () => procCpuMs(stub.proc.pid) }, close };
 }
 
 /** gdbserver on a fresh local process whose stepped code is `code`, with a gdb connected. */
@@ -134,19 +175,25 @@ const SIDE_TEXT: Record<string, string> = {
 
 /** The rounds as figures: ours against each gdbserver side, judged on the issue's goal (at or above its rate). */
 export function stepiVsFigures(r: StepiRounds, oursWhat: string): Figure[] {
-  const ours = measure(`${oursWhat}, alternating with gdbserver (${r.rounds} rounds of ${r.steps})`, 'steps/s', rate(r.ms.ours));
+  const ours = measure(`${oursWhat}, alternating with gdbserver (${r.rounds} rounds of ${r.steps})`, 'steps/s', rate(r.ms[OURS]));
   const out: Figure[] = [];
   for (const key of Object.keys(SIDE_TEXT)) {
     if (!r.ms[key]) continue;
     const same = key === SIDE_KEY.asm;
+    const notes = [
+      `packets gdb sends per stepi (over 20): ours ${r.packetsPerStep[OURS].toFixed(1)}, gdbserver ${r.packetsPerStep[key].toFixed(1)}`,
+      `CPU ms per stepi: our stub's process ${r.cpu[OURS].server.toFixed(3)}, gdbserver ${r.cpu[key].server.toFixed(3)}`,
+    ];
+    if (r.ms[OURS_NO_POLL]) {
+      const ratio = summarize(roundRatios(r, OURS_NO_POLL, key)).median;
+      notes.push(`ours with --poll-us 0 (no polling after replies), same rounds: ${(1000 / summarize(r.ms[OURS_NO_POLL]).median).toFixed(0)} steps/s, `
+        + `${ratio.toFixed(2)}x gdbserver's time; its process ${r.cpu[OURS_NO_POLL].server.toFixed(3)} CPU ms per stepi`);
+    }
     const f = figure({
       id: same ? 'sim.ceiling.stepi.samecode' : 'sim.ceiling.stepi', env: 'sim', group: 'RSP engine vs gdbserver',
       name: same ? 'stepi, same code (assembly)' : 'stepi (gdbserver steps C)',
       ours, ceiling: measure(SIDE_TEXT[key], 'steps/s', rate(r.ms[key])),
-      notes: [
-        `packets gdb sends per stepi (over 20): ours ${r.packetsPerStep.ours.toFixed(1)}, gdbserver ${r.packetsPerStep[key].toFixed(1)}`,
-        `CPU ms per stepi: our stub's process ${r.cpu.ours.server.toFixed(3)} (the bench's gdb/MI driver included), gdbserver ${r.cpu[key].server.toFixed(3)}`,
-      ],
+      notes,
     });
     f.target = judgeStepiVsGdbserver(f);
     out.push(f);

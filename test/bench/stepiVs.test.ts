@@ -35,6 +35,17 @@ describe('bench: stepi alternating with gdbserver', () => {
     assert.match(asm.ceiling?.what ?? '', /hand-written assembly/);
   });
 
+  it('notes our stub without its reply polling, from the same rounds', () => {
+    const r = rounds(1.0, 0.8, 1.25);
+    r.ms['ours-nopoll'] = [1.5, 1.6, 1.7];
+    r.roundRates['ours-nopoll'] = [1000 / 1.6, 1000 / 1.6];
+    r.cpu['ours-nopoll'] = { gdb: 0.3, server: 0.4 };
+    const [c] = stepiVsFigures(r, 'stepi');
+    assert.match(c.notes.join(' '), /--poll-us 0.*625 steps\/s, 2\.00x gdbserver's time; its process 0\.400 CPU ms/);
+    assert.ok(Math.abs((c.vsCeiling ?? 0) - 1.25) < 1e-9, 'judged on the stub as shipped');
+    assert.doesNotMatch(stepiVsFigures(rounds(1, 1, 1), 'x')[0].notes.join(' '), /poll/);
+  });
+
   it('leaves out a gdbserver program that did not run', () => {
     const r = rounds(1, 1, 1);
     delete r.ms['gdbserver-asm'];

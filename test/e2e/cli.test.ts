@@ -5,11 +5,9 @@
 import assert from 'assert';
 import fs from 'fs';
 import path from 'path';
-import { spawn, ChildProcess } from 'child_process';
-import { gdbBatch, sleep } from './harness';
-
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.join(ROOT, 'bin', 'gdbsx');
+import { spawn } from 'child_process';
+import { gdbBatch } from './harness';
+import { BIN, ROOT, serveStub as serve } from '../support/stubProcess';
 const IMAGE64 = path.join(ROOT, 'guest', 'build', 'demo64.elf');
 
 interface Ran {
@@ -48,41 +46,6 @@ function assertOneLine(r: Ran, args: string[], re: RegExp, code: number): void {
   assert.doesNotMatch(r.stderr, /internal error|\n\s+at |NaN/, what);
 }
 
-interface Serving {
-  proc: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** host:port as printed on the "listening on" line. */
-  listen: string;
-  /** SIGINT, and the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** Start a serving stub and wait for its "listening on" line. */
-async function serve(args: string[]): Promise<Serving> {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  let done = false;
-  void exited.then(() => (done = true));
-  for (let i = 0; i < 400 && !/listening on \S+/.test(out) && !done; i++) await sleep(25);
-  const m = /listening on (\S+)/.exec(out);
-  if (!m) {
-    proc.kill('SIGKILL');
-    throw new Error(`gdbsx ${args.join(' ')} is not listening\nstdout: ${out}\nstderr: ${err}`);
-  }
-  return {
-    proc, listen: m[1], stdout: () => out, stderr: () => err,
-    async stop() {
-      proc.kill('SIGINT');
-      return exited;
-    },
-  };
-}
-
 describe('command line: one clear line and a non-zero exit for each mistake', function () {
   this.timeout(60000);
 
@@ -109,6 +72,8 @@ describe('command line: one clear line and a non-zero exit for each mistake', fu
     [['--sim', '--sim-vcpus', '0'], /invalid --sim-vcpus '0': the simulated guest has 1 to 128 VCPUs/, 2],
     [['--sim', '--sim-vcpus', '500'], /invalid --sim-vcpus '500'/, 2],
     [['--sim', '--step-timeout', 'soon'], /invalid --step-timeout 'soon'/, 2],
+    [['--sim', '--poll-us', 'fast'], /invalid --poll-us 'fast': give microseconds, 0 \(never\) to 100000/, 2],
+    [['--sim', '--poll-us', '200000'], /invalid --poll-us '200000'/, 2],
     // Found out only when acting on it.
     [['--sim', '--host', 'nosuchhost.invalid', '--port', '0'], /cannot listen on 'nosuchhost\.invalid': no such host name/, 1],
     [['--sim', '-c', '1', '5'], /domain 1 has no VCPU 5 \(its VCPUs are 0-1\)/, 1],
@@ -186,6 +151,20 @@ describe('command line: what it does right', function () {
       const r = await gdbBatch(['set confirm off', `file ${IMAGE64}`, `target remote ${s.listen}`, 'info threads', 'detach']);
       assert.strictEqual(r.code, 0, r.stderr);
       assert.match(r.stdout, /VCPU 1/);
+    } finally {
+      assert.strictEqual(await s.stop(), 0);
+    }
+  });
+
+  it('--poll-us 0 (no polling after replies): gdb breaks and steps as with the default', async () => {
+    const s = await serve(['--sim', '--port', '0', '--poll-us', '0']);
+    try {
+      const r = await gdbBatch(['set pagination off', 'set confirm off', `file ${IMAGE64}`, `target remote ${s.listen}`,
+        'break demo_tick', 'continue', 'stepi', 'stepi', 'p/x $pc', 'detach']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      const pcs = [...(r.stdout + r.stderr).matchAll(/^\$\d+ = (0x[0-9a-f]+)$/gm)].map((m) => BigInt(m[1]));
+      assert.strictEqual(pcs.length, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /Breakpoint 1, .*demo_tick/);
     } finally {
       assert.strictEqual(await s.stop(), 0);
     }
