@@ -230,7 +230,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
 }
 
 /** Blocks of stepi alternating between our stub and gdbserver on two programs (stepiVs.ts). */
-const STEPI_VS = { rounds: 5, steps: 200, continues: 20 };
+const STEPI_VS = { rounds: 7, steps: 300, continues: 20 };
 
 async function stepiAgainstGdbserver(width: 32 | 64, log: (m: string) => void, res: Results): Promise<Figure[]> {
   log('sim: stepi alternating with gdbserver (C, and the same in assembly), our stub in its own process');
