@@ -72,7 +72,7 @@ export class ReplyPoll {
     if (this.worthIt) pollUntil(t + this.windowMs);
   }
 
-  /** Bytes came from the client: how long after our last reply. */
+  /** A packet came from the client (acks are not answers): how long after our last reply. */
   received(): void {
     if (this.sentAt === undefined) return;
     this.gaps[0] = this.gaps[1];
