@@ -10,6 +10,9 @@
 //   network or a slow forward (the lab's 1-3 ms) soon stops it, a fast one starts it again.
 import os from 'os';
 import { performance } from 'perf_hooks';
+import createDebug from 'debug';
+
+const log = createDebug('gdbsx:poll');
 
 /** How long to poll after a reply unless told otherwise (`--poll-us`), µs. */
 export const DEFAULT_POLL_US = 300;
@@ -50,6 +53,8 @@ export class ReplyPoll {
   /** The client's last two answer times, ms (its turnaround, plus our wakeup if asleep). */
   private readonly gaps: [number, number] = [0, 0];
   private readonly now: () => number;
+  /** What the last reply did, for the log: polled or not. */
+  private polled: boolean | undefined;
 
   constructor(windowUs: number, now: () => number = () => performance.now()) {
     if (!(windowUs > 0)) throw new RangeError(`a reply-poll window must be positive, not ${windowUs}`);
@@ -69,7 +74,12 @@ export class ReplyPoll {
   sent(): void {
     const t = this.now();
     this.sentAt = t;
-    if (this.worthIt) pollUntil(t + this.windowMs);
+    const worth = this.worthIt;
+    if (worth) pollUntil(t + this.windowMs);
+    if (worth !== this.polled && log.enabled) {
+      log('%s after replies: the client answered in %s ms', worth ? 'polling' : 'no polling', this.gaps.map((g) => g.toFixed(3)).join(' and '));
+    }
+    this.polled = worth;
   }
 
   /** A packet came from the client (acks are not answers): how long after our last reply. */
