@@ -17,7 +17,7 @@ import { CeilingResult, runCeiling } from './ceiling';
 import { encodeCosts, miBaseline, simSpeed } from './profile';
 import { PACKET_SIZE } from '../src/gx/reply';
 import { DumpProfile, Figure, Results, figure, measure, throughput } from './model';
-import { perCallUs, procCpuMs, round3, selfCpuMs, sleep, summarize } from './stats';
+import { perCallUs, procCpuMs, round3, selfCpuMs, summarize } from './stats';
 import { alternateStepi, stepiSides, stepiVsFigures } from './stepiVs';
 import { Limits, lastIn, sharedFigures, stopLatencies, trapLatencyFigure } from './catalogue';
 import { ALL_PARTS, SessionEnv, gdbSession, memoryPathDumps, runsFor } from './gdbSession';
@@ -195,7 +195,7 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
     }
 
     // -- stepi against gdbserver, alternating in one run (stepiVs.ts) --
-    if (cfg.ceiling && cfg.width === 64) res.figures.push(...(await stepiAgainstGdbserver(cfg.width, log, res)));
+    if (cfg.ceiling && cfg.width === 64) res.figures.push(...(await stepiAgainstGdbserver(log, res)));
 
     // the bt limit needs a stopped VCPU with the same frames: measure with the guest paused
     s.xc.pauseDomain(DOMID);
@@ -232,9 +232,10 @@ export async function runSimSuite(cfg: SimConfig, res: Results): Promise<void> {
 /** Blocks of stepi alternating between our stub and gdbserver on two programs (stepiVs.ts). */
 const STEPI_VS = { rounds: 7, steps: 300, continues: 20 };
 
-async function stepiAgainstGdbserver(width: 32 | 64, log: (m: string) => void, res: Results): Promise<Figure[]> {
+/** On a 64-bit sim only: gdbserver's programs are x86-64. */
+async function stepiAgainstGdbserver(log: (m: string) => void, res: Results): Promise<Figure[]> {
   log('sim: stepi alternating with gdbserver (C, and the same in assembly), our stub in its own process');
-  const sv = await stepiSides(width === 64 ? ['c', 'asm'] : ['c'], width, log);
+  const sv = await stepiSides(['c', 'asm'], 64, log);
   try {
     const r = await alternateStepi(sv.sides, STEPI_VS.rounds, STEPI_VS.steps, STEPI_VS.continues, log);
     for (const [key, t] of Object.entries(r.packets)) res.profile.packets[`stepi, alternating: ${key}`] = t;

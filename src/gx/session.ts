@@ -355,15 +355,18 @@ export class Session implements HandlerContext {
     if (reply instanceof Framed) {
       // (Only when logging: the text of every reply would be built for nothing.)
       if (logPkt.enabled) logPkt('-> %s', reply.bytes.length > 200 ? reply.bytes.subarray(1, 200).toString('latin1') + '...' : reply.bytes.toString('latin1'));
-      this.lastSent = reply.bytes;
-      this.sock.write(reply.bytes);
-      this.replyPoll?.sent();
+      this.put(reply.bytes);
       return;
     }
     let payload = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
     if (rle && payload.length > 8) payload = rleEncode(payload);
     const framed = frame(payload);
     if (logPkt.enabled) logPkt('-> %s', payload.length > 200 ? payload.subarray(0, 200).toString('latin1') + '...' : payload.toString('latin1'));
+    this.put(framed);
+  }
+
+  /** A framed reply onto the wire: kept for a retransmit, and the reply poller told. */
+  private put(framed: Buffer): void {
     this.lastSent = framed;
     this.sock.write(framed);
     this.replyPoll?.sent();

@@ -2,15 +2,14 @@
 // the guest's periodic timer, then sleeps in hlt until the next one, and the simulated
 // Xen's run loop sleeps with it. So `gdbsx --sim` left alone costs next to nothing.
 import { strict as assert } from 'assert';
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import fs from 'fs';
-import path from 'path';
 import { sleep, startGuest, TestGuest, waitFor } from './helpers';
+import { serveStub } from '../support/stubProcess';
 
 const HLT = 0xf4;
 const STI = 0xfb;
 const CLI = 0xfa;
-const ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15). */
 function cpuSeconds(pid: number, clkTck: number): number {
@@ -18,17 +17,6 @@ function cpuSeconds(pid: number, clkTck: number): number {
   // The command name (field 2) is in parentheses and may hold spaces: count from after it.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / clkTck;
-}
-
-/** Spawn `gdbsx --sim` and wait for it to listen. */
-async function startSimStub(): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'gdbsx'), '--sim', '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  p.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  await waitFor(() => /listening on/.test(out) || p.exitCode !== null, 'gdbsx --sim to listen', 20000);
-  assert.match(out, /listening on/, out);
-  return p;
 }
 
 function counter(g: TestGuest, width: 32 | 64): bigint {
@@ -46,9 +34,9 @@ describe('sim: an idle demo guest halts until the timer', function () {
   it('`gdbsx --sim` with no gdb attached uses a small fraction of one core', async function () {
     if (!fs.existsSync('/proc/self/stat')) this.skip();
     const clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    const p = await startSimStub();
+    const stub = await serveStub(['--sim', '--port', '0']);
     try {
-      const pid = p.pid ?? 0;
+      const pid = stub.proc.pid ?? 0;
       await sleep(500); // past start-up (module loading, the JIT)
       const cpu0 = cpuSeconds(pid, clkTck);
       const t0 = process.hrtime.bigint();
@@ -59,9 +47,7 @@ describe('sim: an idle demo guest halts until the timer', function () {
       // A guest run flat out takes a whole core (~100%); halted between 100 Hz ticks, a few per cent.
       assert.ok(share < 0.2, `gdbsx --sim used ${(share * 100).toFixed(0)}% of a core over ${wall.toFixed(1)} s with no gdb attached`);
     } finally {
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await exited;
+      await stub.stop();
     }
   });
 
